@@ -1,0 +1,40 @@
+"""Input data: sources yield ``{"image", "label"}``, augment makes views, pipeline batches.
+
+The individual augmentation ops (crop, jitter, blur, ...) stay in
+``tf_simclr.data.augment``; only its entry points are re-exported here.
+"""
+
+from tf_simclr.data.augment import AugmentConfig, eval_view, simclr_view, two_views
+from tf_simclr.data.pipeline import eval_dataset, pretrain_dataset, steps_per_epoch
+from tf_simclr.data.sources import (
+    FOLDER_LAYOUT,
+    IMAGE_EXTENSIONS,
+    IMAGE_FOLDER,
+    SKIP_REASONS,
+    DataError,
+    Source,
+    image_folder_source,
+    make_source,
+    scan_image_folder,
+    tfds_source,
+)
+
+__all__ = [
+    "FOLDER_LAYOUT",
+    "IMAGE_EXTENSIONS",
+    "IMAGE_FOLDER",
+    "SKIP_REASONS",
+    "AugmentConfig",
+    "DataError",
+    "Source",
+    "eval_dataset",
+    "eval_view",
+    "image_folder_source",
+    "make_source",
+    "pretrain_dataset",
+    "scan_image_folder",
+    "simclr_view",
+    "steps_per_epoch",
+    "tfds_source",
+    "two_views",
+]

@@ -1,0 +1,147 @@
+"""Tests for tf_simclr.data.pipeline on a tiny in-memory source."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_simclr.data import pipeline
+from tf_simclr.data.augment import AugmentConfig
+from tf_simclr.data.sources import DataError, Source
+
+SIZE = 8
+NUM = 10
+
+
+def _source(num=NUM, labeled=True) -> Source:
+    """``num`` random 16x16 RGB images; label i for image i (or -1)."""
+    images = np.random.default_rng(0).integers(0, 256, (num, 16, 16, 3), dtype=np.uint8)
+    labels = np.arange(num, dtype=np.int64) if labeled else np.full(num, -1, np.int64)
+    dataset = tf.data.Dataset.from_tensor_slices({"image": images, "label": labels})
+    return Source(
+        dataset=dataset,
+        num_examples=num,
+        num_classes=num if labeled else 0,
+        class_names=tuple(str(i) for i in range(num)) if labeled else (),
+        name="synthetic",
+        split="train",
+    )
+
+
+def _cfg():
+    return AugmentConfig(image_size=SIZE)
+
+
+def _labels(ds, num_batches):
+    return [b["label"].numpy().tolist() for b in ds.take(num_batches)]
+
+
+def test_pretrain_batches_shapes_dtypes_range():
+    ds = pipeline.pretrain_dataset(_source(), _cfg(), batch_size=4, seed=0)
+    spec = ds.element_spec
+    assert set(spec) == {"view1", "view2", "label"}
+    assert spec["view1"].shape == (4, SIZE, SIZE, 3) and spec["view1"].dtype == tf.float32
+    assert spec["view2"].shape == (4, SIZE, SIZE, 3) and spec["view2"].dtype == tf.float32
+    assert spec["label"].shape == (4,) and spec["label"].dtype == tf.int64
+    for batch in ds.take(3):  # 12 images > 10 examples: repeat is on by default
+        for key in ("view1", "view2"):
+            views = batch[key].numpy()
+            assert views.shape == (4, SIZE, SIZE, 3)
+            assert views.min() >= 0.0 and views.max() <= 1.0
+        # Two independent augmentations of the same image are not identical.
+        assert np.abs(batch["view1"].numpy() - batch["view2"].numpy()).max() > 1e-3
+
+
+def test_pretrain_one_epoch_passes_every_label_once():
+    ds = pipeline.pretrain_dataset(
+        _source(), _cfg(), batch_size=4, seed=0, repeat=False, drop_remainder=False
+    )
+    batches = _labels(ds, 10)
+    assert [len(b) for b in batches] == [4, 4, 2]
+    labels = sum(batches, [])
+    assert sorted(labels) == list(range(NUM))
+    assert labels != list(range(NUM))  # shuffled (fixed seed, so not flaky)
+
+
+def test_pretrain_drop_remainder():
+    ds = pipeline.pretrain_dataset(_source(), _cfg(), batch_size=4, seed=0, repeat=False)
+    assert [len(b) for b in _labels(ds, 10)] == [4, 4]
+
+
+def test_pretrain_unlabeled_passes_minus_one():
+    ds = pipeline.pretrain_dataset(_source(labeled=False), _cfg(), batch_size=5, seed=0)
+    assert _labels(ds, 2) == [[-1] * 5, [-1] * 5]
+
+
+def test_pretrain_seeded_shuffle_is_reproducible():
+    def first_batches(seed):
+        ds = pipeline.pretrain_dataset(_source(), _cfg(), batch_size=5, seed=seed)
+        return _labels(ds, 6)  # three epochs
+
+    run = first_batches(1)
+    assert run == first_batches(1)
+    assert run != first_batches(2)
+    epochs = [sum(run[i : i + 2], []) for i in (0, 2, 4)]
+    assert all(sorted(e) == list(range(NUM)) for e in epochs)
+    assert epochs[0] != epochs[1] or epochs[1] != epochs[2]  # reshuffled each epoch
+
+
+def test_pretrain_cache_keeps_views_fresh():
+    ds = pipeline.pretrain_dataset(
+        _source(), _cfg(), batch_size=NUM, seed=0, cache=True, repeat=False
+    )
+
+    def views_by_label():
+        (batch,) = list(ds)
+        order = np.argsort(batch["label"].numpy())
+        return batch["view1"].numpy()[order]
+
+    first, second = views_by_label(), views_by_label()
+    assert first.shape == (NUM, SIZE, SIZE, 3)
+    assert np.abs(first - second).max() > 1e-3  # cached images, new augmentations
+
+
+def test_pretrain_batch_larger_than_split():
+    with pytest.raises(DataError) as info:
+        pipeline.pretrain_dataset(_source(), _cfg(), batch_size=NUM + 1)
+    assert info.value.flag == "train_batch_size"
+    assert str(info.value).startswith(f"--train_batch_size={NUM + 1}: ")
+    assert str(NUM) in str(info.value)
+    # Without drop_remainder a single partial batch is allowed.
+    ds = pipeline.pretrain_dataset(
+        _source(), _cfg(), batch_size=NUM + 1, repeat=False, drop_remainder=False
+    )
+    assert [len(b) for b in _labels(ds, 5)] == [NUM]
+
+
+def test_eval_dataset_keeps_order_and_remainder():
+    ds = pipeline.eval_dataset(_source(), SIZE, batch_size=4)
+    spec = ds.element_spec
+    assert set(spec) == {"image", "label"}
+    assert spec["image"].shape.as_list() == [None, SIZE, SIZE, 3]
+    assert spec["image"].dtype == tf.float32 and spec["label"].dtype == tf.int64
+    batches = list(ds)
+    assert [b["label"].numpy().tolist() for b in batches] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    images = np.concatenate([b["image"].numpy() for b in batches])
+    assert images.shape == (NUM, SIZE, SIZE, 3)
+    assert images.min() >= 0.0 and images.max() <= 1.0
+    again = np.concatenate([b["image"].numpy() for b in pipeline.eval_dataset(_source(), SIZE, 4)])
+    np.testing.assert_array_equal(images, again)  # deterministic preprocessing
+
+
+def test_eval_dataset_cache():
+    ds = pipeline.eval_dataset(_source(), SIZE, batch_size=3, cache=True)
+    first = [b["label"].numpy().tolist() for b in ds]
+    assert (
+        first == [b["label"].numpy().tolist() for b in ds] == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]
+    )
+
+
+def test_steps_per_epoch():
+    assert pipeline.steps_per_epoch(10, 4) == 2
+    assert pipeline.steps_per_epoch(8, 4) == 2
+    with pytest.raises(DataError) as info:
+        pipeline.steps_per_epoch(3, 4)
+    assert info.value.flag == "train_batch_size"
+    with pytest.raises(DataError) as info:
+        pipeline.steps_per_epoch(3, 4, flag="eval_batch_size")
+    assert info.value.flag == "eval_batch_size"

@@ -1,0 +1,141 @@
+"""Input pipelines: a `Source` in, batched `tf.data.Dataset`s out.
+
+Pretraining batches hold two augmented views of every image
+(``{"view1", "view2", "label"}``, SimCLR section 2.1); evaluation batches hold
+one centre-cropped image (``{"image", "label"}``). Which dataset the examples
+come from is the source's business; how they are augmented is
+``tf_simclr.data.augment``'s. Batch sizes are global: under a
+``tf.distribute`` strategy Keras splits each batch across the replicas.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from tf_simclr.data.augment import AugmentConfig, eval_view, two_views
+from tf_simclr.data.sources import DataError, Source
+
+_MIN_SHUFFLE_BUFFER = 1000
+
+
+def steps_per_epoch(num_examples: int, batch_size: int, flag: str = "train_batch_size") -> int:
+    """Full batches per pass over ``num_examples`` (the remainder is dropped).
+
+    Raises:
+      DataError: naming ``flag`` when the batch is larger than the split.
+    """
+    if batch_size < 1:
+        raise DataError(flag, "must be a positive integer", batch_size)
+    steps = num_examples // batch_size
+    if steps == 0:
+        raise DataError(
+            flag,
+            f"larger than the {num_examples} examples in the split; "
+            f"use at most {num_examples} or a larger split",
+            batch_size,
+        )
+    return steps
+
+
+def pretrain_dataset(
+    source: Source,
+    augment_cfg: AugmentConfig,
+    batch_size: int,
+    *,
+    shuffle_buffer: int | None = None,
+    seed: int | None = None,
+    cache: bool = False,
+    drop_remainder: bool = True,
+    repeat: bool = True,
+) -> tf.data.Dataset:
+    """Batches of two augmented views per image for contrastive pretraining.
+
+    Args:
+      source: un-augmented examples.
+      augment_cfg: the SimCLR augmentation settings; ``image_size`` is S.
+      batch_size: global batch size B (number of images, so 2B views).
+      shuffle_buffer: examples in the shuffle buffer; default
+        ``min(num_examples, max(10 * batch_size, 1000))``.
+      seed: shuffle seed. With a seed the pipeline keeps element order
+        deterministic; without one it lets parallel map calls finish out of
+        order, which is faster and harmless when nothing is reproducible anyway.
+      cache: keep the decoded, un-augmented examples in memory after the first
+        pass. The cache sits before augmentation so every epoch still draws
+        fresh views; only use it when the decoded split fits in RAM.
+      drop_remainder: drop the last partial batch so every batch has B images
+        (a smaller final batch would change the number of negatives).
+      repeat: repeat forever (size training with ``steps_per_epoch``).
+
+    Returns:
+      A dataset of ``{"view1": float32 [B, S, S, 3] in [0, 1], "view2": same,
+      "label": int64 [B]}`` (label -1 when unlabeled).
+
+    Raises:
+      DataError: (flag ``train_batch_size``) if ``batch_size`` is not positive,
+        or if ``drop_remainder`` and the split has fewer than B examples.
+    """
+    if batch_size < 1:
+        raise DataError("train_batch_size", "must be a positive integer", batch_size)
+    if drop_remainder and source.num_examples < batch_size:
+        raise DataError(
+            "train_batch_size",
+            f"larger than the {source.num_examples} examples in {source.name} "
+            f"split {source.split!r}; no full batch could be formed",
+            batch_size,
+        )
+    if shuffle_buffer is None:
+        shuffle_buffer = min(source.num_examples, max(10 * batch_size, _MIN_SHUFFLE_BUFFER))
+
+    ds = source.dataset
+    if cache:
+        ds = ds.cache()
+    ds = ds.shuffle(max(1, shuffle_buffer), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.map(lambda ex: two_views(ex, augment_cfg), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    ds = ds.prefetch(tf.data.AUTOTUNE)
+
+    if seed is None:
+        # Unseeded runs let parallel map calls finish out of order (faster, and
+        # nothing is reproducible anyway). Seeded runs keep tf.data's default
+        # deterministic order so that a seed reproduces the same batches.
+        options = tf.data.Options()
+        options.deterministic = False
+        ds = ds.with_options(options)
+    return ds
+
+
+def eval_dataset(
+    source: Source,
+    image_size: int,
+    batch_size: int,
+    *,
+    cache: bool = False,
+) -> tf.data.Dataset:
+    """Batches of centre-cropped images for linear evaluation or inference.
+
+    Order follows the source; no shuffling or repetition, and the last partial
+    batch is kept so every example is evaluated exactly once.
+
+    Args:
+      source: un-augmented examples.
+      image_size: output side S.
+      batch_size: global batch size B.
+      cache: keep the decoded examples in memory after the first pass (before
+        the deterministic preprocessing, for the same memory as pretraining).
+
+    Returns:
+      A dataset of ``{"image": float32 [B, S, S, 3] in [0, 1], "label": int64 [B]}``.
+    """
+    if batch_size < 1:
+        raise DataError("eval_batch_size", "must be a positive integer", batch_size)
+    ds = source.dataset
+    if cache:
+        ds = ds.cache()
+    ds = ds.map(
+        lambda ex: {"image": eval_view(ex["image"], image_size), "label": ex["label"]},
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+    ds = ds.batch(batch_size, drop_remainder=False)
+    return ds.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,400 @@
+"""Data sources: un-augmented examples from TFDS or from a folder of images.
+
+A source yields examples ``{"image": uint8 [H, W, 3], "label": int64 []}`` in a
+fixed order (no shuffling beyond optional file-level shuffling, no repeat).
+``label`` is ``-1`` when the data has no labels. Augmentation, shuffling,
+batching and repetition are the pipeline's job (``tf_simclr.data.pipeline``),
+so adding a dataset means adding a source and nothing else.
+
+Every user-facing problem (unknown dataset, missing folder, bad split) raises
+``DataError``, which names the command-line flag to fix; the CLI turns it into
+exit code 2 with a one-line message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import tensorflow as tf
+import tensorflow_datasets as tfds
+from absl import logging
+
+from tf_simclr.config import ConfigError
+
+IMAGE_FOLDER = "image_folder"
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+FOLDER_LAYOUT = "<data_dir>/<split>/<label>/<image> or <data_dir>/<split>/<image>"
+
+# Keys of the `skipped` dict returned by `scan_image_folder`, in report order.
+SKIP_REASONS = ("empty", "not_image", "bad_header", "unreadable", "outside_class")
+_SKIP_WORDS = {
+    "empty": "empty",
+    "not_image": "not an image",
+    "bad_header": "bad header",
+    "unreadable": "unreadable",
+    "outside_class": "outside class folders",
+}
+_HEADER_BYTES = 16
+
+
+class DataError(ConfigError):
+    """A data problem the user fixes by changing one command-line flag.
+
+    Attributes:
+      flag: the flag name without dashes, e.g. ``"data_dir"``.
+      value: the offending flag value, or None when it is unset or irrelevant.
+      message: one line saying what is wrong and what is expected.
+    """
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """Un-augmented examples and what is known about them.
+
+    Attributes:
+      dataset: yields ``{"image": uint8 [H, W, 3], "label": int64 []}``; not
+        shuffled (except optional file-level shuffling) and not repeated.
+      num_examples: examples in the split. For image folders this counts files
+        that passed the header check; a file that still fails to decode is
+        dropped while iterating, so the dataset can yield slightly fewer.
+      num_classes: number of classes, 0 when unlabeled (then every label is -1).
+      class_names: one name per class index; empty when unlabeled.
+      name: the dataset name (a TFDS name or ``"image_folder"``).
+      split: the split as requested, e.g. ``"train[:10%]"``.
+    """
+
+    dataset: tf.data.Dataset
+    num_examples: int
+    num_classes: int
+    class_names: tuple[str, ...]
+    name: str
+    split: str
+
+
+def _one_line(err: BaseException, limit: int = 300) -> str:
+    """The error message on one line, shortened to ``limit`` characters."""
+    line = " ".join(str(err).split()) or type(err).__name__
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+# ---------------------------------------------------------------------------
+# TFDS
+# ---------------------------------------------------------------------------
+
+
+def _to_rgb(image: tf.Tensor, channels: int | None) -> tf.Tensor:
+    """Returns uint8 [H, W, 3] from an image with 1, 3 or 4 channels."""
+    if channels == 3:
+        return image
+    if channels == 1:
+        return tf.tile(image, [1, 1, 3])
+    if channels == 4:
+        return image[..., :3]  # drop alpha
+    # Channel count only known at run time.
+    return tf.cond(
+        tf.equal(tf.shape(image)[-1], 1),
+        lambda: tf.tile(image, [1, 1, 3]),
+        lambda: image[..., :3],
+    )
+
+
+def tfds_source(
+    name: str,
+    split: str,
+    data_dir: str | None = None,
+    shuffle_files: bool = False,
+    seed: int | None = None,
+    split_flag: str = "train_split",
+) -> Source:
+    """Any TFDS image dataset with an ``image`` feature (and optionally ``label``).
+
+    Args:
+      name: TFDS name, optionally with config and version (``"cifar10"``,
+        ``"imagenet2012:5.1.0"``).
+      split: a TFDS split, slicing allowed (``"train[:10%]"``, ``"train+test"``).
+      data_dir: TFDS data directory; None uses the TFDS default (~/tensorflow_datasets).
+      shuffle_files: shuffle the order of the record files (TFDS stores each
+        split in shards); cheap, and needed for large datasets whose shuffle
+        buffer holds only a small fraction of the split.
+      seed: file-shuffling seed (only used with ``shuffle_files``).
+      split_flag: the flag blamed for an unknown split (``"train_split"`` or
+        ``"eval_split"``).
+
+    If the dataset is not prepared under ``data_dir`` it is downloaded and
+    prepared; when that fails (e.g. no network) a ``DataError`` names ``data_dir``.
+    Single-channel images are tiled to RGB, RGBA images lose their alpha.
+    """
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError:
+        raise DataError(
+            "dataset",
+            f"not a TFDS dataset name (see https://www.tensorflow.org/datasets/catalog); "
+            f"for a folder of images use --dataset={IMAGE_FOLDER}",
+            name,
+        ) from None
+    except (ValueError, AssertionError) as err:  # bad config/version/name syntax
+        raise DataError("dataset", _one_line(err), name) from None
+
+    features = builder.info.features
+    if "image" not in features or not isinstance(features["image"], tfds.features.Image):
+        raise DataError(
+            "dataset",
+            f"has no 'image' feature (features: {', '.join(features.keys())})",
+            name,
+        )
+
+    if not builder.is_prepared():
+        logging.info("TFDS %s is not prepared under %s; preparing it", name, builder.data_dir)
+        try:
+            builder.download_and_prepare()
+        except ImportError:
+            raise  # a broken installation, not a data_dir problem
+        except Exception as err:  # network, manual-download and disk errors all look different
+            raise DataError(
+                "data_dir",
+                f"TFDS dataset {name!r} is not prepared under this directory and could not "
+                f"be downloaded ({type(err).__name__}: {_one_line(err)})",
+                data_dir if data_dir else os.fspath(builder.data_dir_root),
+            ) from None
+
+    read_config = tfds.ReadConfig(shuffle_seed=seed) if shuffle_files else None
+    try:
+        dataset = builder.as_dataset(
+            split=split, shuffle_files=shuffle_files, read_config=read_config
+        )
+    except ValueError as err:  # unknown split or bad slicing syntax
+        raise DataError(split_flag, _one_line(err), split) from None
+
+    num_examples = int(dataset.cardinality())
+    if num_examples < 0:  # unknown cardinality: fall back to the split metadata
+        num_examples = builder.info.splits[split].num_examples
+    if num_examples == 0:
+        raise DataError(split_flag, f"split of {name} has no examples", split)
+
+    label_feature = features["label"] if "label" in features else None
+    if isinstance(label_feature, tfds.features.ClassLabel):
+        num_classes = label_feature.num_classes
+        class_names = tuple(label_feature.names)
+    else:
+        label_feature, num_classes, class_names = None, 0, ()
+
+    channels = features["image"].shape[-1]
+
+    def to_example(ex):
+        label = (
+            tf.cast(ex["label"], tf.int64)
+            if label_feature is not None
+            else tf.constant(-1, tf.int64)
+        )
+        return {"image": _to_rgb(ex["image"], channels), "label": label}
+
+    dataset = dataset.map(to_example, num_parallel_calls=tf.data.AUTOTUNE)
+    logging.info("TFDS %s %s: %d examples, %d classes", name, split, num_examples, num_classes)
+    return Source(
+        dataset=dataset,
+        num_examples=num_examples,
+        num_classes=num_classes,
+        class_names=class_names,
+        name=name,
+        split=split,
+    )
+
+
+# ---------------------------------------------------------------------------
+# Image folder
+# ---------------------------------------------------------------------------
+
+
+def _has_image_magic(header: bytes) -> bool:
+    """True if ``header`` starts like a JPEG, PNG, BMP or GIF file."""
+    return (
+        header.startswith(b"\xff\xd8\xff")  # JPEG
+        or header.startswith(b"\x89PNG\r\n\x1a\n")  # PNG
+        or header.startswith(b"BM")  # BMP
+        or header.startswith((b"GIF87a", b"GIF89a"))  # GIF
+    )
+
+
+def _sorted_entries(path: str) -> list[os.DirEntry]:
+    """Non-hidden directory entries sorted by name (hidden = name starts with '.')."""
+    with os.scandir(path) as it:
+        return sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
+
+
+def _check_file(entry: os.DirEntry) -> str | None:
+    """Returns None for a usable image file, else the skip reason."""
+    if not entry.name.lower().endswith(IMAGE_EXTENSIONS):
+        return "not_image"
+    try:
+        if entry.stat().st_size == 0:
+            return "empty"
+        with open(entry.path, "rb") as f:
+            header = f.read(_HEADER_BYTES)
+    except OSError:
+        return "unreadable"
+    return None if _has_image_magic(header) else "bad_header"
+
+
+def scan_image_folder(
+    split_dir: str,
+) -> tuple[list[str], list[int], tuple[str, ...], dict[str, int]]:
+    """Lists the usable images of one split folder, deterministically.
+
+    Layouts: ``split_dir/<label>/<image>`` (labels are the sorted sub-folder
+    names) or ``split_dir/<image>`` (unlabeled, label -1). The layout is
+    labeled as soon as ``split_dir`` holds a sub-folder; loose files next to
+    class folders are then skipped as ``outside_class``. Class folders are not
+    searched recursively. Hidden entries (name starting with ``.``) are ignored.
+
+    A file is used if its extension is jpg/jpeg/png/bmp/gif (any case), it is
+    not empty and its first bytes are a JPEG/PNG/BMP/GIF signature. The
+    content, not the extension, decides how it is decoded.
+
+    Returns:
+      paths: image paths, sorted by class then file name.
+      labels: class index per path, or -1 per path when unlabeled.
+      class_names: sorted class folder names; empty when unlabeled.
+      skipped: count per reason in ``SKIP_REASONS`` (every key present).
+    """
+    entries = _sorted_entries(split_dir)
+    class_dirs = [e for e in entries if e.is_dir()]
+    skipped = dict.fromkeys(SKIP_REASONS, 0)
+    paths: list[str] = []
+    labels: list[int] = []
+
+    def add_files(files, label):
+        for entry in files:
+            reason = _check_file(entry)
+            if reason is None:
+                paths.append(entry.path)
+                labels.append(label)
+            else:
+                skipped[reason] += 1
+
+    if class_dirs:
+        skipped["outside_class"] = sum(1 for e in entries if e.is_file())
+        for label, class_dir in enumerate(class_dirs):
+            add_files((e for e in _sorted_entries(class_dir.path) if e.is_file()), label)
+        class_names = tuple(e.name for e in class_dirs)
+    else:
+        add_files((e for e in entries if e.is_file()), -1)
+        class_names = ()
+    return paths, labels, class_names, skipped
+
+
+def _decode(path: tf.Tensor, label: tf.Tensor) -> dict[str, tf.Tensor]:
+    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    image.set_shape([None, None, 3])
+    return {"image": image, "label": label}
+
+
+def image_folder_source(
+    root: str,
+    split: str,
+    split_flag: str = "train_split",
+    shuffle_files: bool = False,
+    seed: int | None = None,
+) -> Source:
+    """Images read from ``root/split/<label>/<image>`` or ``root/split/<image>``.
+
+    Args:
+      root: the folder given as ``--data_dir``.
+      split: a sub-folder of ``root`` (no TFDS-style slicing).
+      split_flag: the flag blamed for a missing or empty split folder.
+      shuffle_files: shuffle the file list (full shuffle of the paths, reshuffled
+        every iteration). The scan order is sorted by class, which a bounded
+        shuffle buffer downstream cannot undo, so turn this on for training.
+      seed: seed of the file-list shuffle.
+
+    Decoding happens inside ``tf.data`` (any of JPEG/PNG/BMP/GIF, grayscale or
+    RGBA, always giving uint8 RGB). Files that pass the header check but still
+    fail to decode (e.g. truncated) are dropped by ``ignore_errors``: tf.data
+    logs a warning with the decoder message (not the path) and the epoch goes on.
+    """
+    if not root or not os.path.isdir(root):
+        raise DataError(
+            "data_dir",
+            f"directory does not exist; --dataset={IMAGE_FOLDER} expects {FOLDER_LAYOUT}",
+            root,
+        )
+    if not any(not name.startswith(".") for name in os.listdir(root)):
+        raise DataError(
+            "data_dir",
+            f"directory is empty; --dataset={IMAGE_FOLDER} expects {FOLDER_LAYOUT}",
+            root,
+        )
+    split_dir = os.path.join(root, split)
+    if not os.path.isdir(split_dir):
+        hint = " (TFDS-style slicing is not supported for image folders)" if "[" in split else ""
+        raise DataError(
+            split_flag,
+            f"no folder {split_dir!r}{hint}; --dataset={IMAGE_FOLDER} expects {FOLDER_LAYOUT}",
+            split,
+        )
+
+    paths, labels, class_names, skipped = scan_image_folder(split_dir)
+    total_skipped = sum(skipped.values())
+    details = ", ".join(f"{n} {_SKIP_WORDS[k]}" for k, n in skipped.items() if n)
+    logging.info(
+        "image folder %s: %d images, %d classes, skipped %d%s",
+        split_dir,
+        len(paths),
+        len(class_names),
+        total_skipped,
+        f" ({details})" if details else "",
+    )
+    if not paths:
+        raise DataError(
+            split_flag,
+            f"no usable images in {split_dir!r} (skipped {total_skipped}"
+            f"{': ' + details if details else ''}); expected {FOLDER_LAYOUT} "
+            f"with {'/'.join(e.lstrip('.') for e in IMAGE_EXTENSIONS)} files",
+            split,
+        )
+
+    dataset = tf.data.Dataset.from_tensor_slices(
+        (tf.constant(paths, tf.string), tf.constant(labels, tf.int64))
+    )
+    if shuffle_files:
+        # Paths are tiny, so a full-size buffer costs little memory.
+        dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.map(_decode, num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.ignore_errors(log_warning=True)
+    return Source(
+        dataset=dataset,
+        num_examples=len(paths),
+        num_classes=len(class_names),
+        class_names=class_names,
+        name=IMAGE_FOLDER,
+        split=split,
+    )
+
+
+def make_source(
+    dataset: str,
+    split: str,
+    data_dir: str | None = None,
+    split_flag: str = "train_split",
+    shuffle_files: bool = False,
+    seed: int | None = None,
+) -> Source:
+    """Builds the source named by ``--dataset``: ``"image_folder"`` or a TFDS name."""
+    if dataset == IMAGE_FOLDER:
+        if not data_dir:
+            raise DataError(
+                "data_dir",
+                f"required with --dataset={IMAGE_FOLDER}; expected layout {FOLDER_LAYOUT}",
+            )
+        return image_folder_source(
+            data_dir, split, split_flag=split_flag, shuffle_files=shuffle_files, seed=seed
+        )
+    return tfds_source(
+        dataset,
+        split,
+        data_dir=data_dir or None,
+        shuffle_files=shuffle_files,
+        seed=seed,
+        split_flag=split_flag,
+    )

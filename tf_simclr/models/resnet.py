@@ -1,0 +1,283 @@
+"""ResNet v1 encoder following the official google-research/simclr `resnet.py`.
+
+The encoder maps images to pooled features and nothing else; projection heads
+and classifiers live in `tf_simclr.models.heads`.
+
+Inputs are float images of shape `[B, H, W, 3]` with values in `[0, 1]`. As in
+the reference implementation, SimCLR feeds `[0, 1]` images straight into the
+network without mean/std normalisation (the first BatchNormalization absorbs
+the scale). Outputs are globally average-pooled features `[B, feature_dim]`.
+
+Layer names encode the position in the network so that callers can select
+parameters by path:
+
+- `stem_conv`, `stem_bn`, ... for the stem;
+- `block_group{g}_block{b}_{conv1,bn1,...,shortcut_conv,shortcut_bn,...}` for
+  residual block `b` of stage `g` (g in 1..4), so a stage is selected by the
+  name prefix `block_group{g}` (used to freeze "everything up to block N");
+- every BatchNormalization layer name contains `bn` (LARS excludes BN
+  variables from weight decay and trust-ratio adaptation by path).
+
+Deviations from the reference, all deliberate:
+
+- Selective-kernel (SK) convolutions of SimCLRv2's ResNet-SK are not
+  implemented (`sk_ratio=0` in the reference).
+- The width multiplier may be fractional (e.g. 0.125) so tests and smoke runs
+  can use tiny networks; channels are `max(1, round(base * width_multiplier))`.
+  The reference only uses integer multipliers, for which this is identical.
+- The reference's `stop_gradient` after block group N (fine-tuning) is not
+  built into the graph; callers freeze layers by the `block_group{g}` prefix.
+"""
+
+from __future__ import annotations
+
+import keras
+
+# Blocks per stage for each supported depth (He et al. 2016, Table 1; the
+# 200-layer layout follows the SimCLR reference).
+BLOCKS_PER_GROUP: dict[int, tuple[int, int, int, int]] = {
+    18: (2, 2, 2, 2),
+    34: (3, 4, 6, 3),
+    50: (3, 4, 6, 3),
+    101: (3, 4, 23, 3),
+    152: (3, 8, 36, 3),
+    200: (3, 24, 36, 3),
+}
+# Depths below this use the basic (two 3x3 convs) block, others the bottleneck.
+_MIN_BOTTLENECK_DEPTH = 50
+_GROUP_FILTERS = (64, 128, 256, 512)
+_GROUP_STRIDES = (1, 2, 2, 2)
+_STEM_FILTERS = 64
+_BOTTLENECK_EXPANSION = 4
+
+
+def min_image_size(cifar_stem: bool) -> int:
+    """Smallest input height/width the encoder is meant to be used with.
+
+    The CIFAR stem keeps full resolution and the three strided stages divide it
+    by 8; the ImageNet stem (stride-2 conv + stride-2 max-pool) divides by 32.
+    Below these sizes the last stage would see less than one pixel per output
+    position. Checking the size is left to the caller.
+    """
+    return 8 if cifar_stem else 32
+
+
+def scaled_channels(base: int, width_multiplier: float) -> int:
+    """Number of channels for a layer with `base` channels at width 1."""
+    return max(1, int(round(base * width_multiplier)))
+
+
+@keras.saving.register_keras_serializable(package="tf_simclr")
+class ResNet(keras.Model):
+    """ResNet v1 encoder (SimCLR reference variant) returning pooled features.
+
+    Args:
+        depth: One of 18, 34, 50, 101, 152, 200. 18 and 34 use basic blocks,
+            50 and deeper use bottleneck blocks.
+        width_multiplier: Channel multiplier (> 0); 1.0 is the standard ResNet,
+            SimCLR also uses 2 and 4. Fractions give tiny test networks.
+        cifar_stem: If True, the stem is a 3x3 stride-1 conv without max-pool
+            (SimCLR paper, Appendix B.9, CIFAR-10); else the ImageNet stem
+            (7x7 stride-2 conv + 3x3 stride-2 max-pool).
+        batch_norm_decay: BatchNormalization momentum for the moving
+            statistics (reference default 0.9).
+        batch_norm_epsilon: BatchNormalization epsilon (reference 1e-5).
+        synchronized_bn: If True, every BatchNormalization is created with
+            `synchronized=True`, i.e. batch statistics are aggregated across
+            replicas under a `tf.distribute` strategy ("global BN", SimCLR
+            paper Section 2.3).
+        name: Model name.
+
+    Call:
+        images: float `[B, H, W, 3]` in `[0, 1]`, H and W at least
+            `min_image_size(cifar_stem)`.
+        Returns float `[B, feature_dim]`.
+
+    Attributes:
+        feature_dim: Channels of the output, `512 * w` for depths 18/34 and
+            `2048 * w` for 50 and deeper (w = width multiplier).
+    """
+
+    def __init__(
+        self,
+        depth: int,
+        width_multiplier: float = 1.0,
+        cifar_stem: bool = False,
+        batch_norm_decay: float = 0.9,
+        batch_norm_epsilon: float = 1e-5,
+        synchronized_bn: bool = False,
+        name: str = "resnet",
+        **kwargs,
+    ):
+        if depth not in BLOCKS_PER_GROUP:
+            raise ValueError(
+                f"Unsupported ResNet depth {depth!r}; allowed depths are "
+                f"{sorted(BLOCKS_PER_GROUP)}."
+            )
+        if not width_multiplier > 0:
+            raise ValueError(f"`width_multiplier` must be > 0, got {width_multiplier!r}.")
+        if not 0.0 <= batch_norm_decay <= 1.0:
+            raise ValueError(f"`batch_norm_decay` must be in [0, 1], got {batch_norm_decay!r}.")
+        if not batch_norm_epsilon > 0:
+            raise ValueError(f"`batch_norm_epsilon` must be > 0, got {batch_norm_epsilon!r}.")
+
+        bottleneck = depth >= _MIN_BOTTLENECK_DEPTH
+        builder = _Builder(
+            width_multiplier=width_multiplier,
+            batch_norm_decay=batch_norm_decay,
+            batch_norm_epsilon=batch_norm_epsilon,
+            synchronized_bn=synchronized_bn,
+        )
+
+        # === Functional model ===
+        inputs = keras.Input(shape=(None, None, 3), name="images")
+        x = builder.stem(inputs, cifar_stem)
+        for group, (num_blocks, base_filters, stride) in enumerate(
+            zip(BLOCKS_PER_GROUP[depth], _GROUP_FILTERS, _GROUP_STRIDES, strict=True), start=1
+        ):
+            block_fn = builder.bottleneck_block if bottleneck else builder.basic_block
+            for block in range(num_blocks):
+                x = block_fn(
+                    x,
+                    filters=scaled_channels(base_filters, width_multiplier),
+                    # The reference strides only the first block of a group and
+                    # gives it a projection shortcut even when the shapes
+                    # already match (group 1 of ResNet-18/34).
+                    strides=stride if block == 0 else 1,
+                    use_projection=block == 0,
+                    prefix=f"block_group{group}_block{block}_",
+                )
+        outputs = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        super().__init__(inputs=inputs, outputs=outputs, name=name, **kwargs)
+
+        # === Config ===
+        self.depth = depth
+        self.width_multiplier = width_multiplier
+        self.cifar_stem = cifar_stem
+        self.batch_norm_decay = batch_norm_decay
+        self.batch_norm_epsilon = batch_norm_epsilon
+        self.synchronized_bn = synchronized_bn
+        expansion = _BOTTLENECK_EXPANSION if bottleneck else 1
+        self.feature_dim = expansion * scaled_channels(_GROUP_FILTERS[-1], width_multiplier)
+
+    def get_config(self) -> dict:
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "depth": self.depth,
+            "width_multiplier": self.width_multiplier,
+            "cifar_stem": self.cifar_stem,
+            "batch_norm_decay": self.batch_norm_decay,
+            "batch_norm_epsilon": self.batch_norm_epsilon,
+            "synchronized_bn": self.synchronized_bn,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict, custom_objects=None) -> ResNet:
+        return cls(**config)
+
+
+class _Builder:
+    """Creates the layers of one ResNet with shared BN/width settings."""
+
+    def __init__(
+        self,
+        width_multiplier: float,
+        batch_norm_decay: float,
+        batch_norm_epsilon: float,
+        synchronized_bn: bool,
+    ):
+        self.width_multiplier = width_multiplier
+        self.batch_norm_decay = batch_norm_decay
+        self.batch_norm_epsilon = batch_norm_epsilon
+        self.synchronized_bn = synchronized_bn
+
+    def conv(self, x, filters: int, kernel_size: int, strides: int, name: str):
+        """Conv without bias using the reference's "fixed padding".
+
+        For strides > 1 the input is zero-padded by `kernel_size - 1` in total
+        (`(kernel_size - 1) // 2` before) and the conv uses VALID padding, so
+        the padding does not depend on the input size; stride 1 uses SAME.
+        """
+        if strides > 1:
+            pad_total = kernel_size - 1
+            if pad_total > 0:
+                pad_begin = pad_total // 2
+                pad_end = pad_total - pad_begin
+                x = keras.layers.ZeroPadding2D(
+                    padding=((pad_begin, pad_end), (pad_begin, pad_end)), name=f"{name}_pad"
+                )(x)
+            padding = "valid"
+        else:
+            padding = "same"
+        return keras.layers.Conv2D(
+            filters,
+            kernel_size,
+            strides=strides,
+            padding=padding,
+            use_bias=False,
+            # The reference uses tf.keras VarianceScaling() with its defaults
+            # (scale 1, fan_in, truncated normal).
+            kernel_initializer=keras.initializers.VarianceScaling(),
+            name=name,
+        )(x)
+
+    def batch_norm(self, x, name: str, zero_gamma: bool = False):
+        """BatchNormalization; `zero_gamma` starts a residual branch at zero."""
+        return keras.layers.BatchNormalization(
+            axis=-1,
+            momentum=self.batch_norm_decay,
+            epsilon=self.batch_norm_epsilon,
+            center=True,
+            scale=True,
+            gamma_initializer="zeros" if zero_gamma else "ones",
+            synchronized=self.synchronized_bn,
+            name=name,
+        )(x)
+
+    def stem(self, x, cifar_stem: bool):
+        filters = scaled_channels(_STEM_FILTERS, self.width_multiplier)
+        if cifar_stem:
+            x = self.conv(x, filters, kernel_size=3, strides=1, name="stem_conv")
+        else:
+            x = self.conv(x, filters, kernel_size=7, strides=2, name="stem_conv")
+        x = self.batch_norm(x, name="stem_bn")
+        x = keras.layers.Activation("relu", name="stem_relu")(x)
+        if not cifar_stem:
+            x = keras.layers.MaxPooling2D(pool_size=3, strides=2, padding="same", name="stem_pool")(
+                x
+            )
+        return x
+
+    def shortcut(self, x, filters: int, strides: int, use_projection: bool, prefix: str):
+        if not use_projection:
+            return x
+        x = self.conv(x, filters, kernel_size=1, strides=strides, name=f"{prefix}shortcut_conv")
+        return self.batch_norm(x, name=f"{prefix}shortcut_bn")
+
+    def basic_block(self, x, filters: int, strides: int, use_projection: bool, prefix: str):
+        """Two 3x3 convs (stride on the first); output has `filters` channels."""
+        shortcut = self.shortcut(x, filters, strides, use_projection, prefix)
+        x = self.conv(x, filters, kernel_size=3, strides=strides, name=f"{prefix}conv1")
+        x = self.batch_norm(x, name=f"{prefix}bn1")
+        x = keras.layers.Activation("relu", name=f"{prefix}relu1")(x)
+        x = self.conv(x, filters, kernel_size=3, strides=1, name=f"{prefix}conv2")
+        # Zero gamma: the block starts as relu(shortcut) (Goyal et al. 2017).
+        x = self.batch_norm(x, name=f"{prefix}bn2", zero_gamma=True)
+        x = keras.layers.Add(name=f"{prefix}add")([x, shortcut])
+        return keras.layers.Activation("relu", name=f"{prefix}out")(x)
+
+    def bottleneck_block(self, x, filters: int, strides: int, use_projection: bool, prefix: str):
+        """1x1 -> 3x3 (strided) -> 1x1 with `4 * filters` output channels."""
+        filters_out = _BOTTLENECK_EXPANSION * filters
+        shortcut = self.shortcut(x, filters_out, strides, use_projection, prefix)
+        x = self.conv(x, filters, kernel_size=1, strides=1, name=f"{prefix}conv1")
+        x = self.batch_norm(x, name=f"{prefix}bn1")
+        x = keras.layers.Activation("relu", name=f"{prefix}relu1")(x)
+        x = self.conv(x, filters, kernel_size=3, strides=strides, name=f"{prefix}conv2")
+        x = self.batch_norm(x, name=f"{prefix}bn2")
+        x = keras.layers.Activation("relu", name=f"{prefix}relu2")(x)
+        x = self.conv(x, filters_out, kernel_size=1, strides=1, name=f"{prefix}conv3")
+        x = self.batch_norm(x, name=f"{prefix}bn3", zero_gamma=True)
+        x = keras.layers.Add(name=f"{prefix}add")([x, shortcut])
+        return keras.layers.Activation("relu", name=f"{prefix}out")(x)

@@ -15,3 +15,38 @@ _cpus = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(
     _cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(4)]
 )
+
+import pathlib  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+
+def write_image_folder(root, split="train", classes=("cat", "dog"), per_class=8, size=16, seed=0):
+    """Writes root/split/<class>/<i>.jpg colour images (class-dependent tint); returns root."""
+    rng = np.random.default_rng(seed)
+    for c, name in enumerate(classes):
+        folder = pathlib.Path(root, split, name)
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+            pixels[..., c % 3] = 255 - (pixels[..., c % 3] // 4)
+            folder.joinpath(f"{i}.jpg").write_bytes(tf.io.encode_jpeg(pixels).numpy())
+    return pathlib.Path(root)
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    """A tiny labelled image folder: train/{cat,dog}/*.jpg, 16 px, 8 images per class."""
+    return write_image_folder(tmp_path / "images")
+
+
+@pytest.fixture(scope="session")
+def mirrored_strategy():
+    """One 2-replica MirroredStrategy shared by all tests.
+
+    Several MirroredStrategy objects in one process allocate the same collective
+    instance keys, and their all-gathers then collide ("Collective instance 100
+    expected type ..."), so tests share a single instance.
+    """
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])

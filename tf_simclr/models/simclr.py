@@ -1,0 +1,149 @@
+"""The SimCLR Keras model: encoder + projection head + optional linear probe.
+
+Train it with plain `model.fit(dataset)`: `train_step` is overridden to run one
+forward pass over both views, the NT-Xent loss and the online linear probe.
+The dataset yields `{"view1": [B, S, S, 3], "view2": [B, S, S, 3], "label": [B]}`
+float images in [0, 1] (see `tf_simclr.data.pretrain_dataset`).
+
+Any Keras model mapping images to a feature vector `[B, D]` can serve as the
+encoder, e.g. `keras.applications.ResNet50(include_top=False, weights=None,
+pooling="avg")`; `tf_simclr.models.ResNet` is the reference architecture.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from tf_simclr import distribute, losses
+from tf_simclr.models.heads import LinearClassifier, ProjectionHead
+
+
+@keras.saving.register_keras_serializable(package="tf_simclr")
+class SimCLR(keras.Model):
+    """SimCLR pretraining model (Chen et al. 2020, Sec. 2.1; SimCLRv2 head).
+
+    Args:
+      encoder: images `[B, H, W, 3]` in [0, 1] -> features `[B, D]`.
+      head: the projection head g(.) (`ProjectionHead(mode="none")` for the
+        paper's "no projection" ablation).
+      num_classes: classes of the online linear probe; 0 disables the probe
+        (unlabeled data).
+      temperature: NT-Xent temperature tau.
+      hidden_norm: l2-normalise projections (cosine similarity).
+      ft_proj_selector: which output of `head.call_with_hiddens` the probe
+        reads: 0 is the encoder output (the representation the paper
+        evaluates), k > 0 the output of head layer k.
+    """
+
+    def __init__(
+        self,
+        encoder: keras.Model,
+        head: ProjectionHead,
+        num_classes: int = 0,
+        temperature: float = 0.1,
+        hidden_norm: bool = True,
+        ft_proj_selector: int = 0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        if num_classes < 0:
+            raise ValueError(f"num_classes must be >= 0, got {num_classes}")
+        self.encoder = encoder
+        self.head = head
+        self.num_classes = num_classes
+        self.temperature = temperature
+        self.hidden_norm = hidden_norm
+        self.ft_proj_selector = ft_proj_selector
+        # Named head_supervised like the reference so optimizers can find it by path.
+        self.probe = (
+            LinearClassifier(num_classes, name="head_supervised") if num_classes > 0 else None
+        )
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.contrast_acc = keras.metrics.Mean(name="contrast_acc")
+        self.contrast_entropy = keras.metrics.Mean(name="contrast_entropy")
+        self.probe_loss = keras.metrics.Mean(name="probe_loss")
+        self.probe_acc = keras.metrics.SparseCategoricalAccuracy(name="probe_acc")
+
+    @property
+    def metrics(self):
+        tracked = [self.loss_tracker, self.contrast_acc, self.contrast_entropy]
+        if self.probe is not None:
+            tracked += [self.probe_loss, self.probe_acc]
+        return tracked
+
+    def call(self, images, training=False):
+        """images `[B, H, W, 3]` in [0, 1] -> dict of `embedding` `[B, D]`,
+        `projection` `[B, out_dim]` and, with a probe, `logits` `[B, classes]`."""
+        features = self.encoder(images, training=training)
+        hiddens = self.head.call_with_hiddens(features, training=training)
+        outputs = {"embedding": features, "projection": hiddens[-1]}
+        if self.probe is not None:
+            outputs["logits"] = self.probe(hiddens[self.ft_proj_selector], training=training)
+        return outputs
+
+    def train_step(self, data):
+        view1, view2 = data["view1"], data["view2"]
+        n = tf.shape(view1)[0]
+        with tf.GradientTape() as tape:
+            # One forward pass over both views, so BatchNorm sees all 2N images.
+            features = self.encoder(tf.concat([view1, view2], 0), training=True)
+            hiddens = self.head.call_with_hiddens(features, training=True)
+            proj = hiddens[-1]
+            contrast = losses.nt_xent(
+                proj[:n], proj[n:], temperature=self.temperature, hidden_norm=self.hidden_norm
+            )
+            loss = contrast.loss
+            if self.probe is not None:
+                labels = tf.concat([data["label"], data["label"]], 0)
+                # Stop-gradient: the probe measures the representation without shaping it.
+                logits = self.probe(tf.stop_gradient(hiddens[self.ft_proj_selector]), training=True)
+                logits = tf.cast(logits, tf.float32)
+                probe_loss = tf.reduce_mean(
+                    tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+                )
+                loss = loss + probe_loss
+            # Keras sums gradients over replicas (all-reduce SUM in apply). The loss is a
+            # per-replica mean, so dividing once by the replica count makes the applied
+            # gradient that of the global-batch mean, equal to single-device training.
+            scaled_loss = loss / tf.cast(distribute.num_replicas(), loss.dtype)
+            scaled_loss = self.optimizer.scale_loss(scaled_loss)
+        variables = self.trainable_variables
+        grads = tape.gradient(scaled_loss, variables)
+        learning_rate = self.optimizer.learning_rate  # the rate this step applies
+        self.optimizer.apply(grads, variables)
+
+        self.loss_tracker.update_state(contrast.loss)
+        self.contrast_acc.update_state(
+            losses.contrastive_accuracy(contrast.logits, contrast.labels)
+        )
+        self.contrast_entropy.update_state(losses.contrastive_entropy(contrast.logits))
+        if self.probe is not None:
+            self.probe_loss.update_state(probe_loss)
+            self.probe_acc.update_state(labels, logits)
+        logs = {m.name: m.result() for m in self.metrics}
+        logs["learning_rate"] = learning_rate
+        return logs
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "encoder": keras.saving.serialize_keras_object(self.encoder),
+                "head": keras.saving.serialize_keras_object(self.head),
+                "num_classes": self.num_classes,
+                "temperature": self.temperature,
+                "hidden_norm": self.hidden_norm,
+                "ft_proj_selector": self.ft_proj_selector,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
+        config["head"] = keras.saving.deserialize_keras_object(config["head"])
+        return cls(**config)

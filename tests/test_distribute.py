@@ -13,9 +13,9 @@ from tf_simclr.losses import nt_xent
 from tf_simclr.optim import LARS
 
 
-@pytest.fixture(scope="module")
-def strategy():
-    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+@pytest.fixture
+def strategy(mirrored_strategy):
+    return mirrored_strategy
 
 
 def distribute_shards(strategy, shards):

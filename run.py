@@ -1,0 +1,69 @@
+r"""tf_simclr command line: SimCLR pretraining on TensorFlow 2 / Keras 3.
+
+    python run.py --mode=train --dataset=cifar10 --image_size=32 --resnet_depth=18 \
+        --train_batch_size=512 --train_epochs=1000 --learning_rate=1.0 \
+        --weight_decay=1e-4 --temperature=0.5 --use_blur=False \
+        --color_jitter_strength=0.5 --model_dir=runs/cifar10_r18
+
+Intentionally thin: define the flags (one per field of `tf_simclr.config.Config`),
+build the config, call `tf_simclr.train.run`. Bad input (unknown flag, bad
+value, missing data) prints one line naming the flag and exits with code 2.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags, logging  # noqa: E402
+
+from tf_simclr.config import Config, ConfigError, flag_specs  # noqa: E402
+
+_DEFINE = {
+    str: flags.DEFINE_string,
+    int: flags.DEFINE_integer,
+    float: flags.DEFINE_float,
+    bool: flags.DEFINE_bool,
+}
+for _name, _kind, _default, _help, _choices in flag_specs():
+    if _choices is not None:
+        _help = f"{_help} One of: {', '.join(str(c) for c in _choices)}."
+    _DEFINE[_kind](_name, _default, _help)
+
+FLAGS = flags.FLAGS
+
+
+def usage_error(message: str) -> None:
+    """One line on stderr and exit code 2: the contract for every bad input."""
+    print(f"run.py: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def parse_flags(argv):
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        usage_error(str(e).splitlines()[0])
+
+
+def config_from_flags() -> Config:
+    return Config(**{name: FLAGS[name].value for name, *_ in flag_specs()})
+
+
+def main(argv):
+    if len(argv) > 1:
+        usage_error(f"unexpected positional arguments: {' '.join(argv[1:])}")
+    config = config_from_flags()
+    try:
+        config.validate()
+        from tf_simclr import distribute, train  # TensorFlow starts here.
+
+        distribute.configure_cpu_devices(config.num_cpu_devices)
+        result = train.run(config)
+    except ConfigError as e:
+        usage_error(str(e))
+    logging.info("Done: %s", result)
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=parse_flags)

@@ -1,0 +1,57 @@
+"""Tests of the run configuration: validation messages and the generated flag docs."""
+
+import pathlib
+
+import pytest
+
+from tf_simclr.config import Config, ConfigError, flag_specs, flags_markdown
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_docs_flags_md_matches_the_config():
+    assert (ROOT / "docs" / "flags.md").read_text() == flags_markdown()
+
+
+def test_reference_flag_names_exist():
+    names = {name for name, *_ in flag_specs()}
+    reference = """train_batch_size learning_rate warmup_epochs train_epochs train_steps
+        checkpoint_epochs checkpoint_steps keep_checkpoint_max dataset data_dir train_split
+        eval_split cache_dataset image_size color_jitter_strength use_blur resnet_depth
+        width_multiplier batch_norm_decay global_bn proj_head_mode proj_out_dim
+        num_proj_layers ft_proj_selector temperature hidden_norm optimizer momentum
+        weight_decay learning_rate_scaling lineareval_while_pretraining model_dir mode
+        train_mode""".split()
+    assert set(reference) <= names
+
+
+@pytest.mark.parametrize(
+    "changes, flag",
+    [
+        ({"mode": "bogus"}, "mode"),
+        ({"model_dir": ""}, "model_dir"),
+        ({"train_batch_size": 0}, "train_batch_size"),
+        ({"image_size": 7}, "image_size"),
+        ({"width_multiplier": 0.0}, "width_multiplier"),
+        ({"temperature": -1.0}, "temperature"),
+        ({"ft_proj_selector": 4}, "ft_proj_selector"),
+        ({"proj_head_mode": "none", "ft_proj_selector": 1}, "ft_proj_selector"),
+        ({"train_steps": 0, "train_epochs": 0}, "train_epochs"),
+        ({"use_tpu": True}, "use_tpu"),
+    ],
+)
+def test_validation_names_the_flag(changes, flag):
+    config = Config(model_dir="/tmp/run").replace(**changes)
+    with pytest.raises(ConfigError) as err:
+        config.validate()
+    assert err.value.flag == flag
+    assert str(err.value).startswith(f"--{flag}: ")
+    assert "\n" not in str(err.value)
+
+
+def test_cifar_stem_rule():
+    assert Config(image_size=32).cifar_stem and not Config(image_size=64).cifar_stem
+
+
+def test_defaults_validate():
+    Config(model_dir="/tmp/run").validate()

@@ -1,0 +1,178 @@
+"""End-to-end tests of `run.py`: bad input exits 2 with one line; train, kill, resume."""
+
+import json
+import os
+import pathlib
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TINY = [
+    "--resnet_depth=18",
+    "--width_multiplier=0.125",
+    "--image_size=16",
+    "--train_batch_size=4",
+    "--proj_out_dim=8",
+    "--num_proj_layers=2",
+    "--learning_rate=0.1",
+    "--warmup_epochs=1",
+    "--optimizer=lars",
+    "--color_jitter_strength=0.5",
+    "--use_blur=false",
+    "--train_summary_steps=1",
+    "--verbose=2",
+]
+
+
+def run_cli(args, timeout=300):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=ROOT,
+    )
+
+
+def folder_args(image_folder, model_dir, *extra):
+    return [
+        "--mode=train",
+        "--dataset=image_folder",
+        f"--data_dir={image_folder}",
+        f"--model_dir={model_dir}",
+        *TINY,
+        *extra,
+    ]
+
+
+def tf_latest_step(model_dir):
+    """Step of the latest checkpoint recorded in model_dir/checkpoint."""
+    text = (pathlib.Path(model_dir) / "checkpoint").read_text()
+    return int(re.search(r'model_checkpoint_path: "ckpt-(\d+)"', text).group(1))
+
+
+def listing(path):
+    return sorted((p.name, p.stat().st_mtime_ns) for p in pathlib.Path(path).rglob("*"))
+
+
+@pytest.mark.parametrize(
+    "args, flag",
+    [
+        (["--mode=bogus"], "mode"),
+        (["--no_such_flag=1"], "no_such_flag"),
+        (["--resnet_depth=19"], "resnet_depth"),
+        (["--train_batch_size=notanumber"], "train_batch_size"),
+        (["--proj_head_mode=mlp"], "proj_head_mode"),
+        (["--image_size=4"], "image_size"),
+        (["--optimizer=sgd"], "optimizer"),
+        (["--temperature=0"], "temperature"),
+        (["--dataset=no_such_dataset_xyz"], "dataset"),
+        (["--dataset=image_folder", "--data_dir=/no/such/dir"], "data_dir"),
+        (["--dataset=image_folder", "--data_dir=EMPTY"], "data_dir"),
+        (["--dataset=image_folder", "--data_dir=IMAGES", "--train_split=nope"], "train_split"),
+        (
+            [
+                "--dataset=image_folder",
+                "--data_dir=IMAGES",
+                "--strategy=mirrored",
+                "--num_cpu_devices=2",
+                "--train_batch_size=3",
+            ],
+            "train_batch_size",
+        ),
+    ],
+)
+def test_bad_input_exits_2_with_one_line_and_leaves_model_dir_alone(
+    tmp_path, image_folder, args, flag
+):
+    model_dir = tmp_path / "existing_run"
+    model_dir.mkdir()
+    (model_dir / "keep.txt").write_text("precious")
+    before = listing(model_dir)
+    (tmp_path / "empty").mkdir()
+    args = [
+        a.replace("EMPTY", str(tmp_path / "empty")).replace("IMAGES", str(image_folder))
+        for a in args
+    ]
+    base = [f"--model_dir={model_dir}", "--train_steps=1", "--image_size=16"]
+    proc = run_cli(base + args)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    error_lines = [line for line in proc.stderr.splitlines() if line.startswith("run.py: error")]
+    assert len(error_lines) == 1, proc.stderr[-2000:]
+    assert f"--{flag}" in error_lines[0] or f"'{flag}'" in error_lines[0], error_lines[0]
+    assert "Traceback" not in proc.stderr
+    assert listing(model_dir) == before
+
+
+def test_missing_model_dir_is_a_usage_error():
+    proc = run_cli(["--train_steps=1"])
+    assert proc.returncode == 2
+    assert "--model_dir" in proc.stderr
+
+
+def test_help_lists_reference_flags():
+    proc = run_cli(["--helpfull"])
+    for flag in ("train_batch_size", "learning_rate_scaling", "proj_head_mode", "hidden_norm"):
+        assert f"--{flag}" in proc.stdout or f"--[no]{flag}" in proc.stdout
+
+
+def test_train_on_image_folder_then_resume(tmp_path, image_folder):
+    model_dir = tmp_path / "run"
+    args = folder_args(image_folder, model_dir, "--train_steps=6", "--checkpoint_steps=2")
+    first = run_cli(args[:-2] + ["--train_steps=4", "--checkpoint_steps=2"])
+    assert first.returncode == 0, first.stderr[-3000:]
+    config = json.loads((model_dir / "config.json").read_text())
+    assert config["train_steps"] == 4 and config["dataset"] == "image_folder"
+    assert json.loads((model_dir / "train_result.json").read_text())["global_step"] == 4
+    assert (model_dir / "ckpt-4.index").exists()
+    assert list((model_dir / "train").glob("events.out.tfevents.*"))
+
+    second = run_cli(args)  # the same run extended to 6 steps resumes at 4
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "Resumed from" in second.stderr and "ckpt-4" in second.stderr
+    result = json.loads((model_dir / "train_result.json").read_text())
+    assert result["global_step"] == 6
+    # Learning-rate position continues: the logged LR of the last step is the schedule's
+    # value at step 5 (peak 0.1 * 4/256, warmup 4 steps, cosine to 0 at step 6).
+    import math
+
+    peak = 0.1 * 4 / 256
+    expected = peak * 0.5 * (1 + math.cos(math.pi * (5 - 4) / (6 - 4)))
+    assert result["learning_rate"] == pytest.approx(expected, rel=1e-4, abs=1e-9)
+
+
+def test_sigkill_then_restart_resumes_from_last_checkpoint(tmp_path, image_folder):
+    model_dir = tmp_path / "run"
+    args = folder_args(
+        image_folder, model_dir, "--train_steps=40", "--checkpoint_steps=2", "--verbose=0"
+    )
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "run.py"), *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    state = model_dir / "checkpoint"  # CheckpointManager's record of complete checkpoints
+    deadline = time.time() + 240
+    while not state.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert state.exists(), "no checkpoint was completed before the kill"
+    committed = tf_latest_step(model_dir)
+    assert committed < 40, "the run finished before it could be killed"
+
+    again = run_cli(args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    resumed = re.search(r"Resumed from \S*ckpt-(\d+)", again.stderr)
+    assert resumed and int(resumed.group(1)) >= committed, again.stderr[-2000:]
+    assert json.loads((model_dir / "train_result.json").read_text())["global_step"] == 40

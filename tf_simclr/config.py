@@ -1,0 +1,254 @@
+"""The run configuration: one frozen dataclass, the single source of flag names.
+
+`run.py` turns every field of `Config` into an absl flag of the same name,
+type, default and help text, so `--help`, this file and the docs cannot drift
+apart. Library code below `run.py` never reads flags: `tf_simclr.train.run`
+takes a `Config`, and the building blocks it calls take plain arguments.
+
+Flag names, default meanings and units follow the official SimCLR TF2 code
+(`tf2/run.py` of google-research/simclr), so its README commands work here.
+Deliberate differences from its defaults are marked "(reference: ...)".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+MODES = ("train",)
+TRAIN_MODES = ("pretrain",)
+OPTIMIZERS = ("lars", "momentum", "adam", "adamw")
+LR_SCALINGS = ("linear", "sqrt")
+PROJ_HEAD_MODES = ("none", "linear", "nonlinear")
+RESNET_DEPTHS = (18, 34, 50, 101, 152, 200)
+STRATEGIES = ("auto", "default", "one_device", "mirrored")
+
+
+class ConfigError(ValueError):
+    """A bad flag value: one line naming the flag and what is allowed.
+
+    `run.py` prints it and exits with code 2, before anything is written.
+    """
+
+    def __init__(self, flag: str, message: str, value: object = None):
+        self.flag = flag
+        self.value = value
+        self.message = " ".join(str(message).split())  # always one line
+        prefix = f"--{flag}" if value is None else f"--{flag}={value}"
+        super().__init__(f"{prefix}: {self.message}")
+
+
+def _field(default: Any, help: str, choices: tuple | None = None) -> Any:
+    metadata = {"help": help}
+    if choices is not None:
+        metadata["choices"] = choices
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Everything a run needs. Field name == flag name."""
+
+    # --- What to do -----------------------------------------------------------------
+    mode: str = _field("train", "What to run.", MODES)
+    train_mode: str = _field("pretrain", "pretrain: SimCLR contrastive pretraining.", TRAIN_MODES)
+    model_dir: str = _field(
+        "", "Directory for checkpoints, TensorBoard logs and the resolved config. Required."
+    )
+    seed: int = _field(0, "Seed for shuffling and weight initialisation.")
+
+    # --- Data -----------------------------------------------------------------------
+    dataset: str = _field(
+        "imagenet2012",
+        "A TFDS dataset name (e.g. cifar10, imagenet2012), or `image_folder` to read "
+        "--data_dir/<split>/<label>/<image> files.",
+    )
+    data_dir: str = _field(
+        "", "TFDS data directory, or the root of the image folder for --dataset=image_folder."
+    )
+    train_split: str = _field("train", "Split to train on; TFDS slicing such as train[:10%].")
+    eval_split: str = _field("validation", "Split to evaluate on.")
+    cache_dataset: bool = _field(False, "Cache the decoded dataset in memory.")
+    shuffle_buffer: int = _field(
+        0, "Shuffle buffer in examples; 0 picks max(10 * batch, 1000), capped at the split."
+    )
+    image_size: int = _field(224, "Input image side in pixels. <= 32 selects the CIFAR stem.")
+    color_jitter_strength: float = _field(
+        1.0, "Colour distortion strength s (paper Appendix A; 0.5 for CIFAR)."
+    )
+    use_blur: bool = _field(True, "Gaussian blur augmentation (off for CIFAR in the paper).")
+    use_crop: bool = _field(True, "Random resized crop augmentation (ablations).")
+    use_flip: bool = _field(True, "Horizontal flip augmentation (ablations).")
+    use_color_jitter: bool = _field(True, "Colour jitter augmentation (ablations).")
+    use_grayscale: bool = _field(True, "Random grayscale augmentation (ablations).")
+
+    # --- Model ----------------------------------------------------------------------
+    resnet_depth: int = _field(50, "ResNet depth.", RESNET_DEPTHS)
+    width_multiplier: float = _field(
+        1.0, "ResNet width multiplier; fractions such as 0.5 shrink it."
+    )
+    batch_norm_decay: float = _field(0.9, "BatchNorm moving-average momentum.")
+    global_bn: bool = _field(
+        True, "Synchronise BatchNorm statistics across replicas (global BN, paper Sec. 2.3)."
+    )
+    proj_head_mode: str = _field("nonlinear", "Projection head type.", PROJ_HEAD_MODES)
+    proj_out_dim: int = _field(128, "Output dimension of the projection head.")
+    num_proj_layers: int = _field(
+        3, "Layers in the non-linear projection head (2: SimCLRv1, 3: SimCLRv2)."
+    )
+    ft_proj_selector: int = _field(
+        0, "Which projection-head layer the probe/fine-tuning reads (0: encoder output)."
+    )
+
+    # --- Loss -----------------------------------------------------------------------
+    temperature: float = _field(0.1, "NT-Xent temperature.")
+    hidden_norm: bool = _field(True, "L2-normalise projections (cosine similarity).")
+
+    # --- Optimisation ---------------------------------------------------------------
+    optimizer: str = _field("lars", "Optimizer.", OPTIMIZERS)
+    momentum: float = _field(0.9, "Momentum for lars and momentum optimizers.")
+    weight_decay: float = _field(1e-6, "Weight decay (not on BatchNorm parameters or biases).")
+    learning_rate: float = _field(
+        0.3, "Base learning rate per 256 images (see --learning_rate_scaling)."
+    )
+    learning_rate_scaling: str = _field(
+        "linear", "Peak LR = learning_rate * B/256 (linear) or * sqrt(B) (sqrt).", LR_SCALINGS
+    )
+    warmup_epochs: float = _field(10, "Linear warmup epochs, then cosine decay to 0.")
+    train_batch_size: int = _field(512, "Global batch size (all replicas together).")
+    train_epochs: int = _field(100, "Training epochs (ignored when --train_steps > 0).")
+    train_steps: int = _field(0, "Training steps; overrides --train_epochs when > 0.")
+    lineareval_while_pretraining: bool = _field(
+        True, "Train a linear probe on stop-gradient features during pretraining."
+    )
+
+    # --- Checkpoints and logs -------------------------------------------------------
+    checkpoint_epochs: int = _field(1, "Save a checkpoint every this many epochs.")
+    checkpoint_steps: int = _field(0, "Save every this many steps; overrides epochs when > 0.")
+    keep_checkpoint_max: int = _field(5, "Checkpoints to keep.")
+    train_summary_steps: int = _field(100, "Write TensorBoard scalars every this many steps.")
+    verbose: int = _field(1, "Keras fit verbosity: 0 silent, 1 progress bar, 2 one line/epoch.")
+
+    # --- Distribution ---------------------------------------------------------------
+    strategy: str = _field(
+        "auto",
+        "tf.distribute strategy. auto: MirroredStrategy over all GPUs when there are "
+        "several, else the default strategy.",
+        STRATEGIES,
+    )
+    num_cpu_devices: int = _field(
+        0, "Split the CPU into this many logical devices (testing mirrored on a CPU); 0: off."
+    )
+    use_tpu: bool = _field(False, "Not supported yet. (reference: default True)")
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    def replace(self, **changes: Any) -> Config:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def cifar_stem(self) -> bool:
+        """Reference rule: the CIFAR stem (3x3 conv, no max-pool) at image_size <= 32."""
+        return self.image_size <= 32
+
+    def validate(self) -> None:
+        """Checks values that need no data or devices; raises ConfigError."""
+        for f in dataclasses.fields(self):
+            choices = f.metadata.get("choices")
+            value = getattr(self, f.name)
+            if choices is not None and value not in choices:
+                allowed = ", ".join(str(c) for c in choices)
+                raise ConfigError(f.name, f"{value!r} is not one of: {allowed}")
+        if not self.model_dir:
+            raise ConfigError("model_dir", "is required (where checkpoints and logs go)")
+        if self.use_tpu:
+            raise ConfigError("use_tpu", "TPU training is not supported yet; use --use_tpu=false")
+        positive = (
+            "train_batch_size",
+            "image_size",
+            "proj_out_dim",
+            "keep_checkpoint_max",
+            "train_summary_steps",
+        )
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigError(name, f"must be > 0, got {getattr(self, name)}")
+        for name in ("train_steps", "train_epochs", "checkpoint_steps", "checkpoint_epochs"):
+            if getattr(self, name) < 0:
+                raise ConfigError(name, f"must be >= 0, got {getattr(self, name)}")
+        if self.train_steps == 0 and self.train_epochs == 0:
+            raise ConfigError("train_epochs", "set --train_epochs or --train_steps to > 0")
+        if self.checkpoint_steps == 0 and self.checkpoint_epochs == 0:
+            raise ConfigError("checkpoint_epochs", "set it or --checkpoint_steps to > 0")
+        if self.width_multiplier <= 0:
+            raise ConfigError("width_multiplier", f"must be > 0, got {self.width_multiplier}")
+        if self.image_size < 8:
+            raise ConfigError(
+                "image_size",
+                f"{self.image_size} is too small: the CIFAR stem (image_size <= 32) and the "
+                "four ResNet stages downsample 8x, so use >= 8",
+            )
+        if self.temperature <= 0:
+            raise ConfigError("temperature", f"must be > 0, got {self.temperature}")
+        if not 0.0 <= self.batch_norm_decay < 1.0:
+            raise ConfigError("batch_norm_decay", "must be in [0, 1)")
+        if self.color_jitter_strength < 0:
+            raise ConfigError("color_jitter_strength", "must be >= 0")
+        if self.num_proj_layers < 1:
+            raise ConfigError("num_proj_layers", "must be >= 1")
+        max_selector = {"none": 0, "linear": 1, "nonlinear": self.num_proj_layers}
+        if not 0 <= self.ft_proj_selector <= max_selector[self.proj_head_mode]:
+            raise ConfigError(
+                "ft_proj_selector",
+                f"must be in [0, {max_selector[self.proj_head_mode]}] for "
+                f"--proj_head_mode={self.proj_head_mode}",
+            )
+        if self.warmup_epochs < 0 or self.learning_rate < 0 or self.weight_decay < 0:
+            raise ConfigError("learning_rate", "learning_rate, warmup_epochs, weight_decay >= 0")
+        if self.num_cpu_devices < 0:
+            raise ConfigError("num_cpu_devices", "must be >= 0")
+
+
+def flag_specs() -> list[tuple[str, type, Any, str, tuple | None]]:
+    """(name, type, default, help, choices) for each field, for run.py's flag definitions."""
+    specs = []
+    for f in dataclasses.fields(Config):
+        kind = {"str": str, "int": int, "float": float, "bool": bool}[str(f.type)]
+        specs.append((f.name, kind, f.default, f.metadata["help"], f.metadata.get("choices")))
+    return specs
+
+
+def save_config(config: Config, model_dir: str) -> str:
+    """Writes the resolved config to model_dir/config.json; returns the path."""
+    path = os.path.join(model_dir, "config.json")
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(config.to_json() + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def flags_markdown() -> str:
+    """docs/flags.md, generated from `Config` (a test keeps the file in sync)."""
+    lines = [
+        "# Flags",
+        "",
+        "Generated from `tf_simclr/config.py` by `python -m tf_simclr.config > docs/flags.md`.",
+        "Names, default meanings and units follow the official SimCLR TF2 `run.py`.",
+        "",
+        "| flag | default | meaning |",
+        "|---|---|---|",
+    ]
+    for name, _, default, help_text, choices in flag_specs():
+        if choices is not None:
+            help_text += " One of: " + ", ".join(f"`{c}`" for c in choices) + "."
+        shown = f"`{default}`" if default != "" else "(empty)"
+        lines.append(f"| `--{name}` | {shown} | {help_text} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(flags_markdown(), end="")

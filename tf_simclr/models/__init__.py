@@ -1,7 +1,16 @@
-"""Encoders, heads and the SimCLR model."""
+"""Encoders, heads, the SimCLR model and the fine-tuning classifier."""
 
+from tf_simclr.models.classifier import Classifier, freeze_report
 from tf_simclr.models.heads import LinearClassifier, ProjectionHead
 from tf_simclr.models.resnet import ResNet, min_image_size
 from tf_simclr.models.simclr import SimCLR
 
-__all__ = ["LinearClassifier", "ProjectionHead", "ResNet", "SimCLR", "min_image_size"]
+__all__ = [
+    "Classifier",
+    "LinearClassifier",
+    "ProjectionHead",
+    "ResNet",
+    "SimCLR",
+    "freeze_report",
+    "min_image_size",
+]

@@ -145,3 +145,57 @@ def test_steps_per_epoch():
     with pytest.raises(DataError) as info:
         pipeline.steps_per_epoch(3, 4, flag="eval_batch_size")
     assert info.value.flag == "eval_batch_size"
+
+
+# --- supervised_dataset (fine-tuning / linear evaluation) --------------------------
+
+
+def _crop_flip_cfg():
+    return AugmentConfig(image_size=SIZE, color_jitter=False, grayscale=False, blur=False)
+
+
+def test_supervised_batches_shapes_dtypes_range():
+    ds = pipeline.supervised_dataset(_source(), _crop_flip_cfg(), batch_size=4, seed=0)
+    spec = ds.element_spec
+    assert set(spec) == {"image", "label"}
+    assert spec["image"].shape == (4, SIZE, SIZE, 3) and spec["image"].dtype == tf.float32
+    assert spec["label"].shape == (4,) and spec["label"].dtype == tf.int64
+    for batch in ds.take(3):  # 12 images > 10 examples: repeat is on by default
+        images = batch["image"].numpy()
+        assert images.min() >= 0.0 and images.max() <= 1.0
+
+
+def test_supervised_one_epoch_passes_every_label_once_with_its_image():
+    # Without any augmentation the view is the source image itself (16 px, no resize),
+    # so each image can be matched with its label.
+    cfg = AugmentConfig(
+        image_size=16, crop=False, flip=False, color_jitter=False, grayscale=False, blur=False
+    )
+    source_images = np.stack([ex["image"] for ex in _source().dataset.as_numpy_iterator()])
+    ds = pipeline.supervised_dataset(
+        _source(), cfg, batch_size=4, seed=0, repeat=False, drop_remainder=False
+    )
+    batches = list(ds)
+    assert [len(b["label"]) for b in batches] == [4, 4, 2]
+    labels = np.concatenate([b["label"].numpy() for b in batches])
+    assert sorted(labels.tolist()) == list(range(NUM)) and labels.tolist() != list(range(NUM))
+    images = np.concatenate([b["image"].numpy() for b in batches])
+    np.testing.assert_allclose(images, source_images[labels] / 255.0, atol=1e-6)
+
+
+def test_supervised_views_are_fresh_each_epoch():
+    ds = pipeline.supervised_dataset(
+        _source(), _crop_flip_cfg(), batch_size=NUM, seed=0, cache=True, repeat=False
+    )
+
+    def images_by_label():
+        (batch,) = list(ds)
+        return batch["image"].numpy()[np.argsort(batch["label"].numpy())]
+
+    assert np.abs(images_by_label() - images_by_label()).max() > 1e-3
+
+
+def test_supervised_batch_larger_than_split():
+    with pytest.raises(DataError) as info:
+        pipeline.supervised_dataset(_source(), _crop_flip_cfg(), batch_size=NUM + 1)
+    assert info.value.flag == "train_batch_size"

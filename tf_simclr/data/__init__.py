@@ -5,7 +5,12 @@ The individual augmentation ops (crop, jitter, blur, ...) stay in
 """
 
 from tf_simclr.data.augment import AugmentConfig, eval_view, simclr_view, two_views
-from tf_simclr.data.pipeline import eval_dataset, pretrain_dataset, steps_per_epoch
+from tf_simclr.data.pipeline import (
+    eval_dataset,
+    pretrain_dataset,
+    steps_per_epoch,
+    supervised_dataset,
+)
 from tf_simclr.data.sources import (
     FOLDER_LAYOUT,
     IMAGE_EXTENSIONS,
@@ -18,6 +23,7 @@ from tf_simclr.data.sources import (
     scan_image_folder,
     tfds_source,
 )
+from tf_simclr.data.subsets import balanced_subset_indices, subset_source
 
 __all__ = [
     "FOLDER_LAYOUT",
@@ -27,6 +33,7 @@ __all__ = [
     "AugmentConfig",
     "DataError",
     "Source",
+    "balanced_subset_indices",
     "eval_dataset",
     "eval_view",
     "image_folder_source",
@@ -35,6 +42,8 @@ __all__ = [
     "scan_image_folder",
     "simclr_view",
     "steps_per_epoch",
+    "subset_source",
+    "supervised_dataset",
     "tfds_source",
     "two_views",
 ]

@@ -1,18 +1,21 @@
 """Input pipelines: a `Source` in, batched `tf.data.Dataset`s out.
 
 Pretraining batches hold two augmented views of every image
-(``{"view1", "view2", "label"}``, SimCLR section 2.1); evaluation batches hold
-one centre-cropped image (``{"image", "label"}``). Which dataset the examples
-come from is the source's business; how they are augmented is
-``tf_simclr.data.augment``'s. Batch sizes are global: under a
+(``{"view1", "view2", "label"}``, SimCLR section 2.1); fine-tuning and
+linear-evaluation batches hold one augmented view (``{"image", "label"}``);
+evaluation batches hold one centre-cropped image (``{"image", "label"}``).
+Which dataset the examples come from is the source's business; how they are
+augmented is ``tf_simclr.data.augment``'s. Batch sizes are global: under a
 ``tf.distribute`` strategy Keras splits each batch across the replicas.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import tensorflow as tf
 
-from tf_simclr.data.augment import AugmentConfig, eval_view, two_views
+from tf_simclr.data.augment import AugmentConfig, eval_view, simclr_view, two_views
 from tf_simclr.data.sources import DataError, Source
 
 _MIN_SHUFFLE_BUFFER = 1000
@@ -35,6 +38,54 @@ def steps_per_epoch(num_examples: int, batch_size: int, flag: str = "train_batch
             batch_size,
         )
     return steps
+
+
+def _training_batches(
+    source: Source,
+    augment: Callable[[dict[str, tf.Tensor]], dict[str, tf.Tensor]],
+    batch_size: int,
+    *,
+    shuffle_buffer: int | None,
+    seed: int | None,
+    cache: bool,
+    drop_remainder: bool,
+    repeat: bool,
+) -> tf.data.Dataset:
+    """Validate, (cache), shuffle, (repeat), augment with ``augment``, batch, prefetch.
+
+    The shared body of `pretrain_dataset` and `supervised_dataset`; see
+    `pretrain_dataset` for the arguments.
+    """
+    if batch_size < 1:
+        raise DataError("train_batch_size", "must be a positive integer", batch_size)
+    if drop_remainder and source.num_examples < batch_size:
+        raise DataError(
+            "train_batch_size",
+            f"larger than the {source.num_examples} examples in {source.name} "
+            f"split {source.split!r}; no full batch could be formed",
+            batch_size,
+        )
+    if shuffle_buffer is None:
+        shuffle_buffer = min(source.num_examples, max(10 * batch_size, _MIN_SHUFFLE_BUFFER))
+
+    ds = source.dataset
+    if cache:
+        ds = ds.cache()
+    ds = ds.shuffle(max(1, shuffle_buffer), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    ds = ds.prefetch(tf.data.AUTOTUNE)
+
+    if seed is None:
+        # Unseeded runs let parallel map calls finish out of order (faster, and
+        # nothing is reproducible anyway). Seeded runs keep tf.data's default
+        # deterministic order so that a seed reproduces the same batches.
+        options = tf.data.Options()
+        options.deterministic = False
+        ds = ds.with_options(options)
+    return ds
 
 
 def pretrain_dataset(
@@ -74,36 +125,53 @@ def pretrain_dataset(
       DataError: (flag ``train_batch_size``) if ``batch_size`` is not positive,
         or if ``drop_remainder`` and the split has fewer than B examples.
     """
-    if batch_size < 1:
-        raise DataError("train_batch_size", "must be a positive integer", batch_size)
-    if drop_remainder and source.num_examples < batch_size:
-        raise DataError(
-            "train_batch_size",
-            f"larger than the {source.num_examples} examples in {source.name} "
-            f"split {source.split!r}; no full batch could be formed",
-            batch_size,
-        )
-    if shuffle_buffer is None:
-        shuffle_buffer = min(source.num_examples, max(10 * batch_size, _MIN_SHUFFLE_BUFFER))
+    return _training_batches(
+        source,
+        lambda ex: two_views(ex, augment_cfg),
+        batch_size,
+        shuffle_buffer=shuffle_buffer,
+        seed=seed,
+        cache=cache,
+        drop_remainder=drop_remainder,
+        repeat=repeat,
+    )
 
-    ds = source.dataset
-    if cache:
-        ds = ds.cache()
-    ds = ds.shuffle(max(1, shuffle_buffer), seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
-    ds = ds.map(lambda ex: two_views(ex, augment_cfg), num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    ds = ds.prefetch(tf.data.AUTOTUNE)
 
-    if seed is None:
-        # Unseeded runs let parallel map calls finish out of order (faster, and
-        # nothing is reproducible anyway). Seeded runs keep tf.data's default
-        # deterministic order so that a seed reproduces the same batches.
-        options = tf.data.Options()
-        options.deterministic = False
-        ds = ds.with_options(options)
-    return ds
+def supervised_dataset(
+    source: Source,
+    augment_cfg: AugmentConfig,
+    batch_size: int,
+    *,
+    shuffle_buffer: int | None = None,
+    seed: int | None = None,
+    cache: bool = False,
+    drop_remainder: bool = True,
+    repeat: bool = True,
+) -> tf.data.Dataset:
+    """Batches of one augmented view per image for fine-tuning and linear evaluation.
+
+    Shuffling, caching, batching and their arguments are those of
+    `pretrain_dataset`. Fine-tuning and the linear evaluation protocol use
+    random crop and flip only (SimCLR Appendix B.5), i.e. an ``AugmentConfig``
+    with ``color_jitter=False, grayscale=False, blur=False``; any config is
+    accepted.
+
+    Returns:
+      A dataset of ``{"image": float32 [B, S, S, 3] in [0, 1], "label": int64 [B]}``.
+
+    Raises:
+      DataError: as `pretrain_dataset`.
+    """
+    return _training_batches(
+        source,
+        lambda ex: {"image": simclr_view(ex["image"], augment_cfg), "label": ex["label"]},
+        batch_size,
+        shuffle_buffer=shuffle_buffer,
+        seed=seed,
+        cache=cache,
+        drop_remainder=drop_remainder,
+        repeat=repeat,
+    )
 
 
 def eval_dataset(

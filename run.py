@@ -1,12 +1,19 @@
-r"""tf_simclr command line: SimCLR pretraining on TensorFlow 2 / Keras 3.
+r"""tf_simclr command line: SimCLR on TensorFlow 2 / Keras 3.
 
-    python run.py --mode=train --dataset=cifar10 --image_size=32 --resnet_depth=18 \
-        --train_batch_size=512 --train_epochs=1000 --learning_rate=1.0 \
-        --weight_decay=1e-4 --temperature=0.5 --use_blur=False \
+Pretrain, then linear evaluation on frozen features, then export:
+
+    python run.py --mode=train_then_eval --dataset=cifar10 --eval_split=test \
+        --image_size=32 --resnet_depth=18 --train_batch_size=512 --train_epochs=1000 \
+        --learning_rate=1.0 --weight_decay=1e-4 --temperature=0.5 --use_blur=False \
         --color_jitter_strength=0.5 --model_dir=runs/cifar10_r18
+    python run.py --mode=train_then_eval --train_mode=finetune --fine_tune_after_block=4 \
+        --checkpoint=runs/cifar10_r18 --optimizer=momentum --learning_rate=0.1 \
+        --weight_decay=0 --warmup_epochs=0 --zero_init_logits_layer --global_bn=false \
+        --dataset=cifar10 --eval_split=test --image_size=32 --resnet_depth=18 \
+        --train_epochs=90 --model_dir=runs/cifar10_r18_linear
 
 Intentionally thin: define the flags (one per field of `tf_simclr.config.Config`),
-build the config, call `tf_simclr.train.run`. Bad input (unknown flag, bad
+build the config, call `tf_simclr.runner.run`. Bad input (unknown flag, bad
 value, missing data) prints one line naming the flag and exits with code 2.
 """
 
@@ -56,10 +63,10 @@ def main(argv):
     config = config_from_flags()
     try:
         config.validate()
-        from tf_simclr import distribute, train  # TensorFlow starts here.
+        from tf_simclr import distribute, runner  # TensorFlow starts here.
 
         distribute.configure_cpu_devices(config.num_cpu_devices)
-        result = train.run(config)
+        result = runner.run(config)
     except ConfigError as e:
         usage_error(str(e))
     logging.info("Done: %s", result)

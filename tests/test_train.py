@@ -2,10 +2,12 @@
 
 import json
 
+import numpy as np
 import pytest
+import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from tf_simclr import train
+from tf_simclr import runner, train
 from tf_simclr.config import Config, ConfigError
 
 
@@ -61,7 +63,7 @@ def test_fit_segments_cover_exactly_the_remaining_steps(start, total, per_epoch,
 def test_pretrain_on_mock_cifar10_writes_config_checkpoints_and_summaries(tmp_path):
     model_dir = tmp_path / "run"
     with tfds.testing.mock_data(num_examples=32):
-        result = train.run(tiny_config(model_dir))
+        result = runner.run(tiny_config(model_dir))["train"]
     assert result["global_step"] == 3
     for key in ("loss", "contrast_acc", "contrast_entropy", "probe_loss", "probe_acc"):
         assert key in result and result[key] == result[key]  # present and not NaN
@@ -74,12 +76,75 @@ def test_pretrain_on_mock_cifar10_writes_config_checkpoints_and_summaries(tmp_pa
 def test_resume_continues_step_and_learning_rate(tmp_path):
     model_dir = tmp_path / "run"
     with tfds.testing.mock_data(num_examples=32):
-        train.run(tiny_config(model_dir, train_steps=2))
-        resumed = train.run(tiny_config(model_dir, train_steps=4))
+        runner.run(tiny_config(model_dir, train_steps=2))
+        resumed = runner.run(tiny_config(model_dir, train_steps=4))["train"]
         assert resumed["global_step"] == 4
         # A third call with the same target has nothing left to do.
-        again = train.run(tiny_config(model_dir, train_steps=4))
+        again = runner.run(tiny_config(model_dir, train_steps=4))["train"]
     assert again["global_step"] == 4
     # Warmup 2 steps (0.5 epoch of 4 steps), cosine to 0 at step 4: LR at step 3 is peak/2.
     peak = 0.3 * 8 / 256
     assert resumed["learning_rate"] == pytest.approx(peak / 2, rel=1e-4)
+
+
+def test_train_then_eval_pretrain_then_linear_eval_from_its_checkpoint(tmp_path):
+    pre_dir, lin_dir = tmp_path / "pretrain", tmp_path / "linear"
+    with tfds.testing.mock_data(num_examples=32):
+        pre = runner.run(tiny_config(pre_dir, mode="train_then_eval", eval_split="test", knn_k=5))
+        assert {"probe_top1", "probe_top5", "knn_top1"} <= set(pre["eval"])
+        assert 0.0 <= pre["eval"]["knn_top1"] <= 1.0
+        assert pre["export"].endswith("saved_model/3")
+        assert (pre_dir / "saved_model" / "3" / "saved_model.pb").exists()
+        saved = json.loads((pre_dir / "eval_results.json").read_text())
+        assert saved["global_step"] == 3 and saved["knn_top1"] == pre["eval"]["knn_top1"]
+
+        linear = tiny_config(
+            lin_dir,
+            mode="train_then_eval",
+            train_mode="finetune",
+            fine_tune_after_block=4,
+            checkpoint=str(pre_dir),
+            optimizer="momentum",
+            learning_rate=0.1,
+            weight_decay=0.0,
+            warmup_epochs=0,
+            zero_init_logits_layer=True,
+            labels_per_class=2,
+            eval_split="test",
+            train_batch_size=4,
+        )
+        result = runner.run(linear)
+    assert {"top1", "top5", "loss"} <= set(result["eval"])
+    # Frozen encoder: the fine-tuned checkpoint's encoder equals the pretrained one.
+    pre_reader = tf.train.load_checkpoint(str(pre_dir))
+    lin_reader = tf.train.load_checkpoint(str(lin_dir))
+    encoder_keys = [
+        k for k in pre_reader.get_variable_to_shape_map() if k.startswith("model/encoder/")
+    ]
+    assert encoder_keys
+    for key in encoder_keys:
+        np.testing.assert_array_equal(pre_reader.get_tensor(key), lin_reader.get_tensor(key))
+
+
+def test_eval_without_checkpoint_and_bad_init_checkpoint_are_config_errors(tmp_path):
+    with tfds.testing.mock_data(num_examples=32):
+        with pytest.raises(ConfigError, match="--model_dir"):
+            runner.run(tiny_config(tmp_path / "none", mode="eval", eval_split="test"))
+        with pytest.raises(ConfigError, match="--checkpoint"):
+            runner.run(
+                tiny_config(
+                    tmp_path / "ft", train_mode="finetune", checkpoint=str(tmp_path / "missing")
+                )
+            )
+        runner.run(tiny_config(tmp_path / "pre", train_steps=1))
+        # A wider encoder cannot load the narrower pretrained weights: named error.
+        with pytest.raises(ConfigError, match="--checkpoint.*shape"):
+            runner.run(
+                tiny_config(
+                    tmp_path / "wide",
+                    train_mode="finetune",
+                    width_multiplier=0.25,
+                    checkpoint=str(tmp_path / "pre"),
+                )
+            )
+    assert not (tmp_path / "ft").exists()

@@ -17,8 +17,8 @@ import json
 import os
 from typing import Any
 
-MODES = ("train",)
-TRAIN_MODES = ("pretrain",)
+MODES = ("train", "eval", "train_then_eval", "export")
+TRAIN_MODES = ("pretrain", "finetune")
 OPTIMIZERS = ("lars", "momentum", "adam", "adamw")
 LR_SCALINGS = ("linear", "sqrt")
 PROJ_HEAD_MODES = ("none", "linear", "nonlinear")
@@ -52,8 +52,23 @@ class Config:
     """Everything a run needs. Field name == flag name."""
 
     # --- What to do -----------------------------------------------------------------
-    mode: str = _field("train", "What to run.", MODES)
-    train_mode: str = _field("pretrain", "pretrain: SimCLR contrastive pretraining.", TRAIN_MODES)
+    mode: str = _field(
+        "train",
+        "train; eval (the latest checkpoint in --model_dir on --eval_split); "
+        "train_then_eval (train, evaluate, export); export (SavedModel of the latest checkpoint).",
+        MODES,
+    )
+    train_mode: str = _field(
+        "pretrain",
+        "pretrain: SimCLR contrastive pretraining; finetune: supervised fine-tuning or, with "
+        "--fine_tune_after_block=4, linear evaluation on frozen features.",
+        TRAIN_MODES,
+    )
+    checkpoint: str = _field(
+        "",
+        "Fine-tuning starts from this pretraining checkpoint (a ckpt-N prefix or a model_dir); "
+        "ignored when --model_dir already holds a checkpoint (then the run resumes).",
+    )
     model_dir: str = _field(
         "", "Directory for checkpoints, TensorBoard logs and the resolved config. Required."
     )
@@ -101,6 +116,12 @@ class Config:
     ft_proj_selector: int = _field(
         0, "Which projection-head layer the probe/fine-tuning reads (0: encoder output)."
     )
+    fine_tune_after_block: int = _field(
+        -1,
+        "Fine-tune the layers after this block: -1 everything, 0 all but the stem, "
+        "4 only the linear head (linear evaluation: frozen encoder, BatchNorm in inference mode).",
+    )
+    zero_init_logits_layer: bool = _field(False, "Zero-initialise the classifier's weights.")
 
     # --- Loss -----------------------------------------------------------------------
     temperature: float = _field(0.1, "NT-Xent temperature.")
@@ -123,6 +144,24 @@ class Config:
     lineareval_while_pretraining: bool = _field(
         True, "Train a linear probe on stop-gradient features during pretraining."
     )
+    label_fraction: float = _field(
+        0.0,
+        "Fine-tune on a class-balanced, seeded fraction of the training labels "
+        "(0.01 = 1%, 0.1 = 10%); 0: all. TFDS slicing in --train_split works too.",
+    )
+    labels_per_class: int = _field(
+        0, "Fine-tune on this many seeded labelled images per class; 0: all."
+    )
+
+    # --- Evaluation -----------------------------------------------------------------
+    eval_batch_size: int = _field(256, "Batch size for evaluation and feature extraction.")
+    eval_knn: bool = _field(
+        True,
+        "When evaluating a pretrained model, also report weighted kNN top-1 "
+        "(cosine, on encoder features of --train_split).",
+    )
+    knn_k: int = _field(200, "Neighbours for the kNN evaluation.")
+    knn_temperature: float = _field(0.1, "Temperature of the kNN vote weights.")
 
     # --- Checkpoints and logs -------------------------------------------------------
     checkpoint_epochs: int = _field(1, "Save a checkpoint every this many epochs.")
@@ -168,6 +207,8 @@ class Config:
             raise ConfigError("use_tpu", "TPU training is not supported yet; use --use_tpu=false")
         positive = (
             "train_batch_size",
+            "eval_batch_size",
+            "knn_k",
             "image_size",
             "proj_out_dim",
             "keep_checkpoint_max",
@@ -208,6 +249,18 @@ class Config:
             )
         if self.warmup_epochs < 0 or self.learning_rate < 0 or self.weight_decay < 0:
             raise ConfigError("learning_rate", "learning_rate, warmup_epochs, weight_decay >= 0")
+        if not -1 <= self.fine_tune_after_block <= 4:
+            raise ConfigError("fine_tune_after_block", "must be in [-1, 4]")
+        if not 0.0 <= self.label_fraction <= 1.0:
+            raise ConfigError("label_fraction", "must be in [0, 1] (0: all labels)")
+        if self.labels_per_class < 0:
+            raise ConfigError("labels_per_class", "must be >= 0 (0: all labels)")
+        if self.label_fraction and self.labels_per_class:
+            raise ConfigError("labels_per_class", "give --label_fraction or this, not both")
+        if (self.label_fraction or self.labels_per_class) and self.train_mode != "finetune":
+            raise ConfigError("label_fraction", "label subsets apply to --train_mode=finetune")
+        if self.knn_temperature <= 0:
+            raise ConfigError("knn_temperature", "must be > 0")
         if self.num_cpu_devices < 0:
             raise ConfigError("num_cpu_devices", "must be >= 0")
 

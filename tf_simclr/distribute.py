@@ -84,6 +84,9 @@ def configure_cpu_devices(count: int) -> None:
     )
 
 
+_MIRRORED: dict[tuple[str, ...], tf.distribute.Strategy] = {}
+
+
 def build_strategy(name: str) -> tf.distribute.Strategy:
     """The tf.distribute strategy named `name` (the one place strategies are built).
 
@@ -99,8 +102,12 @@ def build_strategy(name: str) -> tf.distribute.Strategy:
     if name == "one_device":
         return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
     if name == "mirrored":
-        devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
-        return tf.distribute.MirroredStrategy(devices)
+        devices = tuple(d.name for d in (gpus or tf.config.list_logical_devices("CPU")))
+        # One instance per device set and process: two MirroredStrategy objects allocate
+        # the same collective instance keys, and their collectives then collide.
+        if devices not in _MIRRORED:
+            _MIRRORED[devices] = tf.distribute.MirroredStrategy(list(devices))
+        return _MIRRORED[devices]
     raise ValueError(f"unknown strategy {name!r}")
 
 

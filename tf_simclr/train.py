@@ -1,13 +1,11 @@
-"""Pretraining driver: a `Config` in, a trained and checkpointed model out.
+"""Training driver (pretraining and fine-tuning): a `Config` in, a checkpointed model out.
 
-`run(config)` is what `run.py` calls. Order of work, so that bad input never
-touches an existing model directory:
+Order of work, so that bad input never touches an existing model directory:
 
-1. validate the config, build the strategy, open the data source (every
-   failure here is a `ConfigError`/`DataError`, turned into exit code 2);
+1. open the data source and check the step plan (every failure here is a
+   `ConfigError`/`DataError`, which `run.py` turns into exit code 2);
 2. build the model and optimizer under the strategy scope;
-3. checkpoint precedence (one place): resume from the latest checkpoint in
-   `model_dir` if there is one, else start fresh;
+3. resume / initialise / start fresh (`tf_simclr.checkpoints`);
 4. write the resolved config, then `model.fit` in segments that start and
    end on the exact step where a resumed run left off.
 """
@@ -24,13 +22,9 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from tf_simclr import distribute
+from tf_simclr import builders, checkpoints
 from tf_simclr.config import Config, ConfigError, save_config
-from tf_simclr.data import AugmentConfig, make_source, pretrain_dataset
-from tf_simclr.models import ProjectionHead, ResNet, SimCLR
-from tf_simclr.optim import WarmupCosineDecay, build_optimizer, scaled_learning_rate
-
-CHECKPOINT_NAME = "ckpt"
+from tf_simclr.data import pretrain_dataset, supervised_dataset
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,60 +49,6 @@ class StepPlan:
         every = config.checkpoint_steps or config.checkpoint_epochs * steps_per_epoch
         warmup = int(round(config.warmup_epochs * steps_per_epoch))
         return cls(steps_per_epoch, total, min(warmup, total), every)
-
-
-def augment_config(config: Config) -> AugmentConfig:
-    return AugmentConfig(
-        image_size=config.image_size,
-        crop=config.use_crop,
-        flip=config.use_flip,
-        color_jitter=config.use_color_jitter,
-        color_jitter_strength=config.color_jitter_strength,
-        grayscale=config.use_grayscale,
-        blur=config.use_blur,
-    )
-
-
-def build_model(config: Config, num_classes: int) -> SimCLR:
-    """The SimCLR model of `config`, built (variables created) at `config.image_size`."""
-    synchronized = config.global_bn and distribute.num_replicas_in_scope() > 1
-    encoder = ResNet(
-        depth=config.resnet_depth,
-        width_multiplier=config.width_multiplier,
-        cifar_stem=config.cifar_stem,
-        batch_norm_decay=config.batch_norm_decay,
-        synchronized_bn=synchronized,
-        name="encoder",
-    )
-    head = ProjectionHead(
-        mode=config.proj_head_mode,
-        out_dim=config.proj_out_dim,
-        num_layers=config.num_proj_layers,
-        batch_norm_decay=config.batch_norm_decay,
-        synchronized_bn=synchronized,
-        name="projection_head",
-    )
-    model = SimCLR(
-        encoder,
-        head,
-        num_classes=num_classes if config.lineareval_while_pretraining else 0,
-        temperature=config.temperature,
-        hidden_norm=config.hidden_norm,
-        ft_proj_selector=config.ft_proj_selector,
-        name="simclr",
-    )
-    model(tf.zeros([1, config.image_size, config.image_size, 3]))
-    return model
-
-
-def build_pretrain_optimizer(config: Config, plan: StepPlan) -> keras.optimizers.Optimizer:
-    peak = scaled_learning_rate(
-        config.learning_rate, config.train_batch_size, config.learning_rate_scaling
-    )
-    schedule = WarmupCosineDecay(peak, plan.warmup_steps, plan.total_steps)
-    return build_optimizer(
-        config.optimizer, schedule, momentum=config.momentum, weight_decay=config.weight_decay
-    )
 
 
 def fit_segments(start: int, total: int, steps_per_epoch: int) -> list[tuple[int, int, int]]:
@@ -149,7 +89,7 @@ class CheckpointEvery(keras.callbacks.Callback):
             logging.info("Saved checkpoint for step %d to %s", step, self.manager.directory)
 
     def _path(self, step: int) -> str:
-        return os.path.join(self.manager.directory, f"{CHECKPOINT_NAME}-{step}")
+        return os.path.join(self.manager.directory, f"{checkpoints.CHECKPOINT_NAME}-{step}")
 
     def on_train_batch_end(self, batch, logs=None):
         if int(self.step.numpy()) % self.every == 0:
@@ -188,26 +128,25 @@ def prepare_model_dir(model_dir: str) -> None:
         raise ConfigError("model_dir", f"{model_dir} is not writable: {e.strerror}") from e
 
 
-def pretrain(config: Config, strategy: tf.distribute.Strategy) -> dict:
-    """SimCLR pretraining per `config`; returns the final logs plus step and timing."""
+def train(config: Config, strategy: tf.distribute.Strategy) -> dict:
+    """Trains per `config` (`train_mode` pretrain or finetune); returns the final logs."""
     replicas = strategy.num_replicas_in_sync
     if config.train_batch_size % replicas:
         raise ConfigError(
             "train_batch_size",
             f"{config.train_batch_size} is not divisible by the {replicas} replicas",
         )
-    source = make_source(
-        config.dataset,
-        config.train_split,
-        data_dir=config.data_dir or None,
-        split_flag="train_split",
-        shuffle_files=True,
-        seed=config.seed,
-    )
+    source = builders.train_source(config)
+    finetune = config.train_mode == "finetune"
+    if finetune and source.num_classes == 0:
+        raise ConfigError("train_mode", "finetune needs labels; this dataset has none")
+    if finetune and config.checkpoint:
+        checkpoints.resolve(config.checkpoint)  # fail now, not after building the model
     plan = StepPlan.from_config(config, source.num_examples)
-    dataset = pretrain_dataset(
+    make_dataset = supervised_dataset if finetune else pretrain_dataset
+    dataset = make_dataset(
         source,
-        augment_config(config),
+        builders.augment_config(config),
         config.train_batch_size,
         shuffle_buffer=config.shuffle_buffer or None,
         seed=config.seed,
@@ -217,21 +156,21 @@ def pretrain(config: Config, strategy: tf.distribute.Strategy) -> dict:
 
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():
-        model = build_model(config, source.num_classes)
-        optimizer = build_pretrain_optimizer(config, plan)
+        model = builders.build_model(config, source.num_classes)
+        optimizer = builders.build_training_optimizer(config, plan.warmup_steps, plan.total_steps)
         model.compile(optimizer=optimizer)
         optimizer.build(model.trainable_variables)
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
-    manager = tf.train.CheckpointManager(
-        checkpoint, config.model_dir, config.keep_checkpoint_max, checkpoint_name=CHECKPOINT_NAME
+    manager = checkpoints.manager_for(
+        model, optimizer, config.model_dir, config.keep_checkpoint_max
     )
-    if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        logging.info("Resumed from %s", manager.latest_checkpoint)
+    checkpoints.restore_or_initialize(
+        manager, config.checkpoint if finetune else "", builders.init_parts(model)
+    )
     start = int(optimizer.iterations.numpy())
     save_config(config, config.model_dir)
     logging.info(
-        "Pretraining %s: %d examples, %d steps/epoch, steps %d..%d, warmup %d, %d replicas",
+        "%s on %s: %d examples, %d steps/epoch, steps %d..%d, warmup %d, %d replicas",
+        "Fine-tuning" if finetune else "Pretraining",
         source.name,
         source.num_examples,
         plan.steps_per_epoch,
@@ -275,12 +214,3 @@ def pretrain(config: Config, strategy: tf.distribute.Strategy) -> dict:
     with open(os.path.join(config.model_dir, "train_result.json"), "w") as f:
         json.dump(result, f, indent=2, sort_keys=True)
     return result
-
-
-def run(config: Config) -> dict:
-    """Entry point for `run.py`: validate, build the strategy, dispatch on `config.mode`."""
-    config.validate()
-    strategy = distribute.build_strategy(config.strategy)
-    if config.mode == "train":
-        return pretrain(config, strategy)
-    raise ConfigError("mode", f"{config.mode!r} is not supported")

@@ -1,0 +1,151 @@
+"""Config -> objects: the one place that maps `Config` fields onto constructor arguments.
+
+Everything here is a thin translation; the objects themselves (`ResNet`,
+`SimCLR`, `Classifier`, `LARS`, ...) take plain arguments and know nothing of
+`Config`, so notebooks build them directly.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from tf_simclr import distribute
+from tf_simclr.config import Config, ConfigError
+from tf_simclr.data import AugmentConfig, Source, make_source
+from tf_simclr.data.subsets import subset_source
+from tf_simclr.models import Classifier, ProjectionHead, ResNet, SimCLR
+from tf_simclr.optim import WarmupCosineDecay, build_optimizer, scaled_learning_rate
+
+
+def augment_config(config: Config) -> AugmentConfig:
+    """Training augmentation. Pretraining: the full SimCLR recipe (paper Appendix A);
+    fine-tuning and linear evaluation: random crop and flip only (paper Appendix B.5)."""
+    if config.train_mode == "finetune":
+        return AugmentConfig(
+            image_size=config.image_size, color_jitter=False, grayscale=False, blur=False
+        )
+    return AugmentConfig(
+        image_size=config.image_size,
+        crop=config.use_crop,
+        flip=config.use_flip,
+        color_jitter=config.use_color_jitter,
+        color_jitter_strength=config.color_jitter_strength,
+        grayscale=config.use_grayscale,
+        blur=config.use_blur,
+    )
+
+
+def train_source(config: Config, subset: bool = True) -> Source:
+    """The training split, reduced to a class-balanced label subset when asked
+    (`subset=False`: the whole split, e.g. to know its classes)."""
+    source = make_source(
+        config.dataset,
+        config.train_split,
+        data_dir=config.data_dir or None,
+        split_flag="train_split",
+        shuffle_files=True,
+        seed=config.seed,
+    )
+    if subset and (config.label_fraction or config.labels_per_class):
+        if source.num_classes == 0:
+            raise ConfigError("label_fraction", "needs a labelled dataset")
+        source = subset_source(
+            source,
+            fraction=config.label_fraction or None,
+            per_class=config.labels_per_class or None,
+            seed=config.seed,
+        )
+    return source
+
+
+def eval_source(config: Config) -> Source:
+    return make_source(
+        config.dataset, config.eval_split, data_dir=config.data_dir or None, split_flag="eval_split"
+    )
+
+
+def _synchronized(config: Config) -> bool:
+    return config.global_bn and distribute.num_replicas_in_scope() > 1
+
+
+def build_encoder(config: Config) -> ResNet:
+    return ResNet(
+        depth=config.resnet_depth,
+        width_multiplier=config.width_multiplier,
+        cifar_stem=config.cifar_stem,
+        batch_norm_decay=config.batch_norm_decay,
+        synchronized_bn=_synchronized(config),
+        name="encoder",
+    )
+
+
+def build_head(config: Config) -> ProjectionHead:
+    return ProjectionHead(
+        mode=config.proj_head_mode,
+        out_dim=config.proj_out_dim,
+        num_layers=config.num_proj_layers,
+        batch_norm_decay=config.batch_norm_decay,
+        synchronized_bn=_synchronized(config),
+        name="projection_head",
+    )
+
+
+def _build(model: keras.Model, image_size: int) -> keras.Model:
+    model(tf.zeros([1, image_size, image_size, 3]))  # create the variables
+    return model
+
+
+def build_pretrain_model(config: Config, num_classes: int) -> SimCLR:
+    """SimCLR of `config`, built; the online probe has `num_classes` (0: none)."""
+    model = SimCLR(
+        build_encoder(config),
+        build_head(config),
+        num_classes=num_classes if config.lineareval_while_pretraining else 0,
+        temperature=config.temperature,
+        hidden_norm=config.hidden_norm,
+        ft_proj_selector=config.ft_proj_selector,
+        name="simclr",
+    )
+    return _build(model, config.image_size)
+
+
+def build_classifier(config: Config, num_classes: int) -> Classifier:
+    """Fine-tuning / linear-evaluation model of `config`, built."""
+    model = Classifier(
+        build_encoder(config),
+        num_classes,
+        head=build_head(config) if config.ft_proj_selector > 0 else None,
+        ft_proj_selector=config.ft_proj_selector,
+        fine_tune_after_block=config.fine_tune_after_block,
+        zero_init_logits_layer=config.zero_init_logits_layer,
+        name="classifier",
+    )
+    return _build(model, config.image_size)
+
+
+def build_model(config: Config, num_classes: int) -> SimCLR | Classifier:
+    if config.train_mode == "finetune":
+        return build_classifier(config, num_classes)
+    return build_pretrain_model(config, num_classes)
+
+
+def init_parts(model: SimCLR | Classifier) -> dict:
+    """What a fine-tune run loads from a pretrain checkpoint (`--checkpoint`)."""
+    parts = {"encoder": model.encoder}
+    if getattr(model, "head", None) is not None:
+        parts["head"] = model.head
+    return parts
+
+
+def build_training_optimizer(
+    config: Config, warmup_steps: int, total_steps: int
+) -> keras.optimizers.Optimizer:
+    """`--optimizer` with the warmup + cosine schedule peaking at the scaled learning rate."""
+    peak = scaled_learning_rate(
+        config.learning_rate, config.train_batch_size, config.learning_rate_scaling
+    )
+    schedule = WarmupCosineDecay(peak, warmup_steps, total_steps)
+    return build_optimizer(
+        config.optimizer, schedule, momentum=config.momentum, weight_decay=config.weight_decay
+    )

@@ -116,6 +116,12 @@ class Config:
     ft_proj_selector: int = _field(
         0, "Which projection-head layer the probe/fine-tuning reads (0: encoder output)."
     )
+    variable_schema: str = _field(
+        "",
+        "Accepted so the reference's commands run unchanged; unused: what --checkpoint "
+        "loads is decided by structure (the encoder, and the head when "
+        "--ft_proj_selector > 0), never by a name pattern.",
+    )
     fine_tune_after_block: int = _field(
         -1,
         "Fine-tune the layers after this block: -1 everything, 0 all but the stem, "

@@ -176,3 +176,24 @@ def test_sigkill_then_restart_resumes_from_last_checkpoint(tmp_path, image_folde
     resumed = re.search(r"Resumed from \S*ckpt-(\d+)", again.stderr)
     assert resumed and int(resumed.group(1)) >= committed, again.stderr[-2000:]
     assert json.loads((model_dir / "train_result.json").read_text())["global_step"] == 40
+
+
+def test_run_main_in_process_on_mock_tfds_data(tmp_path):
+    """run.py's own main (flags -> Config -> runner) for a few steps on mock TFDS cifar10."""
+    import tensorflow_datasets as tfds
+
+    sys.path.insert(0, str(ROOT))
+    import run
+
+    model_dir = tmp_path / "run"
+    argv = ["run.py", "--mode=train", "--dataset=cifar10", f"--model_dir={model_dir}"]
+    argv += [a for a in TINY if not a.startswith("--train_summary")] + ["--train_steps=2"]
+    try:
+        run.FLAGS(argv)
+        with tfds.testing.mock_data(num_examples=16):
+            run.main(["run.py"])
+    finally:
+        run.FLAGS.unparse_flags()
+    assert json.loads((model_dir / "train_result.json").read_text())["global_step"] == 2
+    assert json.loads((model_dir / "config.json").read_text())["dataset"] == "cifar10"
+    assert (model_dir / "saved_model" / "2" / "saved_model.pb").exists()

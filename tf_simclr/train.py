@@ -200,6 +200,7 @@ def train(config: Config, strategy: tf.distribute.Strategy) -> dict:
             steps_per_epoch=steps,
             callbacks=callbacks,
             verbose=config.verbose,
+            shuffle=False,  # the tf.data pipeline shuffles
         )
         logs = {k: float(v[-1]) for k, v in history.history.items()}
         logging.info("Reached epoch %d/%d", epochs, epochs_total)

@@ -14,7 +14,9 @@ Pretrain, then linear evaluation on frozen features, then export:
 
 Intentionally thin: define the flags (one per field of `tf_simclr.config.Config`),
 build the config, call `tf_simclr.runner.run`. Bad input (unknown flag, bad
-value, missing data) prints one line naming the flag and exits with code 2.
+value, missing data) prints one line naming the flag and exits with code 2;
+SIGTERM/SIGINT save a checkpoint and exit with 128 + the signal number; a NaN
+loss stops without saving and exits with 3.
 """
 
 import os
@@ -63,12 +65,21 @@ def main(argv):
     config = config_from_flags()
     try:
         config.validate()
-        from tf_simclr import distribute, runner  # TensorFlow starts here.
+    except ConfigError as e:
+        usage_error(str(e))
+    from tf_simclr import callbacks, distribute, runner  # TensorFlow starts here.
 
+    try:
         distribute.configure_cpu_devices(config.num_cpu_devices)
         result = runner.run(config)
     except ConfigError as e:
         usage_error(str(e))
+    except callbacks.TrainingInterrupted as e:
+        print(f"run.py: {e}", file=sys.stderr)
+        sys.exit(128 + e.signum)
+    except callbacks.TrainingDiverged as e:
+        print(f"run.py: error: {e}", file=sys.stderr)
+        sys.exit(3)
     logging.info("Done: %s", result)
 
 

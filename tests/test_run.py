@@ -197,3 +197,38 @@ def test_run_main_in_process_on_mock_tfds_data(tmp_path):
     assert json.loads((model_dir / "train_result.json").read_text())["global_step"] == 2
     assert json.loads((model_dir / "config.json").read_text())["dataset"] == "cifar10"
     assert (model_dir / "saved_model" / "2" / "saved_model.pb").exists()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_saves_a_checkpoint_and_exits_cleanly_then_resumes(tmp_path, image_folder, signum):
+    model_dir = tmp_path / "run"
+    args = folder_args(
+        image_folder, model_dir, "--train_steps=400", "--checkpoint_steps=100", "--verbose=0"
+    )
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "run.py"), *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 240
+    while not (model_dir / "train").exists() and time.time() < deadline:
+        time.sleep(0.1)
+    time.sleep(3)  # let a few steps run
+    proc.send_signal(signum)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signum, stderr[-2000:]
+    assert "Traceback" not in stderr
+    stopped = re.search(r"stopped by SIG\w+ at step (\d+)", stderr)
+    assert stopped, stderr[-2000:]
+    step = int(stopped.group(1))
+    assert 0 < step < 400
+    assert tf_latest_step(model_dir) == step  # the checkpoint of the interrupted step
+
+    again = run_cli(args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"ckpt-{step}" in again.stderr
+    assert json.loads((model_dir / "train_result.json").read_text())["global_step"] == 400

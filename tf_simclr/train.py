@@ -16,6 +16,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import time
 
 import keras
@@ -23,6 +24,7 @@ import tensorflow as tf
 from absl import logging
 
 from tf_simclr import builders, checkpoints
+from tf_simclr.callbacks import CheckpointEvery, ScalarSummaries, StopOnSignal
 from tf_simclr.config import Config, ConfigError, save_config
 from tf_simclr.data import pretrain_dataset, supervised_dataset
 
@@ -75,49 +77,21 @@ def fit_segments(start: int, total: int, steps_per_epoch: int) -> list[tuple[int
     return segments
 
 
-class CheckpointEvery(keras.callbacks.Callback):
-    """Saves model + optimizer (step, slots, LR position) every `every` steps and at the end."""
-
-    def __init__(self, manager: tf.train.CheckpointManager, every: int, step: tf.Variable):
-        super().__init__()
-        self.manager, self.every, self.step = manager, every, step
-
-    def save(self) -> None:
-        step = int(self.step.numpy())
-        if self.manager.latest_checkpoint != self._path(step):
-            self.manager.save(checkpoint_number=step)
-            logging.info("Saved checkpoint for step %d to %s", step, self.manager.directory)
-
-    def _path(self, step: int) -> str:
-        return os.path.join(self.manager.directory, f"{checkpoints.CHECKPOINT_NAME}-{step}")
-
-    def on_train_batch_end(self, batch, logs=None):
-        if int(self.step.numpy()) % self.every == 0:
-            self.save()
-
-    def on_train_end(self, logs=None):
-        self.save()
-
-
-class ScalarSummaries(keras.callbacks.Callback):
-    """Writes the train_step logs to TensorBoard every `every` steps, keyed by global step."""
-
-    def __init__(self, log_dir: str, every: int, step: tf.Variable):
-        super().__init__()
-        self.writer = tf.summary.create_file_writer(log_dir)
-        self.every, self.step = every, step
-
-    def on_train_batch_end(self, batch, logs=None):
-        step = int(self.step.numpy())
-        if step % self.every == 0 and logs:
-            with self.writer.as_default(step=step):
-                for name, value in logs.items():
-                    tf.summary.scalar(f"train/{name}", float(value))
-            self.writer.flush()
-
-
-def prepare_model_dir(model_dir: str) -> None:
-    """Creates model_dir and proves it is writable, before any training starts."""
+def prepare_model_dir(model_dir: str, checkpoint_bytes: int = 0) -> None:
+    """Creates model_dir and proves it is writable and has room for two checkpoints,
+    before any training starts (not an hour later, at the first save)."""
+    parent = os.path.abspath(model_dir)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    free = shutil.disk_usage(parent).free
+    needed = 2 * checkpoint_bytes + (16 << 20)
+    if free < needed:
+        raise ConfigError(
+            "model_dir",
+            f"only {free >> 20} MB free on its disk; checkpoints of this model need about "
+            f"{needed >> 20} MB",
+            model_dir,
+        )
     try:
         os.makedirs(model_dir, exist_ok=True)
         probe = os.path.join(model_dir, ".write_test")
@@ -125,7 +99,7 @@ def prepare_model_dir(model_dir: str) -> None:
             f.write("ok")
         os.remove(probe)
     except OSError as e:
-        raise ConfigError("model_dir", f"{model_dir} is not writable: {e.strerror}") from e
+        raise ConfigError("model_dir", f"is not writable: {e.strerror}", model_dir) from e
 
 
 def train(config: Config, strategy: tf.distribute.Strategy) -> dict:
@@ -152,14 +126,16 @@ def train(config: Config, strategy: tf.distribute.Strategy) -> dict:
         seed=config.seed,
         cache=config.cache_dataset,
     )
-    prepare_model_dir(config.model_dir)  # first write to model_dir: all checks passed.
-
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():
         model = builders.build_model(config, source.num_classes)
         optimizer = builders.build_training_optimizer(config, plan.warmup_steps, plan.total_steps)
         model.compile(optimizer=optimizer)
         optimizer.build(model.trainable_variables)
+    checkpoint_bytes = sum(
+        v.numpy().nbytes for v in list(model.variables) + list(optimizer.variables)
+    )
+    prepare_model_dir(config.model_dir, checkpoint_bytes)  # first write: all checks passed.
     manager = checkpoints.manager_for(
         model, optimizer, config.model_dir, config.keep_checkpoint_max
     )
@@ -181,8 +157,10 @@ def train(config: Config, strategy: tf.distribute.Strategy) -> dict:
     )
 
     saver = CheckpointEvery(manager, plan.checkpoint_steps, optimizer.iterations)
+    stopper = StopOnSignal(saver)
     callbacks = [
         saver,
+        stopper,
         ScalarSummaries(
             os.path.join(config.model_dir, "train"),
             config.train_summary_steps,
@@ -203,6 +181,8 @@ def train(config: Config, strategy: tf.distribute.Strategy) -> dict:
             shuffle=False,  # the tf.data pipeline shuffles
         )
         logs = {k: float(v[-1]) for k, v in history.history.items()}
+        saver.raise_if_diverged()
+        stopper.raise_if_stopped()
         logging.info("Reached epoch %d/%d", epochs, epochs_total)
     if start >= plan.total_steps:
         logging.info("Already at step %d >= %d: nothing to train", start, plan.total_steps)

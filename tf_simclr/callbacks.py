@@ -1,0 +1,156 @@
+"""Training callbacks: checkpoints with a NaN guard, stop-on-signal, TensorBoard scalars.
+
+Faults and what happens (see also `tf_simclr.checkpoints`):
+- SIGTERM / SIGINT during training: the current step finishes, a checkpoint is
+  saved, and `TrainingInterrupted` ends the run (`run.py` exits with 128 + the
+  signal number and one line saying how to resume).
+- A NaN or Inf loss, or non-finite weights about to be saved: training stops,
+  nothing is saved (the last good checkpoint stays the latest), and
+  `TrainingDiverged` names the step and the likely causes.
+- SIGKILL: nothing runs; `tf.train.CheckpointManager` only records complete
+  checkpoints, so a restart resumes from the last complete one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import threading
+
+import keras
+import tensorflow as tf
+from absl import logging
+
+
+class TrainingInterrupted(RuntimeError):
+    """Training stopped on a signal after saving a checkpoint."""
+
+    def __init__(self, signum: int, step: int):
+        self.signum, self.step = signum, step
+        name = signal.Signals(signum).name
+        super().__init__(
+            f"stopped by {name} at step {step} after saving its checkpoint; "
+            "run the same command again to resume"
+        )
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the weights became NaN/Inf; the last good checkpoint is untouched."""
+
+    def __init__(self, step: int, what: str):
+        self.step = step
+        super().__init__(
+            f"{what} is NaN or Inf at step {step}; stopped without saving, the last good "
+            "checkpoint is untouched. Likely causes: a learning rate too high for this batch "
+            "size and optimizer (try a lower --learning_rate or --optimizer=lars), float16 "
+            "overflow (use bfloat16 or float32), or corrupt input."
+        )
+
+
+def _all_finite(variables) -> bool:
+    return bool(tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in variables]))
+
+
+class CheckpointEvery(keras.callbacks.Callback):
+    """Saves model + optimizer (step, slots, LR position) every `every` steps and at the end.
+
+    Refuses to save once the loss or the weights are not finite (NaN guard).
+    """
+
+    def __init__(self, manager: tf.train.CheckpointManager, every: int, step: tf.Variable):
+        super().__init__()
+        self.manager, self.every, self.step = manager, every, step
+        self.diverged: tuple[int, str] | None = None
+
+    def save(self) -> None:
+        if self.diverged is not None:
+            return
+        step = int(self.step.numpy())
+        if self.manager.latest_checkpoint == self._path(step):
+            return
+        model = self.manager.checkpoint.model
+        if not _all_finite(model.trainable_variables):
+            self.diverged = (step, "a model weight")
+            return
+        self.manager.save(checkpoint_number=step)
+        logging.info("Saved checkpoint for step %d to %s", step, self.manager.directory)
+
+    def _path(self, step: int) -> str:
+        return os.path.join(self.manager.directory, f"ckpt-{step}")
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(self.step.numpy())
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.diverged = (step, "the training loss")
+        if self.diverged is not None:
+            self.model.stop_training = True
+            return
+        if step % self.every == 0:
+            self.save()
+            if self.diverged is not None:
+                self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        self.save()
+
+    def raise_if_diverged(self) -> None:
+        if self.diverged is not None:
+            raise TrainingDiverged(*self.diverged)
+
+
+class StopOnSignal(keras.callbacks.Callback):
+    """On SIGTERM/SIGINT: finish the step, save a checkpoint, stop training.
+
+    Handlers are installed only while training runs, and only from the main
+    thread (Python delivers signals there).
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self, saver: CheckpointEvery):
+        super().__init__()
+        self.saver = saver
+        self.received: int | None = None
+        self._previous: dict = {}
+
+    def _handle(self, signum, frame):
+        del frame
+        logging.warning("Received %s: saving a checkpoint after this step", signal.Signals(signum))
+        self.received = signum
+
+    def on_train_begin(self, logs=None):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.received is not None:
+            self.saver.save()
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+    def raise_if_stopped(self) -> None:
+        if self.received is not None:
+            raise TrainingInterrupted(self.received, int(self.saver.step.numpy()))
+
+
+class ScalarSummaries(keras.callbacks.Callback):
+    """Writes the train_step logs to TensorBoard every `every` steps, keyed by global step."""
+
+    def __init__(self, log_dir: str, every: int, step: tf.Variable):
+        super().__init__()
+        self.writer = tf.summary.create_file_writer(log_dir)
+        self.every, self.step = every, step
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(self.step.numpy())
+        if step % self.every == 0 and logs:
+            with self.writer.as_default(step=step):
+                for name, value in logs.items():
+                    tf.summary.scalar(f"train/{name}", float(value))
+            self.writer.flush()

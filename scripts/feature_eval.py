@@ -37,12 +37,10 @@ def main(argv):
     import numpy as np
     import tensorflow as tf
 
-    from tf_simclr import builders, evaluate
-    from tf_simclr.data import eval_dataset
+    from tf_simclr import builders, evaluate, runner
 
     config = run.config_from_flags()
     train_source = builders.train_source(config, subset=False)
-    test_source = builders.eval_source(config)
     keras.utils.set_random_seed(config.seed)
     model = builders.build_pretrain_model(config, train_source.num_classes)
     step = 0
@@ -51,20 +49,9 @@ def main(argv):
         status = tf.train.Checkpoint(model=model).restore(latest)
         status.assert_existing_objects_matched().expect_partial()
         step = int(latest.rsplit("-", 1)[1])
-    features = {}
-    for name, source in (("train", train_source), ("test", test_source)):
-        dataset = eval_dataset(source, config.image_size, config.eval_batch_size)
-        features[name] = evaluate.extract_features(model, dataset, verbose=1)
+    features = runner.frozen_features(config, model, verbose=1)
     (train_x, train_y), (test_x, test_y) = features["train"], features["test"]
-    knn = evaluate.knn_accuracy(
-        train_x,
-        train_y,
-        test_x,
-        test_y,
-        num_classes=train_source.num_classes,
-        k=config.knn_k,
-        temperature=config.knn_temperature,
-    )
+    knn = runner.knn_top1(config, features, train_source.num_classes)
     mean, std = train_x.mean(0), train_x.std(0) + 1e-6
     probe = evaluate.linear_eval_on_features(
         (train_x - mean) / std,

@@ -41,6 +41,18 @@ def run_cli(args, timeout=300):
     )
 
 
+def start_cli(args, stderr):
+    """run.py in the background (stdout discarded); returns the Popen."""
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "run.py"), *args],
+        cwd=ROOT,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+        text=True,
+    )
+
+
 def folder_args(image_folder, model_dir, *extra):
     return [
         "--mode=train",
@@ -153,14 +165,7 @@ def test_sigkill_then_restart_resumes_from_last_checkpoint(tmp_path, image_folde
     args = folder_args(
         image_folder, model_dir, "--train_steps=40", "--checkpoint_steps=2", "--verbose=0"
     )
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "run.py"), *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = start_cli(args, stderr=subprocess.DEVNULL)
     state = model_dir / "checkpoint"  # CheckpointManager's record of complete checkpoints
     deadline = time.time() + 240
     while not state.exists() and time.time() < deadline and proc.poll() is None:
@@ -205,15 +210,7 @@ def test_signal_saves_a_checkpoint_and_exits_cleanly_then_resumes(tmp_path, imag
     args = folder_args(
         image_folder, model_dir, "--train_steps=400", "--checkpoint_steps=100", "--verbose=0"
     )
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "run.py"), *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_cli(args, stderr=subprocess.PIPE)
     deadline = time.time() + 240
     while not (model_dir / "train").exists() and time.time() < deadline:
         time.sleep(0.1)

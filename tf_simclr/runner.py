@@ -64,28 +64,45 @@ def run_eval(config: Config, strategy) -> dict:
         if source.num_classes == 0:
             logging.warning("kNN evaluation skipped: the eval split has no labels")
         else:
-            train_split = eval_dataset(
-                builders.train_source(config, subset=False),
-                config.image_size,
-                config.eval_batch_size,
-            )
-            train_x, train_y = evaluate.extract_features(model, train_split, verbose=config.verbose)
-            test_x, test_y = evaluate.extract_features(model, dataset, verbose=config.verbose)
-            results["knn_top1"] = evaluate.knn_accuracy(
-                train_x,
-                train_y,
-                test_x,
-                test_y,
-                num_classes=source.num_classes,
-                k=config.knn_k,
-                temperature=config.knn_temperature,
-            )
+            features = frozen_features(config, model, verbose=config.verbose)
+            results["knn_top1"] = knn_top1(config, features, source.num_classes)
     results["eval_seconds"] = time.time() - began
     logging.info("Evaluation at step %d on %s: %s", step, config.eval_split, results)
     for name in ("eval_results.json", f"eval_{config.eval_split}_{step}.json"):
         with open(os.path.join(config.model_dir, name.replace("/", "_")), "w") as f:
             json.dump(results, f, indent=2, sort_keys=True)
     return results
+
+
+def frozen_features(config: Config, model, verbose: int = 0) -> dict:
+    """{"train": (x, y), "test": (x, y)}: encoder features of the whole train split and
+    of the eval split, with the eval preprocessing (no augmentation)."""
+    splits = {
+        "train": builders.train_source(config, subset=False),
+        "test": builders.eval_source(config),
+    }
+    return {
+        name: evaluate.extract_features(
+            model,
+            eval_dataset(source, config.image_size, config.eval_batch_size),
+            verbose=verbose,
+        )
+        for name, source in splits.items()
+    }
+
+
+def knn_top1(config: Config, features: dict, num_classes: int) -> float:
+    """Weighted kNN top-1 of the test features against the train features."""
+    (train_x, train_y), (test_x, test_y) = features["train"], features["test"]
+    return evaluate.knn_accuracy(
+        train_x,
+        train_y,
+        test_x,
+        test_y,
+        num_classes=num_classes,
+        k=config.knn_k,
+        temperature=config.knn_temperature,
+    )
 
 
 def run_export(config: Config, strategy) -> str:

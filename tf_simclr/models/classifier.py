@@ -31,6 +31,7 @@ import tensorflow as tf
 from tf_simclr import distribute
 from tf_simclr.models.heads import LinearClassifier, ProjectionHead
 from tf_simclr.models.resnet import ResNet
+from tf_simclr.models.serialization import deserialize_parts, serialize_parts
 
 # ResNet block groups; `fine_tune_after_block=NUM_BLOCK_GROUPS` freezes the whole encoder.
 NUM_BLOCK_GROUPS = 4
@@ -302,13 +303,8 @@ class Classifier(keras.Model):
         config = super().get_config()
         config.update(
             {
-                "encoder": keras.saving.serialize_keras_object(self.encoder),
+                **serialize_parts(encoder=self.encoder, head=self.head),
                 "num_classes": self.num_classes,
-                "head": (
-                    keras.saving.serialize_keras_object(self.head)
-                    if self.head is not None
-                    else None
-                ),
                 "ft_proj_selector": self.ft_proj_selector,
                 "fine_tune_after_block": self.fine_tune_after_block,
                 "zero_init_logits_layer": self.zero_init_logits_layer,
@@ -318,11 +314,7 @@ class Classifier(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
-        if config.get("head") is not None:
-            config["head"] = keras.saving.deserialize_keras_object(config["head"])
-        return cls(**config)
+        return cls(**deserialize_parts(config, "encoder", "head"))
 
 
 def freeze_report(model: keras.Model) -> dict[str, list[str]]:

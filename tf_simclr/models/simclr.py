@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from tf_simclr import distribute, losses
 from tf_simclr.models.heads import LinearClassifier, ProjectionHead
+from tf_simclr.models.serialization import deserialize_parts, serialize_parts
 
 
 @keras.saving.register_keras_serializable(package="tf_simclr")
@@ -131,8 +132,7 @@ class SimCLR(keras.Model):
         config = super().get_config()
         config.update(
             {
-                "encoder": keras.saving.serialize_keras_object(self.encoder),
-                "head": keras.saving.serialize_keras_object(self.head),
+                **serialize_parts(encoder=self.encoder, head=self.head),
                 "num_classes": self.num_classes,
                 "temperature": self.temperature,
                 "hidden_norm": self.hidden_norm,
@@ -143,7 +143,4 @@ class SimCLR(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
-        config["head"] = keras.saving.deserialize_keras_object(config["head"])
-        return cls(**config)
+        return cls(**deserialize_parts(config, "encoder", "head"))

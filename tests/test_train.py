@@ -194,3 +194,15 @@ def test_too_little_disk_space_is_a_config_error(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="--model_dir.*MB free"):
         train.prepare_model_dir(str(tmp_path / "run"), checkpoint_bytes=100 << 20)
     assert not (tmp_path / "run").exists()
+
+
+def test_official_imagenet_subsets_are_accepted_as_train_split():
+    from tf_simclr import builders
+
+    config = tiny_config(
+        "/tmp/unused", dataset="imagenet2012", train_split="imagenet2012_subset/10pct"
+    )
+    with tfds.testing.mock_data(num_examples=8):
+        source = builders.train_source(config)
+    assert source.name == "imagenet2012_subset/10pct" and source.split == "train"
+    assert source.num_classes == 1000

@@ -36,12 +36,20 @@ def augment_config(config: Config) -> AugmentConfig:
     )
 
 
+IMAGENET_SUBSETS = "imagenet2012_subset"
+
+
 def train_source(config: Config, subset: bool = True) -> Source:
     """The training split, reduced to a class-balanced label subset when asked
     (`subset=False`: the whole split, e.g. to know its classes)."""
+    dataset, split = config.dataset, config.train_split
+    if split.startswith(IMAGENET_SUBSETS + "/"):
+        # The official semi-supervised ImageNet subsets (SimCLRv2): a TFDS dataset of its
+        # own whose "train" split holds the 1% / 10% of labelled images.
+        dataset, split = split, "train"
     source = make_source(
-        config.dataset,
-        config.train_split,
+        dataset,
+        split,
         data_dir=config.data_dir or None,
         split_flag="train_split",
         shuffle_files=True,

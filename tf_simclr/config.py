@@ -83,7 +83,11 @@ class Config:
     data_dir: str = _field(
         "", "TFDS data directory, or the root of the image folder for --dataset=image_folder."
     )
-    train_split: str = _field("train", "Split to train on; TFDS slicing such as train[:10%].")
+    train_split: str = _field(
+        "train",
+        "Split to train on; TFDS slicing such as train[:10%], or imagenet2012_subset/1pct "
+        "(or /10pct) for the official ImageNet label subsets.",
+    )
     eval_split: str = _field("validation", "Split to evaluate on.")
     cache_dataset: bool = _field(False, "Cache the decoded dataset in memory.")
     shuffle_buffer: int = _field(

@@ -1,0 +1,437 @@
+"""Performance benchmarks for tf_simclr on the machine at hand (see docs/performance.md).
+
+Three parts, each selectable with `--parts`:
+
+- `step`: SimCLR pretraining step throughput (ResNet + projection head + LARS, fed a
+  fixed in-memory batch), with achieved FLOP/s as a ratio of a float32 matmul's
+  FLOP/s measured in the same process just before and after.
+- `pipeline`: the two-view augmentation input pipeline alone, read from a real image
+  folder (CIFAR-10 JPEGs at 32 px; upscaled copies of them at 224 px with blur).
+- `memory`: peak resident memory (VmHWM) of a short training run per batch size, each
+  in its own subprocess.
+
+Bare seconds are noisy: other processes may share the CPU. Compare the ratios, which
+are measured within one process run.
+
+    PYTHONPATH=. python benchmarks/run_benchmarks.py            # full run, < ~10 min
+    PYTHONPATH=. python benchmarks/run_benchmarks.py --quick    # smoke run, ~1-2 min
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+
+import keras
+import tensorflow as tf
+
+from tf_simclr.data.augment import AugmentConfig
+from tf_simclr.data.pipeline import pretrain_dataset
+from tf_simclr.data.sources import make_source
+from tf_simclr.models.heads import ProjectionHead
+from tf_simclr.models.resnet import ResNet
+from tf_simclr.models.simclr import SimCLR
+from tf_simclr.optim import build_optimizer
+
+PARTS = ("step", "pipeline", "memory")
+CIFAR_ARCHIVE = "/work/shared/data/cifar10-jpg.tar.gz"
+CIFAR_EXTRACTED = "/tmp/data/cifar10_jpg"
+NOISE_NOTE = (
+    "Bare seconds are noisy (other processes may share the CPU); compare the same-process ratios."
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class StepConfig:
+    """One pretraining-step measurement: model size, batch and timing windows."""
+
+    depth: int = 18
+    width: float = 1.0
+    image_size: int = 32
+    cifar_stem: bool = True
+    batch_size: int = 256
+    jit_compile: bool = False
+    warmup_steps: int = 1
+    windows: int = 3
+    steps_per_window: int = 2
+
+
+# --- Reference matmul -------------------------------------------------------------------
+
+
+def matmul_flops_per_second(n: int = 4096, dtype=tf.float32, repeats: int = 3) -> float:
+    """Median FLOP/s of one `[n, n] @ [n, n]` matmul (2 n^3 FLOPs) over `repeats` runs."""
+    a = tf.random.stateless_uniform([n, n], seed=[1, 2], dtype=tf.float32)
+    b = tf.random.stateless_uniform([n, n], seed=[3, 4], dtype=tf.float32)
+    a, b = tf.cast(a, dtype), tf.cast(b, dtype)
+
+    @tf.function
+    def product(x, y):
+        # Reduce to a scalar so fetching the result does not copy 64 MB.
+        return tf.reduce_sum(tf.cast(tf.linalg.matmul(x, y), tf.float32))
+
+    product(a, b).numpy()  # trace and warm up
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        product(a, b).numpy()
+        seconds.append(time.perf_counter() - start)
+    return 2.0 * n**3 / statistics.median(seconds)
+
+
+# --- Pretraining step -------------------------------------------------------------------
+
+
+def build_pretrain_model(cfg: StepConfig, num_classes: int = 10) -> SimCLR:
+    """SimCLR (ResNet + 3-layer head + online probe) compiled with LARS."""
+    model = SimCLR(
+        ResNet(cfg.depth, width_multiplier=cfg.width, cifar_stem=cfg.cifar_stem, name="encoder"),
+        ProjectionHead(name="projection_head"),
+        num_classes=num_classes,
+        temperature=0.5,
+        name="simclr",
+    )
+    model(tf.zeros([1, cfg.image_size, cfg.image_size, 3]))  # create the variables
+    model.compile(optimizer=build_optimizer("lars", 1.0), jit_compile=cfg.jit_compile)
+    return model
+
+
+def forward_flops_per_image(model: SimCLR, image_size: int) -> int:
+    """Forward FLOPs of encoder + projection head on one image, by TF's graph profiler.
+
+    The profiler counts the registered float ops of the traced inference graph
+    (convolutions and matmuls as 2 x MACs, plus element-wise adds/multiplies it knows);
+    batch normalisation and ReLU are not counted, so this slightly undercounts.
+    """
+
+    @tf.function
+    def forward(images):
+        features = model.encoder(images, training=False)
+        return model.head(features, training=False)
+
+    concrete = forward.get_concrete_function(
+        tf.TensorSpec([1, image_size, image_size, 3], tf.float32)
+    )
+    options = (
+        tf.compat.v1.profiler.ProfileOptionBuilder(
+            tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+        )
+        .with_empty_output()
+        .build()
+    )
+    stats = tf.compat.v1.profiler.profile(graph=concrete.graph, options=options)
+    return int(stats.total_float_ops)
+
+
+def fixed_batch_dataset(batch_size: int, image_size: int) -> tf.data.Dataset:
+    """One random two-view batch in memory, repeated: the step sees no input cost."""
+    shape = [batch_size, image_size, image_size, 3]
+    batch = {
+        "view1": tf.random.stateless_uniform(shape, seed=[0, 1]),
+        "view2": tf.random.stateless_uniform(shape, seed=[0, 2]),
+        "label": tf.random.stateless_uniform([batch_size], seed=[0, 3], maxval=10, dtype=tf.int64),
+    }
+    return tf.data.Dataset.from_tensors(batch).repeat()
+
+
+def seconds_per_step(model: keras.Model, dataset: tf.data.Dataset, cfg: StepConfig) -> list[float]:
+    """Seconds per step of each timing window (after `cfg.warmup_steps` untimed steps)."""
+    model.fit(dataset, epochs=1, steps_per_epoch=cfg.warmup_steps, verbose=0)
+    per_window = []
+    for _ in range(cfg.windows):
+        start = time.perf_counter()
+        model.fit(dataset, epochs=1, steps_per_epoch=cfg.steps_per_window, verbose=0)
+        per_window.append((time.perf_counter() - start) / cfg.steps_per_window)
+    return per_window
+
+
+def bench_step(cfg: StepConfig) -> dict:
+    """Step throughput and achieved FLOP/s relative to same-process matmuls."""
+    matmul_before = matmul_flops_per_second()
+    keras.utils.set_random_seed(0)
+    model = build_pretrain_model(cfg)
+    fwd = forward_flops_per_image(model, cfg.image_size)
+    windows = seconds_per_step(model, fixed_batch_dataset(cfg.batch_size, cfg.image_size), cfg)
+    matmul_after = matmul_flops_per_second()
+    bf16_matmul = matmul_flops_per_second(dtype=tf.bfloat16)
+
+    step_seconds = statistics.median(windows)
+    # Backward ~ 2x forward (gradients w.r.t. activations and weights); 2B views per step.
+    step_flops = 3 * fwd * 2 * cfg.batch_size
+    step_flops_per_s = step_flops / step_seconds
+    matmul_ref = statistics.mean([matmul_before, matmul_after])
+    return {
+        "config": dataclasses.asdict(cfg),
+        "encoder_params": int(model.encoder.count_params()),
+        "forward_flops_per_image": fwd,
+        "flop_count_method": "tf.compat.v1.profiler float_operation on traced encoder+head",
+        "step_flops": step_flops,
+        "window_seconds_per_step": windows,
+        "seconds_per_step": step_seconds,
+        "source_images_per_s": cfg.batch_size / step_seconds,
+        "step_flops_per_s": step_flops_per_s,
+        "matmul_f32_flops_per_s_before": matmul_before,
+        "matmul_f32_flops_per_s_after": matmul_after,
+        "matmul_bf16_flops_per_s": bf16_matmul,
+        "step_over_matmul_f32": step_flops_per_s / matmul_ref,
+        "bf16_over_f32_matmul": bf16_matmul / matmul_ref,
+    }
+
+
+# --- Input pipeline ---------------------------------------------------------------------
+
+
+def cifar_folder(workdir: str) -> str | None:
+    """A directory holding `train/<class>/*.jpg` of CIFAR-10, or None if unavailable."""
+    if os.path.isdir(os.path.join(CIFAR_EXTRACTED, "train")):
+        return CIFAR_EXTRACTED
+    if not os.path.exists(CIFAR_ARCHIVE):
+        return None
+    target = os.path.join(workdir, "cifar10_jpg")
+    with tarfile.open(CIFAR_ARCHIVE) as archive:
+        archive.extractall(target, filter="data")
+    return target
+
+
+def upscaled_folder(cifar_root: str, workdir: str, count: int, size: int = 256) -> str:
+    """`count` CIFAR training images resized to `size` px, as JPEGs in `workdir/train/`."""
+    classes = sorted(os.listdir(os.path.join(cifar_root, "train")))
+    per_class = max(1, count // len(classes))
+    for name in classes:
+        src = os.path.join(cifar_root, "train", name)
+        dst = os.path.join(workdir, "train", name)
+        os.makedirs(dst, exist_ok=True)
+        for file in sorted(os.listdir(src))[:per_class]:
+            image = tf.io.decode_jpeg(tf.io.read_file(os.path.join(src, file)), channels=3)
+            image = tf.image.resize(image, [size, size], method="bicubic")
+            image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+            tf.io.write_file(os.path.join(dst, file), tf.io.encode_jpeg(image, quality=90))
+    return workdir
+
+
+def pipeline_images_per_s(
+    data_dir: str, augment: AugmentConfig, batch_size: int, warmup: int, batches: int
+) -> float:
+    """Source images/s (each yields 2 views) of `pretrain_dataset` over an image folder."""
+    source = make_source("image_folder", "train", data_dir=data_dir)
+    dataset = pretrain_dataset(source, augment, batch_size, seed=0)
+    iterator = iter(dataset)
+    for _ in range(warmup):  # fills the shuffle buffer and the prefetch queue
+        next(iterator)
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(iterator)
+    return batch_size * batches / (time.perf_counter() - start)
+
+
+def bench_pipeline(workdir: str, quick: bool, train_images_per_s: float | None) -> dict:
+    """CIFAR recipe at 32 px and ImageNet recipe at 224 px, per core and vs training."""
+    cifar_root = cifar_folder(workdir)
+    if cifar_root is None:
+        reason = f"{CIFAR_ARCHIVE} not found and {CIFAR_EXTRACTED} absent"
+        print(f"[pipeline] skipped: {reason}")
+        return {"skipped": reason}
+    cores = os.cpu_count() or 1
+    cifar = pipeline_images_per_s(
+        cifar_root,
+        AugmentConfig(image_size=32, blur=False, color_jitter_strength=0.5),
+        batch_size=256,
+        warmup=3,
+        batches=5 if quick else 20,
+    )
+    big_root = upscaled_folder(cifar_root, os.path.join(workdir, "big"), 200 if quick else 500)
+    imagenet = pipeline_images_per_s(
+        big_root, AugmentConfig(image_size=224), batch_size=32, warmup=2, batches=3 if quick else 8
+    )
+    result = {
+        "cpu_count": cores,
+        "cifar32_images_per_s": cifar,
+        "cifar32_images_per_s_per_core": cifar / cores,
+        "imagenet224_images_per_s": imagenet,
+        "imagenet224_images_per_s_per_core": imagenet / cores,
+    }
+    if train_images_per_s:
+        result["cifar32_over_train_step"] = cifar / train_images_per_s
+    return result
+
+
+# --- Peak memory ------------------------------------------------------------------------
+
+
+def vm_hwm_bytes() -> int:
+    """This process's peak resident set size (VmHWM) in bytes."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def memory_child(cfg: StepConfig) -> None:
+    """Runs a short training (warm-up + one window) and prints its peak RSS as JSON."""
+    model = build_pretrain_model(cfg)
+    seconds_per_step(model, fixed_batch_dataset(cfg.batch_size, cfg.image_size), cfg)
+    print(json.dumps({"batch_size": cfg.batch_size, "vm_hwm_bytes": vm_hwm_bytes()}))
+
+
+def bench_memory(cfg: StepConfig, batch_sizes: list[int]) -> dict:
+    """Peak RSS per batch size, each measured in a fresh subprocess."""
+    results = {}
+    for batch in batch_sizes:
+        command = [
+            sys.executable,
+            os.path.abspath(__file__),
+            f"--memory_child_batch={batch}",
+            f"--depth={cfg.depth}",
+            f"--width={cfg.width}",
+            f"--image_size={cfg.image_size}",
+            f"--jit_compile={cfg.jit_compile}",
+        ]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            results[str(batch)] = {"error": done.stderr.strip().splitlines()[-1:]}
+            continue
+        child = json.loads(done.stdout.strip().splitlines()[-1])
+        results[str(batch)] = {
+            "vm_hwm_gib": child["vm_hwm_bytes"] / 2**30,
+            # Max over all children waited for so far: a cross-check, not per child.
+            "children_ru_maxrss_gib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+            / 2**20,
+        }
+    return results
+
+
+# --- Report -----------------------------------------------------------------------------
+
+
+def print_table(results: dict) -> None:
+    rows = []
+    step = results.get("step")
+    if step:
+        c = step["config"]
+        rows += [
+            (
+                "step config",
+                f"ResNet-{c['depth']} w{c['width']} {c['image_size']}px B={c['batch_size']} "
+                f"jit={c['jit_compile']}",
+            ),
+            ("forward GFLOP / image", f"{step['forward_flops_per_image'] / 1e9:.4f}"),
+            ("seconds / step (median)", f"{step['seconds_per_step']:.3f}"),
+            ("source images / s", f"{step['source_images_per_s']:.1f}"),
+            ("step GFLOP/s", f"{step['step_flops_per_s'] / 1e9:.1f}"),
+            ("f32 matmul GFLOP/s before", f"{step['matmul_f32_flops_per_s_before'] / 1e9:.1f}"),
+            ("f32 matmul GFLOP/s after", f"{step['matmul_f32_flops_per_s_after'] / 1e9:.1f}"),
+            ("bf16 matmul GFLOP/s", f"{step['matmul_bf16_flops_per_s'] / 1e9:.1f}"),
+            ("step / f32 matmul [target >= 0.75]", f"{step['step_over_matmul_f32']:.3f}"),
+            ("bf16 / f32 matmul", f"{step['bf16_over_f32_matmul']:.2f}"),
+        ]
+    pipe = results.get("pipeline")
+    if pipe and "skipped" not in pipe:
+        rows += [
+            ("pipeline 32px images / s", f"{pipe['cifar32_images_per_s']:.1f}"),
+            ("pipeline 32px images / s / core", f"{pipe['cifar32_images_per_s_per_core']:.1f}"),
+            ("pipeline 224px images / s", f"{pipe['imagenet224_images_per_s']:.1f}"),
+            (
+                "pipeline 224px images / s / core",
+                f"{pipe['imagenet224_images_per_s_per_core']:.1f}",
+            ),
+        ]
+        if "cifar32_over_train_step" in pipe:
+            ratio = pipe["cifar32_over_train_step"]
+            rows.append(("pipeline 32px / train step [target >= 5]", f"{ratio:.1f}"))
+    elif pipe:
+        rows.append(("pipeline", f"skipped: {pipe['skipped']}"))
+    for batch, mem in (results.get("memory") or {}).items():
+        value = f"{mem['vm_hwm_gib']:.2f}" if "vm_hwm_gib" in mem else f"error {mem['error']}"
+        rows.append((f"peak RSS GiB, batch {batch}", value))
+    width = max(len(name) for name, _ in rows) if rows else 0
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+    print(NOISE_NOTE)
+
+
+def machine_info() -> dict:
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor(),
+        "cpu_count": os.cpu_count(),
+        "load_average_at_start": os.getloadavg(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+    }
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parts", default=",".join(PARTS), help="comma list of " + str(PARTS))
+    parser.add_argument("--output", default="benchmarks/results/latest.json")
+    parser.add_argument("--quick", action="store_true", help="tiny width, few steps")
+    parser.add_argument("--depth", type=int, default=18)
+    parser.add_argument("--width", type=float, default=None, help="default 1.0 (quick: 0.125)")
+    parser.add_argument("--image_size", type=int, default=32)
+    parser.add_argument("--batch_size", type=int, default=256)
+    parser.add_argument("--jit_compile", type=lambda s: s.lower() in ("1", "true"), default=False)
+    parser.add_argument("--windows", type=int, default=3)
+    parser.add_argument("--steps_per_window", type=int, default=2)
+    parser.add_argument("--memory_batches", default="256,512")
+    parser.add_argument("--memory_child_batch", type=int, default=0, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    width = args.width if args.width is not None else (0.125 if args.quick else 1.0)
+    cfg = StepConfig(
+        depth=args.depth,
+        width=width,
+        image_size=args.image_size,
+        cifar_stem=args.image_size <= 64,
+        batch_size=args.batch_size,
+        jit_compile=args.jit_compile,
+        windows=2 if args.quick else args.windows,
+        steps_per_window=args.steps_per_window,
+    )
+    if args.memory_child_batch:
+        memory_child(dataclasses.replace(cfg, batch_size=args.memory_child_batch, windows=1))
+        return
+    parts = [p for p in args.parts.split(",") if p]
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        raise SystemExit(f"unknown --parts {sorted(unknown)}; choose from {PARTS}")
+
+    results = {"machine": machine_info(), "quick": args.quick, "note": NOISE_NOTE}
+    start = time.perf_counter()
+    if "step" in parts:
+        print("[step] measuring ...", flush=True)
+        results["step"] = bench_step(cfg)
+    if "pipeline" in parts:
+        print("[pipeline] measuring ...", flush=True)
+        train_rate = results["step"]["source_images_per_s"] if "step" in results else None
+        with tempfile.TemporaryDirectory() as workdir:
+            results["pipeline"] = bench_pipeline(workdir, args.quick, train_rate)
+    if "memory" in parts:
+        print("[memory] measuring ...", flush=True)
+        batches = [int(b) for b in args.memory_batches.split(",") if b]
+        results["memory"] = bench_memory(cfg, batches)
+    results["wall_seconds"] = time.perf_counter() - start
+    results["machine"]["load_average_at_end"] = os.getloadavg()
+
+    print_table(results)
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    with open(args.output, "w") as f:
+        json.dump(results, f, indent=2)
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()

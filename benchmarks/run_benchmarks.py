@@ -395,7 +395,7 @@ def main(argv=None) -> None:
         depth=args.depth,
         width=width,
         image_size=args.image_size,
-        cifar_stem=args.image_size <= 64,
+        cifar_stem=args.image_size <= 32,  # as run.py
         batch_size=args.batch_size,
         jit_compile=args.jit_compile,
         windows=2 if args.quick else args.windows,

@@ -50,3 +50,23 @@ def mirrored_strategy():
     expected type ..."), so tests share a single instance.
     """
     return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+
+def _worst_relative_step(init_a, after_a, init_b, after_b):
+    """Largest per-tensor ||step_a - step_b|| / ||step_a|| of two runs from the same weights.
+
+    With plain SGD at learning rate 1 a step is minus the gradient, so this compares
+    gradients of, e.g., a replicated and a single-device run.
+    """
+    worst = 0.0
+    for a0, a, b0, b in zip(init_a, after_a, init_b, after_b, strict=True):
+        np.testing.assert_array_equal(a0, b0)
+        scale = max(np.linalg.norm(a - a0), 1e-8)
+        worst = max(worst, float(np.linalg.norm((a - a0) - (b - b0)) / scale))
+    return worst
+
+
+@pytest.fixture
+def worst_relative_step():
+    """The `_worst_relative_step` comparison (a fixture: tests cannot import conftest)."""
+    return _worst_relative_step

@@ -74,7 +74,7 @@ def eval_source(config: Config) -> Source:
 
 
 def _synchronized(config: Config) -> bool:
-    return config.global_bn and distribute.num_replicas_in_scope() > 1
+    return config.global_bn and distribute.num_replicas() > 1
 
 
 def build_encoder(config: Config) -> ResNet:

@@ -109,8 +109,3 @@ def build_strategy(name: str) -> tf.distribute.Strategy:
             _MIRRORED[devices] = tf.distribute.MirroredStrategy(list(devices))
         return _MIRRORED[devices]
     raise ValueError(f"unknown strategy {name!r}")
-
-
-def num_replicas_in_scope() -> int:
-    """Replicas of the strategy whose scope is active (1 outside any scope)."""
-    return tf.distribute.get_strategy().num_replicas_in_sync

@@ -536,10 +536,10 @@ def command_report(args) -> None:
         text = f.read()
     for group in groups:
         pattern = re.compile(
-            rf"(<!-- ablations:{group} -->\n).*?(\n<!-- /ablations:{group} -->)", re.S
+            rf"(<!-- ablations:{group} -->\n).*?(<!-- /ablations:{group} -->)", re.S
         )
         text, found = pattern.subn(
-            lambda m, g=group: m.group(1) + markdown_table(g, results) + m.group(2), text
+            lambda m, g=group: m.group(1) + markdown_table(g, results) + "\n" + m.group(2), text
         )
         if not found:
             print(f"{args.markdown} has no <!-- ablations:{group} --> markers; table:")

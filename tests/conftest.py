@@ -41,6 +41,13 @@ def image_folder(tmp_path):
     return write_image_folder(tmp_path / "images")
 
 
+@pytest.fixture
+def train_test_folder(tmp_path):
+    """A tiny image folder with a train split (8 per class) and a test split (4 per class)."""
+    root = write_image_folder(tmp_path / "images", "train")
+    return write_image_folder(root, "test", per_class=4, seed=1)
+
+
 @pytest.fixture(scope="session")
 def mirrored_strategy():
     """One 2-replica MirroredStrategy shared by all tests.

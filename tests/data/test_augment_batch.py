@@ -220,18 +220,21 @@ def test_padded_batch_reads_only_each_image(mode):
     sizes = np.array([[20, 30], [40, 50]], np.int32)
     cfg = AugmentConfig(image_size=12, color_jitter=False, grayscale=False, blur=False)
 
+    # 50 copies of the two images in one batch: 50 draws each.
+    padded, sizes = np.tile(padded, (50, 1, 1, 1)), np.tile(sizes, (50, 1))
+
     def views(images, sizes):
-        return tf.stack([ab.simclr_view_batch(images, cfg, sizes=sizes) for _ in range(50)])
+        return ab.simclr_view_batch(images, cfg, sizes=sizes)
 
     if mode == "eager":
         out = views(tf.constant(padded), tf.constant(sizes)).numpy()
     else:
         ds = tf.data.Dataset.from_tensors((padded, sizes)).map(views)
         out = next(iter(ds)).numpy()
-    assert out[:, 0].max() <= 200 / 255 + 1e-6  # never a padding pixel
+    assert out[0::2].max() <= 200 / 255 + 1e-6  # never a padding pixel
     # Without crop, the padded image is resized from its own 20x30 pixels.
     whole = _only(image_size=12)
-    resized = ab.simclr_view_batch(padded, whole, sizes=sizes).numpy()[0]
+    resized = ab.simclr_view_batch(padded[:2], whole, sizes=sizes[:2]).numpy()[0]
     np.testing.assert_allclose(
         resized, tf.image.resize(small / 255.0, [12, 12], "bilinear"), atol=2e-6
     )
@@ -286,6 +289,20 @@ def test_color_jitter_batch_applies_each_images_ops_in_its_order():
             for k in order[i]:
                 expected = tf.clip_by_value(ops[k](expected), 0.0, 1.0)
         np.testing.assert_allclose(out[i], expected, atol=1e-5)
+
+
+def test_grayscale_equals_per_image_grayscale():
+    images = np.random.default_rng(0).uniform(size=(3, 5, 4, 3)).astype(np.float32)
+    expected = np.stack([augment.to_grayscale(x) for x in images])
+    out = ab.random_grayscale_batch(images, RandomStream(), 1.0).numpy()
+    np.testing.assert_allclose(out, expected, atol=1e-6)
+    np.testing.assert_array_equal(ab.random_grayscale_batch(images, RandomStream(), 0.0), images)
+    # Fused into the last colour-jitter step: without jitter, just the grayscale.
+    gray = tf.constant([True, False, True])
+    none = tf.zeros([3], tf.bool)
+    out = ab.color_jitter_batch(images, 1.0, RandomStream(), apply=none, gray=gray).numpy()
+    np.testing.assert_allclose(out[[0, 2]], expected[[0, 2]], atol=1e-6)
+    np.testing.assert_allclose(out[1], images[1], atol=1e-6)
 
 
 def test_gaussian_blur_batch_equals_per_image_blur():

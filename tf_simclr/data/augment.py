@@ -17,8 +17,9 @@ the same image give two different views, and `tf.random.set_seed` governs all
 of them (crops included).
 
 Data sources yield `{"image", "label"}`; `two_views` turns that into
-`{"view1", "view2", "label"}` and is the only augmentation entry point of the
-input pipeline.
+`{"view1", "view2", "label"}` and is the per-image augmentation entry point of
+the input pipeline. `tf_simclr.data.augment_batch` applies the same ops, with
+the same parameter distributions (the samplers below), to whole batches.
 """
 
 from __future__ import annotations

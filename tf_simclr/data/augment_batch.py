@@ -299,20 +299,42 @@ _JITTER_OPS = (
 )
 
 
+def _to_gray(images: tf.Tensor, axis: int) -> tf.Tensor:
+    """`tf.image.rgb_to_grayscale` weights (ITU-R 601), written element-wise so
+    that XLA fuses it (the tf.image op is a matrix product); keeps `axis` of size 1."""
+    r, g, b = tf.split(images, 3, axis=axis)
+    return 0.2989 * r + 0.5870 * g + 0.1140 * b
+
+
 @tf.function(jit_compile=True, reduce_retracing=True)
-def _jitter_step(images: tf.Tensor, which: tf.Tensor, params: tuple[tf.Tensor, ...]) -> tf.Tensor:
+def _jitter_step(
+    images: tf.Tensor,
+    which: tf.Tensor,
+    params: tuple[tf.Tensor, ...],
+    gray: tf.Tensor,
+    first: bool,
+    last: bool,
+) -> tf.Tensor:
     """One step of the per-image op sequences: image n gets op `which[n]`
     (0 ... 3 as `_JITTER_OPS`; 4 leaves it unchanged), then the clip.
 
     Every op is computed for every image and the right one selected: XLA fuses
     it all into one pass over the pixels (plus one for the contrast means).
     Each step is its own XLA program so the steps' results are materialised;
-    in one program XLA would recompute earlier steps inside later ones.
+    in one program XLA would recompute earlier steps inside later ones. The
+    first step reads `[N, H, W, 3]`, the last writes it, applying the
+    grayscale of the images in `gray`; in between the images are planar.
     """
+    if first:
+        images = tf.transpose(images, [0, 3, 1, 2])
     out = images
     for k, op in enumerate(_JITTER_OPS):
         out = tf.where(_per_image(tf.equal(which, k)), op(images, params[k]), out)
-    return tf.clip_by_value(out, 0.0, 1.0)
+    out = tf.clip_by_value(out, 0.0, 1.0)
+    if last:
+        out = tf.where(_per_image(gray), _to_gray(out, axis=1), out)
+        out = tf.transpose(out, [0, 2, 3, 1])
+    return out
 
 
 def color_jitter_batch(
@@ -321,6 +343,7 @@ def color_jitter_batch(
     rng: RandomStream,
     apply: tf.Tensor | None = None,
     random_order: bool = True,
+    gray: tf.Tensor | None = None,
 ) -> tf.Tensor:
     """`augment.color_jitter` of each image, with its own factors and order.
 
@@ -330,13 +353,17 @@ def color_jitter_batch(
       rng: the random stream.
       apply: optional bool `[N]`: jitter only these images (the p = 0.8 draw).
       random_order: a random op order per image; else b, c, s, h for all.
+      gray: optional bool `[N]`: then convert these images to gray
+        (`augment.to_grayscale`), in the same pass over the pixels.
 
     Returns:
       float32 `[N, H, W, 3]` in [0, 1].
     """
-    if strength <= 0:
-        return images
     n = tf.shape(images)[0]
+    if gray is None:
+        gray = tf.zeros([n], tf.bool)
+    if strength <= 0:
+        return _grayscale_where(images, gray)
     max_b, max_c, max_s, max_h = jitter_max_deltas(strength)
     params = (
         sample_jitter_factor(rng, max_b, [n]),
@@ -350,16 +377,14 @@ def color_jitter_batch(
         order = tf.tile(tf.range(4, dtype=tf.int32)[tf.newaxis], [n, 1])
     if apply is not None:
         order = tf.where(apply[:, tf.newaxis], order, len(_JITTER_OPS))
-    planes = tf.transpose(images, [0, 3, 1, 2])
     for step in range(4):
-        planes = _jitter_step(planes, order[:, step], params)
-    return tf.ensure_shape(tf.transpose(planes, [0, 2, 3, 1]), images.shape)
+        images = _jitter_step(images, order[:, step], params, gray, step == 0, step == 3)
+    return tf.ensure_shape(images, [None, *images.shape[1:]])
 
 
 @tf.function(jit_compile=True, reduce_retracing=True)
 def _grayscale_where(images: tf.Tensor, gray: tf.Tensor) -> tf.Tensor:
-    converted = tf.image.rgb_to_grayscale(images)
-    return tf.where(gray[:, tf.newaxis, tf.newaxis, tf.newaxis], converted, images)
+    return tf.where(_per_image(gray), _to_gray(images, axis=3), images)
 
 
 def random_grayscale_batch(images: tf.Tensor, rng: RandomStream, p: float) -> tf.Tensor:
@@ -478,11 +503,13 @@ def simclr_view_batch(
     flip = sample_apply(rng, 0.5, [n]) if cfg.flip else None
     views = crop_and_resize_batch(images, boxes, size, flip)
     views = tf.ensure_shape(views, [None, size, size, 3])
+    # Jitter, then grayscale: one pass over the pixels per jitter step.
+    jitter = sample_apply(rng, cfg.color_jitter_prob, [n]) if cfg.color_jitter else None
+    gray = sample_apply(rng, cfg.grayscale_prob, [n]) if cfg.grayscale else None
     if cfg.color_jitter:
-        jitter = sample_apply(rng, cfg.color_jitter_prob, [n])
-        views = color_jitter_batch(views, cfg.color_jitter_strength, rng, apply=jitter)
-    if cfg.grayscale:
-        views = random_grayscale_batch(views, rng, cfg.grayscale_prob)
+        views = color_jitter_batch(views, cfg.color_jitter_strength, rng, jitter, gray=gray)
+    elif cfg.grayscale:
+        views = _grayscale_where(views, gray)
     if cfg.blur:
         views = random_blur_batch(views, rng, cfg.blur_prob)
     return tf.clip_by_value(views, 0.0, 1.0)

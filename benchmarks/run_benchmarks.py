@@ -6,7 +6,9 @@ Three parts, each selectable with `--parts`:
   fixed in-memory batch), with achieved FLOP/s as a ratio of a float32 matmul's
   FLOP/s measured in the same process just before and after.
 - `pipeline`: the two-view augmentation input pipeline alone, read from a real image
-  folder (CIFAR-10 JPEGs at 32 px; upscaled copies of them at 224 px with blur).
+  folder (CIFAR-10 JPEGs at 32 px; upscaled copies of them at 224 px with blur),
+  per-image vs batched augmentation (`augment_impl`), with and without the cache of
+  decoded images (`--cache_dataset`), plus a per-stage breakdown of the augmentation.
 - `memory`: peak resident memory (VmHWM) of a short training run per batch size, each
   in its own subprocess.
 
@@ -219,49 +221,200 @@ def upscaled_folder(cifar_root: str, workdir: str, count: int, size: int = 256) 
     return workdir
 
 
+def subset_folder(cifar_root: str, workdir: str, count: int) -> str:
+    """`count` CIFAR training images (equal per class), symlinked into `workdir/train/`."""
+    classes = sorted(os.listdir(os.path.join(cifar_root, "train")))
+    per_class = max(1, count // len(classes))
+    for name in classes:
+        src = os.path.join(cifar_root, "train", name)
+        dst = os.path.join(workdir, "train", name)
+        os.makedirs(dst, exist_ok=True)
+        for file in sorted(os.listdir(src))[:per_class]:
+            os.symlink(os.path.join(src, file), os.path.join(dst, file))
+    return workdir
+
+
 def pipeline_images_per_s(
-    data_dir: str, augment: AugmentConfig, batch_size: int, warmup: int, batches: int
-) -> float:
-    """Source images/s (each yields 2 views) of `pretrain_dataset` over an image folder."""
+    data_dir: str,
+    augment: AugmentConfig,
+    batch_size: int,
+    warmup: int,
+    batches: int,
+    augment_impl: str = "per_image",
+    cache: bool = False,
+) -> tuple[float, float]:
+    """Source images (each yields 2 views) of `pretrain_dataset` over an image folder,
+    per second of wall-clock time and per second of this process's CPU time.
+
+    The second is images per CPU-core-second: under contention it stays put where
+    wall-clock rates fall, and it does not favour a path for running more threads
+    (which wins a larger share of a contended CPU). With `cache`, the warm-up first
+    reads one whole epoch, so the timed batches come from the cache of decoded images.
+    """
     source = make_source("image_folder", "train", data_dir=data_dir)
-    dataset = pretrain_dataset(source, augment, batch_size, seed=0)
+    dataset = pretrain_dataset(
+        source, augment, batch_size, seed=0, cache=cache, augment_impl=augment_impl
+    )
+    if cache:
+        warmup += -(-source.num_examples // batch_size)
     iterator = iter(dataset)
-    for _ in range(warmup):  # fills the shuffle buffer and the prefetch queue
+    for _ in range(warmup):  # shuffle buffer, prefetch queue, XLA compilation, (cache)
         next(iterator)
-    start = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     for _ in range(batches):
         next(iterator)
-    return batch_size * batches / (time.perf_counter() - start)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    del iterator  # stop its background threads before the next measurement
+    images = batch_size * batches
+    return images / wall, images / cpu
+
+
+# (impl, cache) variants of the pipeline, each measured `rounds` times, interleaved.
+PIPELINE_VARIANTS = (
+    ("per_image", False),
+    ("batched", False),
+    ("per_image", True),
+    ("batched", True),
+)
+
+
+def compare_pipelines(
+    data_dir: str, augment: AugmentConfig, batch_size: int, batches: int, rounds: int
+) -> dict:
+    """Median images/s (wall) and images per CPU-second of each `PIPELINE_VARIANTS`
+    entry; rounds alternate the variants so that a change in background load hits all
+    of them alike."""
+    names = [f"{impl}{'_cached' if cache else ''}" for impl, cache in PIPELINE_VARIANTS]
+    wall = {name: [] for name in names}
+    cpu = {name: [] for name in names}
+    for _ in range(rounds):
+        for name, (impl, cache) in zip(names, PIPELINE_VARIANTS, strict=True):
+            w, c = pipeline_images_per_s(data_dir, augment, batch_size, 3, batches, impl, cache)
+            wall[name].append(w)
+            cpu[name].append(c)
+    result = {"rounds_wall": wall, "rounds_cpu": cpu}
+    for name in names:
+        result[name] = statistics.median(wall[name])
+        result[name + "_per_cpu_second"] = statistics.median(cpu[name])
+    for unit in ("", "_per_cpu_second"):
+        b, p = result["batched" + unit], result["per_image" + unit]
+        bc, pc = result["batched_cached" + unit], result["per_image_cached" + unit]
+        result["batched_over_per_image" + unit] = b / p
+        result["batched_over_per_image_cached" + unit] = bc / pc
+        result["cached_over_uncached_per_image" + unit] = pc / p
+        result["cached_over_uncached_batched" + unit] = bc / b
+    return result
+
+
+def stage_ms_per_image(augment: AugmentConfig, source_size: int, batch_size: int) -> dict:
+    """Milliseconds per image of each augmentation stage, per-image ops vs batched ops,
+    of wall-clock time and of CPU time (all cores summed).
+
+    On in-memory images (no decode), each stage as a `tf.function`; the per-image ops
+    run through `tf.map_fn` (parallel iterations, so both paths use both cores). Each
+    stage applies to every image (probability 1); "whole view" is the full recipe with
+    its probabilities. Best of 3 timed calls.
+    """
+    from tf_simclr.data import augment as per_image
+    from tf_simclr.data import augment_batch as batched
+
+    size, rng = augment.image_size, batched.RandomStream
+    images = tf.random.stateless_uniform(
+        [batch_size, source_size, source_size, 3], [0, 1], maxval=256, dtype=tf.int32
+    )
+    images = tf.cast(images, tf.uint8)
+    views = tf.random.stateless_uniform([batch_size, size, size, 3], [0, 2])
+    sides = tf.fill([batch_size], source_size)
+    strength = augment.color_jitter_strength
+
+    def each(fn):
+        return lambda x: tf.map_fn(fn, x, fn_output_signature=tf.float32)
+
+    def crop_batched(x):
+        boxes = batched.sample_crop_boxes(sides, sides, rng())
+        return batched.crop_and_resize_batch(x, boxes, size)
+
+    stages = {
+        "crop": (
+            each(lambda i: per_image.random_resized_crop(per_image.to_float_image(i), size)),
+            crop_batched,
+            images,
+        ),
+        "color_jitter": (
+            each(lambda i: per_image.color_jitter(i, strength)),
+            lambda x: batched.color_jitter_batch(x, strength, rng()),
+            views,
+        ),
+        "grayscale": (
+            each(per_image.to_grayscale),
+            lambda x: batched.random_grayscale_batch(x, rng(), 1.0),
+            views,
+        ),
+        "blur": (
+            each(lambda i: per_image.random_blur(i, 1.0)),
+            lambda x: batched.random_blur_batch(x, rng(), 1.0),
+            views,
+        ),
+        "whole view": (
+            each(lambda i: per_image.simclr_view(i, augment)),
+            lambda x: batched.simclr_view_batch(x, augment),
+            images,
+        ),
+    }
+    result = {}
+    for name, (one_by_one, whole_batch, inputs) in stages.items():
+        if name == "blur" and not augment.blur:
+            continue
+        row = {}
+        for path, fn in (("per_image", one_by_one), ("batched", whole_batch)):
+            fn = tf.function(fn)
+            fn(inputs).numpy()  # trace, compile
+            wall, cpu = [], []
+            for _ in range(3):
+                start, start_cpu = time.perf_counter(), time.process_time()
+                fn(inputs).numpy()
+                wall.append(time.perf_counter() - start)
+                cpu.append(time.process_time() - start_cpu)
+            row[path] = 1000 * min(wall) / batch_size
+            row[path + "_cpu"] = 1000 * min(cpu) / batch_size
+        row["speedup"] = row["per_image"] / row["batched"]
+        row["speedup_cpu"] = row["per_image_cpu"] / row["batched_cpu"]
+        result[name] = row
+    return result
 
 
 def bench_pipeline(workdir: str, quick: bool, train_images_per_s: float | None) -> dict:
-    """CIFAR recipe at 32 px and ImageNet recipe at 224 px, per core and vs training."""
+    """CIFAR recipe at 32 px and ImageNet recipe at 224 px: per-image vs batched
+    augmentation, with and without `--cache_dataset`, per core and vs training."""
     cifar_root = cifar_folder(workdir)
     if cifar_root is None:
         reason = f"{CIFAR_ARCHIVE} not found and {CIFAR_EXTRACTED} absent"
         print(f"[pipeline] skipped: {reason}")
         return {"skipped": reason}
     cores = os.cpu_count() or 1
-    cifar = pipeline_images_per_s(
-        cifar_root,
-        AugmentConfig(image_size=32, blur=False, color_jitter_strength=0.5),
-        batch_size=256,
-        warmup=3,
-        batches=5 if quick else 20,
-    )
+    rounds = 1 if quick else 2
+    cifar_cfg = AugmentConfig(image_size=32, blur=False, color_jitter_strength=0.5)
+    imagenet_cfg = AugmentConfig(image_size=224)
+    small_root = subset_folder(cifar_root, os.path.join(workdir, "small"), 2000 if quick else 10000)
+    cifar = compare_pipelines(small_root, cifar_cfg, 256, 5 if quick else 20, rounds)
     big_root = upscaled_folder(cifar_root, os.path.join(workdir, "big"), 200 if quick else 500)
-    imagenet = pipeline_images_per_s(
-        big_root, AugmentConfig(image_size=224), batch_size=32, warmup=2, batches=3 if quick else 8
-    )
+    imagenet = compare_pipelines(big_root, imagenet_cfg, 32, 3 if quick else 8, rounds)
     result = {
         "cpu_count": cores,
-        "cifar32_images_per_s": cifar,
-        "cifar32_images_per_s_per_core": cifar / cores,
-        "imagenet224_images_per_s": imagenet,
-        "imagenet224_images_per_s_per_core": imagenet / cores,
+        "cifar32": cifar,
+        "imagenet224": imagenet,
+        "stages_ms_per_image_224": stage_ms_per_image(imagenet_cfg, 256, 16 if quick else 32),
+        "stages_ms_per_image_32": stage_ms_per_image(cifar_cfg, 32, 256),
+        # The default pipeline (per-image, no cache), as before.
+        "cifar32_images_per_s": cifar["per_image"],
+        "imagenet224_images_per_s": imagenet["per_image"],
     }
+    for recipe in ("cifar32", "imagenet224"):
+        for variant in ("per_image", "batched", "per_image_cached", "batched_cached"):
+            result[recipe][f"{variant}_per_core"] = result[recipe][variant] / cores
     if train_images_per_s:
-        result["cifar32_over_train_step"] = cifar / train_images_per_s
+        result["cifar32_over_train_step"] = cifar["per_image"] / train_images_per_s
+        result["cifar32_batched_over_train_step"] = cifar["batched"] / train_images_per_s
     return result
 
 
@@ -337,18 +490,50 @@ def print_table(results: dict) -> None:
         ]
     pipe = results.get("pipeline")
     if pipe and "skipped" not in pipe:
-        rows += [
-            ("pipeline 32px images / s", f"{pipe['cifar32_images_per_s']:.1f}"),
-            ("pipeline 32px images / s / core", f"{pipe['cifar32_images_per_s_per_core']:.1f}"),
-            ("pipeline 224px images / s", f"{pipe['imagenet224_images_per_s']:.1f}"),
-            (
-                "pipeline 224px images / s / core",
-                f"{pipe['imagenet224_images_per_s_per_core']:.1f}",
-            ),
-        ]
+        for recipe, label in (("cifar32", "32px"), ("imagenet224", "224px+blur")):
+            r = pipe[recipe]
+            for variant in ("per_image", "batched", "per_image_cached", "batched_cached"):
+                rows.append(
+                    (
+                        f"pipeline {label} {variant}: images/s (/ core), per CPU-s",
+                        f"{r[variant]:.1f} ({r[variant + '_per_core']:.1f}), "
+                        f"{r[variant + '_per_cpu_second']:.1f}",
+                    )
+                )
+            target = " [target >= 2]" if recipe == "imagenet224" else ""
+            for name, key in (
+                (f"batched / per_image{target}", "batched_over_per_image"),
+                ("batched / per_image, cached", "batched_over_per_image_cached"),
+                ("cached / uncached, per_image", "cached_over_uncached_per_image"),
+                ("cached / uncached, batched", "cached_over_uncached_batched"),
+            ):
+                rows.append(
+                    (
+                        f"pipeline {label} {name}: wall, CPU",
+                        f"{r[key]:.2f}, {r[key + '_per_cpu_second']:.2f}",
+                    )
+                )
+        for key, label in (
+            ("stages_ms_per_image_224", "224px"),
+            ("stages_ms_per_image_32", "32px"),
+        ):
+            for stage, row in pipe[key].items():
+                rows.append(
+                    (
+                        f"stage {label} {stage}: ms/image per_image, batched (wall; CPU)",
+                        f"{row['per_image']:.3f}, {row['batched']:.3f} ({row['speedup']:.2f}x); "
+                        f"{row['per_image_cpu']:.3f}, {row['batched_cpu']:.3f} "
+                        f"({row['speedup_cpu']:.2f}x)",
+                    )
+                )
         if "cifar32_over_train_step" in pipe:
-            ratio = pipe["cifar32_over_train_step"]
-            rows.append(("pipeline 32px / train step [target >= 5]", f"{ratio:.1f}"))
+            rows.append(
+                (
+                    "pipeline 32px / train step [target >= 5] (per_image, batched)",
+                    f"{pipe['cifar32_over_train_step']:.1f}, "
+                    f"{pipe['cifar32_batched_over_train_step']:.1f}",
+                )
+            )
     elif pipe:
         rows.append(("pipeline", f"skipped: {pipe['skipped']}"))
     for batch, mem in (results.get("memory") or {}).items():

@@ -38,6 +38,8 @@ def test_reference_flag_names_exist():
         ({"proj_head_mode": "none", "ft_proj_selector": 1}, "ft_proj_selector"),
         ({"train_steps": 0, "train_epochs": 0}, "train_epochs"),
         ({"use_tpu": True}, "use_tpu"),
+        ({"augment_impl": "gpu"}, "augment_impl"),
+        ({"augment_impl": "device", "train_mode": "finetune"}, "augment_impl"),
     ],
 )
 def test_validation_names_the_flag(changes, flag):

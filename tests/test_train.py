@@ -73,6 +73,17 @@ def test_pretrain_on_mock_cifar10_writes_config_checkpoints_and_summaries(tmp_pa
     assert list((model_dir / "train").glob("events.out.tfevents.*"))
 
 
+@pytest.mark.parametrize("augment_impl", ["batched", "device"])
+def test_pretrain_with_batched_and_device_augmentation(tmp_path, augment_impl):
+    model_dir = tmp_path / "run"
+    config = tiny_config(model_dir, augment_impl=augment_impl, train_steps=2, use_blur=True)
+    with tfds.testing.mock_data(num_examples=32):
+        result = runner.run(config)["train"]
+    assert result["global_step"] == 2 and np.isfinite(result["loss"])
+    saved = json.loads((model_dir / "config.json").read_text())
+    assert saved["augment_impl"] == augment_impl
+
+
 def test_resume_continues_step_and_learning_rate(tmp_path):
     model_dir = tmp_path / "run"
     with tfds.testing.mock_data(num_examples=32):

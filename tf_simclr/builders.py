@@ -113,6 +113,8 @@ def build_pretrain_model(config: Config, num_classes: int) -> SimCLR:
         temperature=config.temperature,
         hidden_norm=config.hidden_norm,
         ft_proj_selector=config.ft_proj_selector,
+        augment=augment_config(config) if config.augment_impl == "device" else None,
+        augment_seed=config.seed,
         name="simclr",
     )
     return _build(model, config.image_size)

@@ -24,6 +24,7 @@ LR_SCALINGS = ("linear", "sqrt")
 PROJ_HEAD_MODES = ("none", "linear", "nonlinear")
 RESNET_DEPTHS = (18, 34, 50, 101, 152, 200)
 STRATEGIES = ("auto", "default", "one_device", "mirrored")
+AUGMENT_IMPLS = ("per_image", "batched", "device")  # == tf_simclr.data.pipeline's
 
 
 class ConfigError(ValueError):
@@ -102,6 +103,15 @@ class Config:
     use_flip: bool = _field(True, "Horizontal flip augmentation (ablations).")
     use_color_jitter: bool = _field(True, "Colour jitter augmentation (ablations).")
     use_grayscale: bool = _field(True, "Random grayscale augmentation (ablations).")
+    augment_impl: str = _field(
+        "per_image",
+        "Where training views are made, all with the same distribution: per_image (tf.data "
+        "map per image, bicubic crop resize); batched (tf.data, whole batches at once, "
+        "bilinear crop resize; faster on a CPU at 32 px, slower at 224 px); device "
+        "(pretraining only: the train step "
+        "augments batches of decoded images on the accelerator; all images of one size).",
+        AUGMENT_IMPLS,
+    )
 
     # --- Model ----------------------------------------------------------------------
     resnet_depth: int = _field(50, "ResNet depth.", RESNET_DEPTHS)
@@ -273,6 +283,11 @@ class Config:
             raise ConfigError("knn_temperature", "must be > 0")
         if self.num_cpu_devices < 0:
             raise ConfigError("num_cpu_devices", "must be >= 0")
+        if self.augment_impl == "device" and self.train_mode != "pretrain":
+            raise ConfigError(
+                "augment_impl",
+                "device augmentation is for --train_mode=pretrain; use batched or per_image",
+            )
 
 
 def flag_specs() -> list[tuple[str, type, Any, str, tuple | None]]:

@@ -125,6 +125,7 @@ def train(config: Config, strategy: tf.distribute.Strategy) -> dict:
         shuffle_buffer=config.shuffle_buffer or None,
         seed=config.seed,
         cache=config.cache_dataset,
+        augment_impl=config.augment_impl,
     )
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():

@@ -199,3 +199,85 @@ def test_supervised_batch_larger_than_split():
     with pytest.raises(DataError) as info:
         pipeline.supervised_dataset(_source(), _crop_flip_cfg(), batch_size=NUM + 1)
     assert info.value.flag == "train_batch_size"
+
+
+# --- augment_impl: batched and device -------------------------------------------------
+
+
+def _mixed_size_source() -> Source:
+    """Six RGB images of three sizes, as a decoder yields them (unknown static shape)."""
+    shapes = [(16, 20), (24, 12), (16, 20), (30, 30), (24, 12), (16, 20)]
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (*s, 3), dtype=np.uint8) for s in shapes]
+    dataset = tf.data.Dataset.from_generator(
+        lambda: ({"image": im, "label": np.int64(i)} for i, im in enumerate(images)),
+        output_signature={
+            "image": tf.TensorSpec([None, None, 3], tf.uint8),
+            "label": tf.TensorSpec([], tf.int64),
+        },
+    )
+    return Source(dataset, len(images), len(images), (), "mixed", "train")
+
+
+def test_augment_impls_match_the_config_flag():
+    from tf_simclr.config import AUGMENT_IMPLS
+
+    assert pipeline.AUGMENT_IMPLS == AUGMENT_IMPLS
+
+
+@pytest.mark.parametrize("source", [_source, _mixed_size_source])
+def test_pretrain_batched_views(source):
+    ds = pipeline.pretrain_dataset(source(), _cfg(), batch_size=3, seed=0, augment_impl="batched")
+    assert set(ds.element_spec) == {"view1", "view2", "label"}
+    for batch in ds.take(3):
+        for key in ("view1", "view2"):
+            views = batch[key].numpy()
+            assert views.shape == (3, SIZE, SIZE, 3) and views.dtype == np.float32
+            assert views.min() >= 0.0 and views.max() <= 1.0
+        assert np.abs(batch["view1"].numpy() - batch["view2"].numpy()).max() > 1e-3
+
+
+def test_pretrain_batched_one_epoch_and_fresh_cached_views():
+    ds = pipeline.pretrain_dataset(
+        _source(), _cfg(), batch_size=NUM, seed=0, cache=True, repeat=False, augment_impl="batched"
+    )
+
+    def views_by_label():
+        (batch,) = list(ds)
+        assert sorted(batch["label"].numpy().tolist()) == list(range(NUM))
+        return batch["view1"].numpy()[np.argsort(batch["label"].numpy())]
+
+    assert np.abs(views_by_label() - views_by_label()).max() > 1e-3
+
+
+def test_pretrain_device_yields_decoded_images():
+    ds = pipeline.pretrain_dataset(_source(), _cfg(), batch_size=4, seed=0, augment_impl="device")
+    spec = ds.element_spec
+    assert set(spec) == {"image", "label"}
+    assert spec["image"].shape == (4, 16, 16, 3) and spec["image"].dtype == tf.uint8
+    source_images = np.stack([ex["image"] for ex in _source().dataset.as_numpy_iterator()])
+    batch = next(iter(ds))
+    np.testing.assert_array_equal(batch["image"], source_images[batch["label"].numpy()])
+
+
+def test_pretrain_device_takes_the_first_image_size_and_rejects_others():
+    ds = pipeline.pretrain_dataset(
+        _mixed_size_source(), _cfg(), batch_size=2, seed=None, augment_impl="device", repeat=False
+    )
+    assert ds.element_spec["image"].shape == (2, 16, 20, 3)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"expected shape \[16,20,3\]"):
+        list(ds)
+
+
+def test_supervised_batched_and_unknown_impls():
+    ds = pipeline.supervised_dataset(
+        _source(), _crop_flip_cfg(), batch_size=4, seed=0, augment_impl="batched"
+    )
+    images = next(iter(ds))["image"].numpy()
+    assert images.shape == (4, SIZE, SIZE, 3) and 0.0 <= images.min() <= images.max() <= 1.0
+    with pytest.raises(DataError) as info:
+        pipeline.supervised_dataset(_source(), _crop_flip_cfg(), 4, augment_impl="device")
+    assert info.value.flag == "augment_impl"
+    with pytest.raises(DataError) as info:
+        pipeline.pretrain_dataset(_source(), _cfg(), 4, augment_impl="gpu")
+    assert info.value.flag == "augment_impl"

@@ -17,8 +17,9 @@ the same image give two different views, and `tf.random.set_seed` governs all
 of them (crops included).
 
 Data sources yield `{"image", "label"}`; `two_views` turns that into
-`{"view1", "view2", "label"}` and is the only augmentation entry point of the
-input pipeline.
+`{"view1", "view2", "label"}` and is the per-image augmentation entry point of
+the input pipeline. `tf_simclr.data.augment_batch` applies the same ops, with
+the same parameter distributions (the samplers below), to whole batches.
 """
 
 from __future__ import annotations
@@ -42,6 +43,107 @@ EVAL_CROP_PROPORTION = 0.875
 # Appendix A, "Gaussian blur": sigma in [0.1, 2.0], kernel 10% of the image side.
 BLUR_SIGMA_RANGE = (0.1, 2.0)
 BLUR_PROB = 0.5
+# Number of rejection-sampling attempts for a crop box (reference
+# `distorted_bounding_box_crop`).
+CROP_MAX_ATTEMPTS = 100
+
+
+# --- Random parameters ----------------------------------------------------------------
+#
+# The distributions of every random parameter are defined once, here, and used
+# by both the per-image ops below and the batched ops of
+# `tf_simclr.data.augment_batch` (which draw a vector of N parameters where the
+# per-image ops draw a scalar). The crop box is the exception: the per-image op
+# uses TensorFlow's SampleDistortedBoundingBox kernel and the batched op
+# re-implements that kernel's algorithm (`augment_batch.sample_crop_boxes`).
+
+
+class RandomStream:
+    """Uniform random numbers for the augmentation samplers.
+
+    Without a seed every draw is a stateful `tf.random.uniform` op, governed by
+    `tf.random.set_seed` like any other TF random op. With a seed (int `[2]`
+    tensor) every draw is a `tf.random.stateless_uniform` with its own sub-seed
+    (the seed folded with the draw's index), so the same seed gives the same
+    draws in every replica, trace and process: that is how the train step gives
+    each step and replica its own, reproducible augmentation.
+    """
+
+    def __init__(self, seed: tf.Tensor | None = None):
+        self._seed = None if seed is None else tf.cast(seed, tf.int64)
+        self._draws = 0
+
+    def uniform(
+        self, shape, minval: float | tf.Tensor = 0.0, maxval: float | tf.Tensor = 1.0
+    ) -> tf.Tensor:
+        """float32 of `shape`, uniform in [minval, maxval)."""
+        if self._seed is None:
+            return tf.random.uniform(shape, minval, maxval)
+        seed = tf.random.experimental.stateless_fold_in(self._seed, self._draws)
+        self._draws += 1
+        return tf.random.stateless_uniform(shape, seed, minval, maxval)
+
+
+def sample_apply(rng: RandomStream, p: float | tf.Tensor, shape=()) -> tf.Tensor:
+    """bool of `shape`: True with probability `p` (in [0, 1]), independently."""
+    return rng.uniform(shape) < tf.cast(p, tf.float32)
+
+
+def jitter_max_deltas(strength: float) -> tuple[float, float, float, float]:
+    """Maximum (brightness, contrast, saturation, hue) changes at colour strength s.
+
+    Appendix A: 0.8 s for brightness, contrast and saturation, 0.2 s for hue.
+    """
+    # Deviation: the hue shift is capped at 0.5, which already reaches every
+    # hue; the reference (tf.image.random_hue) raises for s > 2.5 instead.
+    return 0.8 * strength, 0.8 * strength, 0.8 * strength, min(0.2 * strength, 0.5)
+
+
+def sample_jitter_factor(rng: RandomStream, max_delta: float, shape=()) -> tf.Tensor:
+    """Brightness, contrast or saturation factors ~ U[max(0, 1 - d), 1 + d]."""
+    return rng.uniform(shape, max(0.0, 1.0 - max_delta), 1.0 + max_delta)
+
+
+def sample_hue_delta(rng: RandomStream, max_delta: float, shape=()) -> tf.Tensor:
+    """Hue shifts ~ U[-d, d] (in turns: 1.0 is the full hue circle)."""
+    return rng.uniform(shape, -max_delta, max_delta)
+
+
+def sample_jitter_order(rng: RandomStream, shape=()) -> tf.Tensor:
+    """int32 `[*shape, 4]`: independent uniformly random permutations of 0..3.
+
+    The rank order of four uniform numbers is a uniformly random permutation.
+    """
+    keys = rng.uniform([*shape, 4])
+    return tf.argsort(keys, axis=-1, stable=True, direction="ASCENDING")
+
+
+def sample_blur_sigma(
+    rng: RandomStream, shape=(), sigma_range: tuple[float, float] = BLUR_SIGMA_RANGE
+) -> tf.Tensor:
+    """Gaussian-blur sigmas in pixels ~ U[sigma_range] (Appendix A)."""
+    return rng.uniform(shape, sigma_range[0], sigma_range[1])
+
+
+def blur_kernel_size(image_height: int | tf.Tensor) -> int | tf.Tensor:
+    """Appendix A: the blur kernel is 10% of the image height."""
+    return image_height // 10
+
+
+def gaussian_kernel(radius: int | tf.Tensor, sigma: float | tf.Tensor) -> tf.Tensor:
+    """Normalised 1-D Gaussian kernels of length `2 * radius + 1`.
+
+    Args:
+      radius: int or int32 scalar >= 0.
+      sigma: float32 of any shape `[...]`, > 0.
+
+    Returns:
+      float32 `[..., 2 * radius + 1]`, each kernel summing to 1.
+    """
+    x = tf.cast(tf.range(-radius, radius + 1), tf.float32)
+    sigma = tf.cast(sigma, tf.float32)[..., tf.newaxis]
+    kernel = tf.exp(-tf.square(x) / (2.0 * tf.square(sigma)))
+    return kernel / tf.reduce_sum(kernel, axis=-1, keepdims=True)
 
 
 def to_float_image(image: tf.Tensor) -> tf.Tensor:
@@ -89,7 +191,7 @@ def random_apply(
     fn: Callable[[tf.Tensor], tf.Tensor], p: float | tf.Tensor, image: tf.Tensor
 ) -> tf.Tensor:
     """Returns `fn(image)` with probability `p` (in [0, 1]), else `image`."""
-    apply = tf.random.uniform([], 0.0, 1.0) < tf.cast(p, tf.float32)
+    apply = sample_apply(RandomStream(), p)
     return tf.cond(apply, lambda: fn(image), lambda: image)
 
 
@@ -114,7 +216,7 @@ def sample_crop_box(
     image_shape: tf.Tensor,
     area_range: tuple[float, float] = CROP_AREA_RANGE,
     aspect_ratio_range: tuple[float, float] = ASPECT_RATIO_RANGE,
-    max_attempts: int = 100,
+    max_attempts: int = CROP_MAX_ATTEMPTS,
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
     """Samples a random crop box (Appendix A, "Random crop and resize").
 
@@ -156,7 +258,7 @@ def random_resized_crop(
     size: int,
     area_range: tuple[float, float] = CROP_AREA_RANGE,
     aspect_ratio_range: tuple[float, float] = ASPECT_RATIO_RANGE,
-    max_attempts: int = 100,
+    max_attempts: int = CROP_MAX_ATTEMPTS,
 ) -> tf.Tensor:
     """Random crop (see `sample_crop_box`), then bicubic resize (Appendix A).
 
@@ -188,8 +290,9 @@ def color_jitter_order(random_order: bool = True) -> tf.Tensor:
       2 (saturation), 3 (hue): uniformly random if `random_order`, else
       `[0, 1, 2, 3]`.
     """
-    order = tf.range(4, dtype=tf.int32)
-    return tf.random.shuffle(order) if random_order else order
+    if not random_order:
+        return tf.range(4, dtype=tf.int32)
+    return sample_jitter_order(RandomStream())
 
 
 def _jitter_ops(
@@ -202,9 +305,8 @@ def _jitter_ops(
     identity (the reference skips it).
     """
     identity = lambda x: x
-
-    def factor(max_delta: float) -> tf.Tensor:
-        return tf.random.uniform([], max(0.0, 1.0 - max_delta), 1.0 + max_delta)
+    rng = RandomStream()
+    factor = functools.partial(sample_jitter_factor, rng)
 
     ops = [identity] * 4
     if brightness > 0:
@@ -219,7 +321,7 @@ def _jitter_ops(
         saturation_factor = factor(saturation)
         ops[2] = lambda x: tf.image.adjust_saturation(x, saturation_factor)
     if hue > 0:
-        hue_delta = tf.random.uniform([], -hue, hue)
+        hue_delta = sample_hue_delta(rng, hue)
         ops[3] = lambda x: tf.image.adjust_hue(x, hue_delta)
     return ops
 
@@ -242,11 +344,7 @@ def color_jitter(image: tf.Tensor, strength: float, random_order: bool = True) -
     Returns:
       float32 `[H, W, 3]` in [0, 1].
     """
-    brightness = contrast = saturation = 0.8 * strength
-    # Deviation: the hue shift is capped at 0.5, which already reaches every
-    # hue; the reference (tf.image.random_hue) raises for s > 2.5 instead.
-    hue = min(0.2 * strength, 0.5)
-    ops = _jitter_ops(brightness, contrast, saturation, hue)
+    ops = _jitter_ops(*jitter_max_deltas(strength))
     order = color_jitter_order(random_order)
     for i in range(4):
         image = tf.switch_case(order[i], [functools.partial(op, image) for op in ops])
@@ -289,10 +387,7 @@ def gaussian_blur(
     radius = tf.cast(kernel_size, tf.int32) // 2
     if padding == "REFLECT":
         radius = tf.minimum(radius, tf.minimum(shape[0], shape[1]) - 1)
-    x = tf.cast(tf.range(-radius, radius + 1), tf.float32)
-    sigma = tf.cast(sigma, tf.float32)
-    kernel = tf.exp(-tf.square(x) / (2.0 * tf.square(sigma)))
-    kernel /= tf.reduce_sum(kernel)
+    kernel = gaussian_kernel(radius, sigma)
     # Depthwise filters: [filter_height, filter_width, channels, 1].
     channels = shape[2]
     kernel_h = tf.tile(tf.reshape(kernel, [1, -1, 1, 1]), [1, 1, channels, 1])
@@ -335,8 +430,8 @@ def random_blur(
     # distribution: each view is blurred independently with probability p) and
     # pad by reflection, so that blurred views do not get dark borders.
     def blur(x: tf.Tensor) -> tf.Tensor:
-        sigma = tf.random.uniform([], sigma_range[0], sigma_range[1])
-        return gaussian_blur(x, tf.shape(x)[0] // 10, sigma, padding="REFLECT")
+        sigma = sample_blur_sigma(RandomStream(), (), sigma_range)
+        return gaussian_blur(x, blur_kernel_size(tf.shape(x)[0]), sigma, padding="REFLECT")
 
     return random_apply(blur, p, image)
 

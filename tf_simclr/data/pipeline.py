@@ -7,6 +7,15 @@ evaluation batches hold one centre-cropped image (``{"image", "label"}``).
 Which dataset the examples come from is the source's business; how they are
 augmented is ``tf_simclr.data.augment``'s. Batch sizes are global: under a
 ``tf.distribute`` strategy Keras splits each batch across the replicas.
+
+Training pipelines augment in one of three places (``augment_impl``), with the
+same distribution of views:
+
+- ``"per_image"``: ``augment.simclr_view`` per image in ``Dataset.map``, then batch;
+- ``"batched"``: batch the decoded images (padding mixed sizes), then
+  ``augment_batch.simclr_view_batch`` on whole batches (faster on a CPU);
+- ``"device"`` (pretraining only): batches of decoded uint8 images, augmented
+  inside the train step on the accelerator (``SimCLR(augment=...)``).
 """
 
 from __future__ import annotations
@@ -16,9 +25,11 @@ from collections.abc import Callable
 import tensorflow as tf
 
 from tf_simclr.data.augment import AugmentConfig, eval_view, simclr_view, two_views
+from tf_simclr.data.augment_batch import simclr_view_batch, two_views_batch
 from tf_simclr.data.sources import DataError, Source
 
 _MIN_SHUFFLE_BUFFER = 1000
+AUGMENT_IMPLS = ("per_image", "batched", "device")
 
 
 def steps_per_epoch(num_examples: int, batch_size: int, flag: str = "train_batch_size") -> int:
@@ -40,22 +51,60 @@ def steps_per_epoch(num_examples: int, batch_size: int, flag: str = "train_batch
     return steps
 
 
+def _batch_images(ds: tf.data.Dataset, batch_size: int, drop_remainder: bool) -> tf.data.Dataset:
+    """Batches ``{"image", "label"}`` before augmentation.
+
+    Images of one static size are stacked. Otherwise each batch is padded to
+    its largest image (bottom and right) and ``"size"`` (int32 ``[B, 2]``)
+    keeps each image's true height and width, which the batched crop uses.
+    """
+    if ds.element_spec["image"].shape[:2].is_fully_defined():
+        return ds.batch(batch_size, drop_remainder=drop_remainder)
+    ds = ds.map(lambda ex: {**ex, "size": tf.shape(ex["image"])[:2]})
+    return ds.padded_batch(batch_size, drop_remainder=drop_remainder)
+
+
+def _one_size(source: Source) -> tf.data.Dataset:
+    """The source's examples with a static image shape, for ``augment_impl="device"``.
+
+    The train step is traced for one input shape, so every image must have
+    the same size. A source that does not declare it (an image folder) is
+    taken to have the size of its first image; an image of another size
+    stops the pipeline with an error naming both shapes.
+    """
+    ds = source.dataset
+    if ds.element_spec["image"].shape.is_fully_defined():
+        return ds
+    first = next(iter(ds.take(1)))["image"].shape
+
+    def check(ex):
+        return {**ex, "image": tf.ensure_shape(ex["image"], first)}
+
+    return ds.map(check, num_parallel_calls=tf.data.AUTOTUNE)
+
+
 def _training_batches(
     source: Source,
-    augment: Callable[[dict[str, tf.Tensor]], dict[str, tf.Tensor]],
+    augment: Callable[[dict[str, tf.Tensor]], dict[str, tf.Tensor]] | None,
     batch_size: int,
     *,
+    augment_impl: str,
     shuffle_buffer: int | None,
     seed: int | None,
     cache: bool,
     drop_remainder: bool,
     repeat: bool,
 ) -> tf.data.Dataset:
-    """Validate, (cache), shuffle, (repeat), augment with ``augment``, batch, prefetch.
+    """Validate, (cache), shuffle, (repeat), augment with ``augment`` and batch, prefetch.
 
-    The shared body of `pretrain_dataset` and `supervised_dataset`; see
-    `pretrain_dataset` for the arguments.
+    ``augment`` maps one example (``"per_image"``) or one batch (``"batched"``);
+    with ``"device"`` it is None and the batches hold the decoded images. The
+    shared body of `pretrain_dataset` and `supervised_dataset`; see
+    `pretrain_dataset` for the other arguments.
     """
+    if augment_impl not in AUGMENT_IMPLS:
+        allowed = ", ".join(AUGMENT_IMPLS)
+        raise DataError("augment_impl", f"is not one of: {allowed}", augment_impl)
     if batch_size < 1:
         raise DataError("train_batch_size", "must be a positive integer", batch_size)
     if drop_remainder and source.num_examples < batch_size:
@@ -68,14 +117,19 @@ def _training_batches(
     if shuffle_buffer is None:
         shuffle_buffer = min(source.num_examples, max(10 * batch_size, _MIN_SHUFFLE_BUFFER))
 
-    ds = source.dataset
+    ds = _one_size(source) if augment_impl == "device" else source.dataset
     if cache:
         ds = ds.cache()
     ds = ds.shuffle(max(1, shuffle_buffer), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
-    ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    if augment_impl == "per_image":
+        ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    else:
+        ds = _batch_images(ds, batch_size, drop_remainder)
+        if augment_impl == "batched":
+            ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.prefetch(tf.data.AUTOTUNE)
 
     if seed is None:
@@ -98,6 +152,7 @@ def pretrain_dataset(
     cache: bool = False,
     drop_remainder: bool = True,
     repeat: bool = True,
+    augment_impl: str = "per_image",
 ) -> tf.data.Dataset:
     """Batches of two augmented views per image for contrastive pretraining.
 
@@ -116,19 +171,30 @@ def pretrain_dataset(
       drop_remainder: drop the last partial batch so every batch has B images
         (a smaller final batch would change the number of negatives).
       repeat: repeat forever (size training with ``steps_per_epoch``).
+      augment_impl: where to augment (module docstring): ``"per_image"``,
+        ``"batched"`` or ``"device"``.
 
     Returns:
       A dataset of ``{"view1": float32 [B, S, S, 3] in [0, 1], "view2": same,
-      "label": int64 [B]}`` (label -1 when unlabeled).
+      "label": int64 [B]}`` (label -1 when unlabeled). With ``"device"``:
+      ``{"image": uint8 [B, H, W, 3], "label": int64 [B]}``, the decoded
+      images (all of one size), for a `SimCLR` model built with
+      ``augment=augment_cfg``.
 
     Raises:
       DataError: (flag ``train_batch_size``) if ``batch_size`` is not positive,
-        or if ``drop_remainder`` and the split has fewer than B examples.
+        or if ``drop_remainder`` and the split has fewer than B examples;
+        (flag ``augment_impl``) for an unknown ``augment_impl``.
     """
+    augment = {
+        "per_image": lambda ex: two_views(ex, augment_cfg),
+        "batched": lambda batch: two_views_batch(batch, augment_cfg),
+    }.get(augment_impl)
     return _training_batches(
         source,
-        lambda ex: two_views(ex, augment_cfg),
+        augment,
         batch_size,
+        augment_impl=augment_impl,
         shuffle_buffer=shuffle_buffer,
         seed=seed,
         cache=cache,
@@ -147,25 +213,36 @@ def supervised_dataset(
     cache: bool = False,
     drop_remainder: bool = True,
     repeat: bool = True,
+    augment_impl: str = "per_image",
 ) -> tf.data.Dataset:
     """Batches of one augmented view per image for fine-tuning and linear evaluation.
 
     Shuffling, caching, batching and their arguments are those of
-    `pretrain_dataset`. Fine-tuning and the linear evaluation protocol use
-    random crop and flip only (SimCLR Appendix B.5), i.e. an ``AugmentConfig``
-    with ``color_jitter=False, grayscale=False, blur=False``; any config is
-    accepted.
+    `pretrain_dataset`; ``augment_impl`` is ``"per_image"`` or ``"batched"``.
+    Fine-tuning and the linear evaluation protocol use random crop and flip
+    only (SimCLR Appendix B.5), i.e. an ``AugmentConfig`` with
+    ``color_jitter=False, grayscale=False, blur=False``; any config is accepted.
 
     Returns:
       A dataset of ``{"image": float32 [B, S, S, 3] in [0, 1], "label": int64 [B]}``.
 
     Raises:
-      DataError: as `pretrain_dataset`.
+      DataError: as `pretrain_dataset`; also for ``augment_impl="device"``.
     """
+    if augment_impl == "device":
+        raise DataError("augment_impl", "device augmentation is for pretraining only", augment_impl)
+    if augment_impl == "batched":
+        augment = lambda batch: {
+            "image": simclr_view_batch(batch["image"], augment_cfg, sizes=batch.get("size")),
+            "label": batch["label"],
+        }
+    else:
+        augment = lambda ex: {"image": simclr_view(ex["image"], augment_cfg), "label": ex["label"]}
     return _training_batches(
         source,
-        lambda ex: {"image": simclr_view(ex["image"], augment_cfg), "label": ex["label"]},
+        augment,
         batch_size,
+        augment_impl=augment_impl,
         shuffle_buffer=shuffle_buffer,
         seed=seed,
         cache=cache,

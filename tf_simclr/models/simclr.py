@@ -3,7 +3,10 @@
 Train it with plain `model.fit(dataset)`: `train_step` is overridden to run one
 forward pass over both views, the NT-Xent loss and the online linear probe.
 The dataset yields `{"view1": [B, S, S, 3], "view2": [B, S, S, 3], "label": [B]}`
-float images in [0, 1] (see `tf_simclr.data.pretrain_dataset`).
+float images in [0, 1] (see `tf_simclr.data.pretrain_dataset`), or, for a model
+built with `augment=AugmentConfig(...)`, `{"image": [B, H, W, 3], "label": [B]}`
+decoded images that the train step augments itself, on the accelerator
+(`pretrain_dataset(..., augment_impl="device")`).
 
 Any Keras model mapping images to a feature vector `[B, D]` can serve as the
 encoder, e.g. `keras.applications.ResNet50(include_top=False, weights=None,
@@ -12,10 +15,14 @@ pooling="avg")`; `tf_simclr.models.ResNet` is the reference architecture.
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import tensorflow as tf
 
 from tf_simclr import distribute, losses
+from tf_simclr.data.augment import AugmentConfig
+from tf_simclr.data.augment_batch import two_views_batch
 from tf_simclr.models.heads import LinearClassifier, ProjectionHead
 from tf_simclr.models.serialization import deserialize_parts, serialize_parts
 
@@ -35,6 +42,10 @@ class SimCLR(keras.Model):
       ft_proj_selector: which output of `head.call_with_hiddens` the probe
         reads: 0 is the encoder output (the representation the paper
         evaluates), k > 0 the output of head layer k.
+      augment: if given, `train_step` takes batches of decoded images
+        (`{"image", "label"}`) and makes the two views itself with
+        `augment_batch.two_views_batch` (a `dict` of its fields is accepted).
+      augment_seed: seed of those views (see `device_views`).
     """
 
     def __init__(
@@ -45,9 +56,13 @@ class SimCLR(keras.Model):
         temperature: float = 0.1,
         hidden_norm: bool = True,
         ft_proj_selector: int = 0,
+        augment: AugmentConfig | dict | None = None,
+        augment_seed: int = 0,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if isinstance(augment, dict):
+            augment = AugmentConfig(**augment)
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         if num_classes < 0:
@@ -58,6 +73,8 @@ class SimCLR(keras.Model):
         self.temperature = temperature
         self.hidden_norm = hidden_norm
         self.ft_proj_selector = ft_proj_selector
+        self.augment = augment
+        self.augment_seed = augment_seed
         # Named head_supervised like the reference so optimizers can find it by path.
         self.probe = (
             LinearClassifier(num_classes, name="head_supervised") if num_classes > 0 else None
@@ -85,7 +102,24 @@ class SimCLR(keras.Model):
             outputs["logits"] = self.probe(hiddens[self.ft_proj_selector], training=training)
         return outputs
 
+    def device_views(self, data: dict) -> dict:
+        """`{"image", "label"}` -> `{"view1", "view2", "label"}` with `self.augment`.
+
+        The views are drawn from stateless random ops whose seed is
+        (`augment_seed`, optimizer step) folded with the replica id: each step
+        and each replica gets its own views (replicas hold different images,
+        but must not share random draws either), and a resumed run draws the
+        same views as an uninterrupted one.
+        """
+        step = tf.cast(self.optimizer.iterations, tf.int64)
+        seed = tf.stack([tf.constant(self.augment_seed, tf.int64), step])
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(replica, tf.int64))
+        return two_views_batch(data, self.augment, seed=seed)
+
     def train_step(self, data):
+        if self.augment is not None:
+            data = self.device_views(data)
         view1, view2 = data["view1"], data["view2"]
         n = tf.shape(view1)[0]
         with tf.GradientTape() as tape:
@@ -137,6 +171,8 @@ class SimCLR(keras.Model):
                 "temperature": self.temperature,
                 "hidden_norm": self.hidden_norm,
                 "ft_proj_selector": self.ft_proj_selector,
+                "augment": None if self.augment is None else dataclasses.asdict(self.augment),
+                "augment_seed": self.augment_seed,
             }
         )
         return config

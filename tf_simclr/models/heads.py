@@ -45,6 +45,9 @@ class ProjectionHead(keras.layers.Layer):
         batch_norm_epsilon: BatchNormalization epsilon (reference 1e-5).
         synchronized_bn: Create every BN with `synchronized=True` (global BN
             across replicas, SimCLR Section 2.3).
+        dtype: Keras dtype policy of the head and its sublayers (None: the
+            global policy). SimCLR builds it in float32: it is a small share of
+            the FLOPs, and its output becomes the contrastive logits.
 
     Call:
         inputs: float `[B, D]` encoder features.
@@ -108,6 +111,7 @@ class ProjectionHead(keras.layers.Layer):
             # With BN the bias is redundant; BN's beta (center) replaces it.
             use_bias=False,
             kernel_initializer=_dense_init(),
+            dtype=self.dtype_policy,
             name=f"{name}_dense",
         )
         bn = keras.layers.BatchNormalization(
@@ -116,6 +120,7 @@ class ProjectionHead(keras.layers.Layer):
             center=use_bias,
             scale=True,
             synchronized=self.synchronized_bn,
+            dtype=self.dtype_policy,
             name=f"{name}_bn",
         )
         return dense, bn
@@ -203,6 +208,8 @@ class LinearClassifier(keras.layers.Layer):
         zero_init: If True the kernel starts at zero (the reference's
             `zero_init_logits_layer`, used for fine-tuning); otherwise
             RandomNormal(stddev=0.01). The bias always starts at zero.
+        dtype: Keras dtype policy (None: the global policy). `SimCLR` and
+            `Classifier` pass float32, so logits are float32 under any policy.
 
     Call:
         inputs: float `[B, D]` features.
@@ -230,6 +237,7 @@ class LinearClassifier(keras.layers.Layer):
             use_bias=True,
             kernel_initializer="zeros" if zero_init else _dense_init(),
             bias_initializer="zeros",
+            dtype=self.dtype_policy,
             name="classifier",
         )
 

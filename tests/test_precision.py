@@ -42,7 +42,7 @@ def compiled_model(config, num_classes=3, total_steps=10):
     keras.utils.set_random_seed(config.seed)
     model = builders.build_pretrain_model(config, num_classes)
     optimizer = builders.build_training_optimizer(config, 1, total_steps)
-    model.compile(optimizer=optimizer)
+    model.compile(optimizer=optimizer, jit_compile=config.jit_compile)
     return model, optimizer
 
 

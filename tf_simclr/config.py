@@ -190,6 +190,9 @@ class Config:
         "overflow is skipped and not counted).",
         PRECISIONS,
     )
+    jit_compile: bool = _field(
+        False, "XLA-compile the train step (model.compile(jit_compile=...)). Single device only."
+    )
 
     # --- Distribution ---------------------------------------------------------------
     strategy: str = _field(

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import keras
 
+from tf_simclr.models.batch_norm import FusedBatchNormalization
+
 PROJECTION_HEAD_MODES = ("none", "linear", "nonlinear")
 
 
@@ -94,7 +96,7 @@ class ProjectionHead(keras.layers.Layer):
         # Created in `build` because the hidden width may depend on the input
         # feature dimension. Layer j is `bns[j](denses[j](x))`.
         self.denses: list[keras.layers.Dense] = []
-        self.bns: list[keras.layers.BatchNormalization] = []
+        self.bns: list[FusedBatchNormalization] = []
 
     @property
     def num_linear_layers(self) -> int:
@@ -114,7 +116,7 @@ class ProjectionHead(keras.layers.Layer):
             dtype=self.dtype_policy,
             name=f"{name}_dense",
         )
-        bn = keras.layers.BatchNormalization(
+        bn = FusedBatchNormalization(
             momentum=self.batch_norm_decay,
             epsilon=self.batch_norm_epsilon,
             center=use_bias,

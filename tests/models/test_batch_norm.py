@@ -98,3 +98,17 @@ def test_serialization_round_trip():
     restored = keras.layers.deserialize(keras.layers.serialize(layer))
     assert type(restored) is FusedBatchNormalization
     assert restored.get_config() == layer.get_config()
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_fused_kernel_outside_xla_keras_ops_inside(jit_compile):
+    # XLA's CPU backend runs FusedBatchNormV3 slowly; it compiles the Keras ops instead.
+    layer = FusedBatchNormalization()
+    layer.build((None, 4, 4, 3))
+    step = tf.function(lambda x: layer(x, training=True), jit_compile=jit_compile)
+    x = inputs((2, 4, 4, 3), tf.float32)
+    ops = {op.type for op in step.get_concrete_function(x).graph.get_operations()}
+    assert ("FusedBatchNormV3" in ops) != jit_compile
+    expected = keras.layers.BatchNormalization()
+    expected.build((None, 4, 4, 3))
+    np.testing.assert_allclose(step(x), expected(x, training=True), rtol=1e-4, atol=1e-4)

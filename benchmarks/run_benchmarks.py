@@ -3,8 +3,9 @@
 Three parts, each selectable with `--parts`:
 
 - `step`: SimCLR pretraining step throughput (ResNet + projection head + LARS, fed a
-  fixed in-memory batch), with achieved FLOP/s as a ratio of a float32 matmul's
-  FLOP/s measured in the same process just before and after.
+  fixed in-memory batch) for each `--precision` (timing windows interleaved), with
+  achieved FLOP/s as a ratio of float32 and bfloat16 matmul FLOP/s measured in the same
+  process just before and after, and each precision's speed-up over float32.
 - `pipeline`: the two-view augmentation input pipeline alone, read from a real image
   folder (CIFAR-10 JPEGs at 32 px; upscaled copies of them at 224 px with blur),
   per-image vs batched augmentation (`augment_impl`), with and without the cache of
@@ -46,6 +47,7 @@ from tf_simclr.models.simclr import SimCLR
 from tf_simclr.optim import build_optimizer
 
 PARTS = ("step", "pipeline", "memory")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 CIFAR_ARCHIVE = "/work/shared/data/cifar10-jpg.tar.gz"
 CIFAR_EXTRACTED = "/tmp/data/cifar10_jpg"
 NOISE_NOTE = (
@@ -62,6 +64,7 @@ class StepConfig:
     image_size: int = 32
     cifar_stem: bool = True
     batch_size: int = 256
+    precision: str = "float32"
     jit_compile: bool = False
     warmup_steps: int = 1
     windows: int = 3
@@ -95,16 +98,27 @@ def matmul_flops_per_second(n: int = 4096, dtype=tf.float32, repeats: int = 3) -
 
 
 def build_pretrain_model(cfg: StepConfig, num_classes: int = 10) -> SimCLR:
-    """SimCLR (ResNet + 3-layer head + online probe) compiled with LARS."""
+    """SimCLR (ResNet + 3-layer head + online probe) compiled with LARS, as `--precision`
+    builds it (encoder in the dtype policy, the rest float32, loss scaling for float16)."""
+    encoder = ResNet(
+        cfg.depth,
+        width_multiplier=cfg.width,
+        cifar_stem=cfg.cifar_stem,
+        dtype=cfg.precision,
+        name="encoder",
+    )
     model = SimCLR(
-        ResNet(cfg.depth, width_multiplier=cfg.width, cifar_stem=cfg.cifar_stem, name="encoder"),
-        ProjectionHead(name="projection_head"),
+        encoder,
+        ProjectionHead(dtype="float32", name="projection_head"),
         num_classes=num_classes,
         temperature=0.5,
         name="simclr",
     )
     model(tf.zeros([1, cfg.image_size, cfg.image_size, 3]))  # create the variables
-    model.compile(optimizer=build_optimizer("lars", 1.0), jit_compile=cfg.jit_compile)
+    optimizer = build_optimizer("lars", 1.0)
+    if cfg.precision == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    model.compile(optimizer=optimizer, jit_compile=cfg.jit_compile)
     return model
 
 
@@ -149,44 +163,80 @@ def fixed_batch_dataset(batch_size: int, image_size: int) -> tf.data.Dataset:
 def seconds_per_step(model: keras.Model, dataset: tf.data.Dataset, cfg: StepConfig) -> list[float]:
     """Seconds per step of each timing window (after `cfg.warmup_steps` untimed steps)."""
     model.fit(dataset, epochs=1, steps_per_epoch=cfg.warmup_steps, verbose=0)
-    per_window = []
-    for _ in range(cfg.windows):
-        start = time.perf_counter()
-        model.fit(dataset, epochs=1, steps_per_epoch=cfg.steps_per_window, verbose=0)
-        per_window.append((time.perf_counter() - start) / cfg.steps_per_window)
-    return per_window
+    return [time_window(model, dataset, cfg) for _ in range(cfg.windows)]
 
 
-def bench_step(cfg: StepConfig) -> dict:
-    """Step throughput and achieved FLOP/s relative to same-process matmuls."""
+def time_window(model: keras.Model, dataset: tf.data.Dataset, cfg: StepConfig) -> float:
+    """Seconds per step over one `fit` of `cfg.steps_per_window` steps."""
+    start = time.perf_counter()
+    model.fit(dataset, epochs=1, steps_per_epoch=cfg.steps_per_window, verbose=0)
+    return (time.perf_counter() - start) / cfg.steps_per_window
+
+
+def bench_step(cfg: StepConfig, precisions: list[str]) -> dict:
+    """Step throughput per precision and achieved FLOP/s relative to same-process matmuls.
+
+    The models of all `precisions` are built and warmed up first; their timing windows
+    then alternate (f32, bf16, f32, bf16, ...) so that a change in the machine's load
+    hits all of them alike, and the speed-up over float32 is a same-run ratio.
+    """
     matmul_before = matmul_flops_per_second()
-    keras.utils.set_random_seed(0)
-    model = build_pretrain_model(cfg)
-    fwd = forward_flops_per_image(model, cfg.image_size)
-    windows = seconds_per_step(model, fixed_batch_dataset(cfg.batch_size, cfg.image_size), cfg)
+    bf16_before = matmul_flops_per_second(dtype=tf.bfloat16)
+    dataset = fixed_batch_dataset(cfg.batch_size, cfg.image_size)
+    models, fwd = {}, None
+    for precision in precisions:
+        keras.utils.set_random_seed(0)
+        models[precision] = build_pretrain_model(dataclasses.replace(cfg, precision=precision))
+        if fwd is None:  # the FLOP count does not depend on the dtype
+            fwd = forward_flops_per_image(models[precision], cfg.image_size)
+        models[precision].fit(dataset, epochs=1, steps_per_epoch=cfg.warmup_steps, verbose=0)
+    windows = {precision: [] for precision in precisions}
+    for _ in range(cfg.windows):
+        for precision in precisions:
+            windows[precision].append(time_window(models[precision], dataset, cfg))
     matmul_after = matmul_flops_per_second()
-    bf16_matmul = matmul_flops_per_second(dtype=tf.bfloat16)
+    bf16_after = matmul_flops_per_second(dtype=tf.bfloat16)
 
-    step_seconds = statistics.median(windows)
     # Backward ~ 2x forward (gradients w.r.t. activations and weights); 2B views per step.
     step_flops = 3 * fwd * 2 * cfg.batch_size
-    step_flops_per_s = step_flops / step_seconds
     matmul_ref = statistics.mean([matmul_before, matmul_after])
+    bf16_ref = statistics.mean([bf16_before, bf16_after])
+    per_precision = {}
+    for precision in precisions:
+        step_seconds = statistics.median(windows[precision])
+        per_precision[precision] = {
+            "window_seconds_per_step": windows[precision],
+            "seconds_per_step": step_seconds,
+            "source_images_per_s": cfg.batch_size / step_seconds,
+            "step_flops_per_s": step_flops / step_seconds,
+            "step_over_matmul_f32": step_flops / step_seconds / matmul_ref,
+            "step_over_matmul_bf16": step_flops / step_seconds / bf16_ref,
+        }
+    if "float32" in per_precision:
+        base = per_precision["float32"]["seconds_per_step"]
+        for result in per_precision.values():
+            result["speedup_over_float32"] = base / result["seconds_per_step"]
+    first = per_precision[precisions[0]]
     return {
-        "config": dataclasses.asdict(cfg),
-        "encoder_params": int(model.encoder.count_params()),
+        "config": dataclasses.asdict(dataclasses.replace(cfg, precision=",".join(precisions))),
+        "encoder_params": int(models[precisions[0]].encoder.count_params()),
         "forward_flops_per_image": fwd,
         "flop_count_method": "tf.compat.v1.profiler float_operation on traced encoder+head",
         "step_flops": step_flops,
-        "window_seconds_per_step": windows,
-        "seconds_per_step": step_seconds,
-        "source_images_per_s": cfg.batch_size / step_seconds,
-        "step_flops_per_s": step_flops_per_s,
+        "precisions": per_precision,
+        # The first precision's numbers at the top level, as before.
+        **{k: v for k, v in first.items() if k != "speedup_over_float32"},
         "matmul_f32_flops_per_s_before": matmul_before,
         "matmul_f32_flops_per_s_after": matmul_after,
-        "matmul_bf16_flops_per_s": bf16_matmul,
-        "step_over_matmul_f32": step_flops_per_s / matmul_ref,
-        "bf16_over_f32_matmul": bf16_matmul / matmul_ref,
+        "matmul_bf16_flops_per_s_before": bf16_before,
+        "matmul_bf16_flops_per_s_after": bf16_after,
+        "matmul_bf16_flops_per_s": bf16_ref,
+        "bf16_over_f32_matmul": bf16_ref / matmul_ref,
+        "threads": {
+            "intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+            "inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
+            "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "(unset: on)"),
+        },
     }
 
 
@@ -449,6 +499,7 @@ def bench_memory(cfg: StepConfig, batch_sizes: list[int]) -> dict:
             f"--width={cfg.width}",
             f"--image_size={cfg.image_size}",
             f"--jit_compile={cfg.jit_compile}",
+            f"--precision={cfg.precision}",
         ]
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
@@ -479,13 +530,34 @@ def print_table(results: dict) -> None:
                 f"jit={c['jit_compile']}",
             ),
             ("forward GFLOP / image", f"{step['forward_flops_per_image'] / 1e9:.4f}"),
-            ("seconds / step (median)", f"{step['seconds_per_step']:.3f}"),
-            ("source images / s", f"{step['source_images_per_s']:.1f}"),
-            ("step GFLOP/s", f"{step['step_flops_per_s'] / 1e9:.1f}"),
+        ]
+        for precision, p in step["precisions"].items():
+            rows += [
+                (f"[{precision}] seconds / step (median)", f"{p['seconds_per_step']:.3f}"),
+                (f"[{precision}] source images / s", f"{p['source_images_per_s']:.1f}"),
+                (f"[{precision}] step GFLOP/s", f"{p['step_flops_per_s'] / 1e9:.1f}"),
+                (
+                    f"[{precision}] step / f32 matmul [f32 target >= 0.75]",
+                    f"{p['step_over_matmul_f32']:.3f}",
+                ),
+                (f"[{precision}] step / bf16 matmul", f"{p['step_over_matmul_bf16']:.3f}"),
+            ]
+            if precision != "float32" and "speedup_over_float32" in p:
+                target = " [bf16 target >= 1.6]" if precision == "mixed_bfloat16" else ""
+                rows.append(
+                    (
+                        f"[{precision}] speed-up over float32{target}",
+                        f"{p['speedup_over_float32']:.2f}",
+                    )
+                )
+        rows += [
             ("f32 matmul GFLOP/s before", f"{step['matmul_f32_flops_per_s_before'] / 1e9:.1f}"),
             ("f32 matmul GFLOP/s after", f"{step['matmul_f32_flops_per_s_after'] / 1e9:.1f}"),
-            ("bf16 matmul GFLOP/s", f"{step['matmul_bf16_flops_per_s'] / 1e9:.1f}"),
-            ("step / f32 matmul [target >= 0.75]", f"{step['step_over_matmul_f32']:.3f}"),
+            (
+                "bf16 matmul GFLOP/s before / after",
+                f"{step['matmul_bf16_flops_per_s_before'] / 1e9:.1f} / "
+                f"{step['matmul_bf16_flops_per_s_after'] / 1e9:.1f}",
+            ),
             ("bf16 / f32 matmul", f"{step['bf16_over_f32_matmul']:.2f}"),
         ]
     pipe = results.get("pipeline")
@@ -565,7 +637,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--width", type=float, default=None, help="default 1.0 (quick: 0.125)")
     parser.add_argument("--image_size", type=int, default=32)
     parser.add_argument("--batch_size", type=int, default=256)
+    parser.add_argument(
+        "--precision",
+        default="float32,mixed_bfloat16",
+        help="comma list of float32, mixed_bfloat16, mixed_float16: each is timed in the "
+        "same run (windows interleaved); the memory part uses the first",
+    )
     parser.add_argument("--jit_compile", type=lambda s: s.lower() in ("1", "true"), default=False)
+    parser.add_argument("--intra_op_threads", type=int, default=0, help="0: TF's default")
+    parser.add_argument("--inter_op_threads", type=int, default=0, help="0: TF's default")
     parser.add_argument("--windows", type=int, default=3)
     parser.add_argument("--steps_per_window", type=int, default=2)
     parser.add_argument("--memory_batches", default="256,512")
@@ -576,12 +656,21 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     width = args.width if args.width is not None else (0.125 if args.quick else 1.0)
+    if args.intra_op_threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
+    if args.inter_op_threads:
+        tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
+    precisions = [p for p in args.precision.split(",") if p]
+    unknown = set(precisions) - set(PRECISIONS)
+    if unknown or not precisions:
+        raise SystemExit(f"unknown --precision {sorted(unknown)}; choose from {PRECISIONS}")
     cfg = StepConfig(
         depth=args.depth,
         width=width,
         image_size=args.image_size,
         cifar_stem=args.image_size <= 32,  # as run.py
         batch_size=args.batch_size,
+        precision=precisions[0],
         jit_compile=args.jit_compile,
         windows=2 if args.quick else args.windows,
         steps_per_window=args.steps_per_window,
@@ -598,7 +687,7 @@ def main(argv=None) -> None:
     start = time.perf_counter()
     if "step" in parts:
         print("[step] measuring ...", flush=True)
-        results["step"] = bench_step(cfg)
+        results["step"] = bench_step(cfg, precisions)
     if "pipeline" in parts:
         print("[pipeline] measuring ...", flush=True)
         train_rate = results["step"]["source_images_per_s"] if "step" in results else None

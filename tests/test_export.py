@@ -41,8 +41,10 @@ class TinyClassifier(keras.Model):
         return {"embedding": features, "logits": self.classifier(features)}
 
 
-def tiny_simclr(num_classes, synchronized_bn=False):
-    encoder = ResNet(18, width_multiplier=0.125, cifar_stem=True, synchronized_bn=synchronized_bn)
+def tiny_simclr(num_classes, synchronized_bn=False, dtype=None):
+    encoder = ResNet(
+        18, width_multiplier=0.125, cifar_stem=True, synchronized_bn=synchronized_bn, dtype=dtype
+    )
     head = ProjectionHead("nonlinear", out_dim=8, num_layers=2, synchronized_bn=synchronized_bn)
     return SimCLR(encoder, head, num_classes=num_classes)
 
@@ -90,6 +92,8 @@ def export_cases():
         "probe16": (built(tiny_simclr(3), 16), 16, [(16, 16), (20, 27)]),
         "noprobe40": (built(tiny_simclr(0), 40), 40, [(45, 50), (40, 40)]),
         "classifier16": (built(TinyClassifier(), 16), 16, [(18, 18)]),
+        # A mixed-precision encoder: the signatures still take uint8 / float32 images.
+        "bf16probe16": (built(tiny_simclr(3, dtype="mixed_bfloat16"), 16), 16, [(20, 20)]),
     }
 
 
@@ -152,6 +156,7 @@ def exported(tmp_path_factory):
         "roots": roots,
         "expected": expected,
         "outputs": dict(np.load(request["outputs"])),
+        "arrays": arrays,
         "report": report,
     }
 
@@ -185,7 +190,7 @@ def test_fresh_process_loads_signatures_without_tf_simclr(exported):
         assert result["signatures"] == ["serving_default", "serving_float"], name
 
 
-@pytest.mark.parametrize("name", ["probe16", "noprobe40", "classifier16"])
+@pytest.mark.parametrize("name", ["probe16", "noprobe40", "classifier16", "bf16probe16"])
 def test_signatures_equal_keras_model_on_eval_views(exported, name):
     outputs, expected = exported["outputs"], exported["expected"]
     for i in range(exported["specs"][name]["num_inputs"]):
@@ -201,9 +206,26 @@ def test_output_keys_follow_the_model(exported):
     assert keys("probe16") == ["embedding", "logits", "probabilities", "projection"]
     assert keys("noprobe40") == ["embedding", "projection"]
     assert keys("classifier16") == ["embedding", "logits", "probabilities"]
+    assert keys("bf16probe16") == keys("probe16")
     probabilities = outputs["probe16/uint8_0/probabilities"]
     np.testing.assert_allclose(probabilities.sum(-1), 1.0, atol=1e-5)
     assert outputs["probe16/uint8_0/embedding"].dtype == np.float32
+
+
+def test_mixed_precision_export_returns_float32_close_to_float32_math(exported):
+    outputs = outputs_under(exported["outputs"], "bf16probe16/")
+    assert outputs and {v.dtype for v in outputs.values()} == {np.dtype(np.float32)}
+    # The same weights in a float32 encoder: bfloat16 convolutions change the
+    # features by a few percent at most, so the export runs the bfloat16 graph.
+    model = exported["models"]["bf16probe16"]
+    twin = tiny_simclr(3)
+    twin(tf.zeros([1, 16, 16, 3]))
+    twin.set_weights(model.get_weights())
+    views = eval_views(exported["arrays"]["bf16probe16/input0"], 16)
+    full = twin(views)["embedding"].numpy()
+    served = outputs["uint8_0/embedding"]
+    assert not np.array_equal(served, full)
+    np.testing.assert_allclose(served, full, rtol=0.1, atol=0.05 * np.abs(full).max())
 
 
 @pytest.mark.parametrize("kind", ["rows", "columns"])
@@ -234,7 +256,7 @@ def test_wrong_inputs_fail_saying_what_is_expected(exported):
     assert reported_shape(errors["channels4"]) == "2 16 16 4"
 
 
-@pytest.mark.parametrize("name", ["probe16", "noprobe40", "classifier16"])
+@pytest.mark.parametrize("name", ["probe16", "noprobe40", "classifier16", "bf16probe16"])
 def test_reloaded_model_fine_tunes(exported, name):
     result, model = exported["report"]["exports"][name], exported["models"][name]
     assert result["trainable_shapes"] == [list(v.shape) for v in model.trainable_variables]

@@ -84,6 +84,7 @@ def build_encoder(config: Config) -> ResNet:
         cifar_stem=config.cifar_stem,
         batch_norm_decay=config.batch_norm_decay,
         synchronized_bn=_synchronized(config),
+        dtype=config.precision,
         name="encoder",
     )
 
@@ -95,6 +96,9 @@ def build_head(config: Config) -> ProjectionHead:
         num_layers=config.num_proj_layers,
         batch_norm_decay=config.batch_norm_decay,
         synchronized_bn=_synchronized(config),
+        # float32 whatever --precision: the head is a small share of the FLOPs and its
+        # output becomes the contrastive logits (only the encoder uses the policy).
+        dtype="float32",
         name="projection_head",
     )
 
@@ -156,6 +160,13 @@ def build_training_optimizer(
         config.learning_rate, config.train_batch_size, config.learning_rate_scaling
     )
     schedule = WarmupCosineDecay(peak, warmup_steps, total_steps)
-    return build_optimizer(
+    optimizer = build_optimizer(
         config.optimizer, schedule, momentum=config.momentum, weight_decay=config.weight_decay
     )
+    if config.precision == "mixed_float16":
+        # Dynamic loss scaling: float16 gradients of a float32-scale loss underflow.
+        # `train_step` calls `scale_loss`; `apply` unscales, and skips the step (halving
+        # the scale) when a gradient is not finite. The inner optimizer's `iterations`
+        # is the step count, so skipped steps are not counted.
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer

@@ -25,6 +25,7 @@ PROJ_HEAD_MODES = ("none", "linear", "nonlinear")
 RESNET_DEPTHS = (18, 34, 50, 101, 152, 200)
 STRATEGIES = ("auto", "default", "one_device", "mirrored")
 AUGMENT_IMPLS = ("per_image", "batched", "device")  # == tf_simclr.data.pipeline's
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
 class ConfigError(ValueError):
@@ -189,6 +190,19 @@ class Config:
     keep_checkpoint_max: int = _field(5, "Checkpoints to keep.")
     train_summary_steps: int = _field(100, "Write TensorBoard scalars every this many steps.")
     verbose: int = _field(1, "Keras fit verbosity: 0 silent, 1 progress bar, 2 one line/epoch.")
+
+    # --- Speed ----------------------------------------------------------------------
+    precision: str = _field(
+        "float32",
+        "Keras dtype policy of the encoder: mixed_* compute convolutions in bfloat16/float16 "
+        "with float32 weights; the projection head, classifier, loss and BatchNorm statistics "
+        "stay float32. mixed_float16 adds dynamic loss scaling (a step whose scaled gradients "
+        "overflow is skipped and not counted).",
+        PRECISIONS,
+    )
+    jit_compile: bool = _field(
+        False, "XLA-compile the train step (model.compile(jit_compile=...)). Single device only."
+    )
 
     # --- Distribution ---------------------------------------------------------------
     strategy: str = _field(

@@ -110,6 +110,11 @@ def train(config: Config, strategy: tf.distribute.Strategy) -> dict:
             "train_batch_size",
             f"{config.train_batch_size} is not divisible by the {replicas} replicas",
         )
+    if config.jit_compile and replicas > 1:
+        raise ConfigError(
+            "jit_compile",
+            f"XLA is only supported on one replica here, not {replicas}; use --jit_compile=false",
+        )
     source = builders.train_source(config)
     finetune = config.train_mode == "finetune"
     if finetune and source.num_classes == 0:
@@ -131,7 +136,7 @@ def train(config: Config, strategy: tf.distribute.Strategy) -> dict:
     with strategy.scope():
         model = builders.build_model(config, source.num_classes)
         optimizer = builders.build_training_optimizer(config, plan.warmup_steps, plan.total_steps)
-        model.compile(optimizer=optimizer)
+        model.compile(optimizer=optimizer, jit_compile=config.jit_compile)
         optimizer.build(model.trainable_variables)
     checkpoint_bytes = sum(
         v.numpy().nbytes for v in list(model.variables) + list(optimizer.variables)

@@ -303,6 +303,7 @@ def test_get_config_from_config_round_trip():
         "batch_norm_decay": 0.8,
         "batch_norm_epsilon": 2e-5,
         "synchronized_bn": False,
+        "dtype": keras.dtype_policies.serialize(keras.DTypePolicy("float32")),
     }
     restored = ResNet.from_config(config)
     assert restored.get_config() == config

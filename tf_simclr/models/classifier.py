@@ -148,8 +148,9 @@ class Classifier(keras.Model):
         self.zero_init_logits_layer = zero_init_logits_layer
 
         # === Layers ===
+        # float32 under any dtype policy: the logits feed a softmax cross-entropy.
         self.supervised_head = LinearClassifier(
-            num_classes, zero_init=zero_init_logits_layer, name="head_supervised"
+            num_classes, zero_init=zero_init_logits_layer, dtype="float32", name="head_supervised"
         )
 
         # === Metrics ===

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import keras
 
+from tf_simclr.models.batch_norm import FusedBatchNormalization
+
 PROJECTION_HEAD_MODES = ("none", "linear", "nonlinear")
 
 
@@ -45,6 +47,9 @@ class ProjectionHead(keras.layers.Layer):
         batch_norm_epsilon: BatchNormalization epsilon (reference 1e-5).
         synchronized_bn: Create every BN with `synchronized=True` (global BN
             across replicas, SimCLR Section 2.3).
+        dtype: Keras dtype policy of the head and its sublayers (None: the
+            global policy). SimCLR builds it in float32: it is a small share of
+            the FLOPs, and its output becomes the contrastive logits.
 
     Call:
         inputs: float `[B, D]` encoder features.
@@ -91,7 +96,7 @@ class ProjectionHead(keras.layers.Layer):
         # Created in `build` because the hidden width may depend on the input
         # feature dimension. Layer j is `bns[j](denses[j](x))`.
         self.denses: list[keras.layers.Dense] = []
-        self.bns: list[keras.layers.BatchNormalization] = []
+        self.bns: list[FusedBatchNormalization] = []
 
     @property
     def num_linear_layers(self) -> int:
@@ -108,14 +113,16 @@ class ProjectionHead(keras.layers.Layer):
             # With BN the bias is redundant; BN's beta (center) replaces it.
             use_bias=False,
             kernel_initializer=_dense_init(),
+            dtype=self.dtype_policy,
             name=f"{name}_dense",
         )
-        bn = keras.layers.BatchNormalization(
+        bn = FusedBatchNormalization(
             momentum=self.batch_norm_decay,
             epsilon=self.batch_norm_epsilon,
             center=use_bias,
             scale=True,
             synchronized=self.synchronized_bn,
+            dtype=self.dtype_policy,
             name=f"{name}_bn",
         )
         return dense, bn
@@ -203,6 +210,8 @@ class LinearClassifier(keras.layers.Layer):
         zero_init: If True the kernel starts at zero (the reference's
             `zero_init_logits_layer`, used for fine-tuning); otherwise
             RandomNormal(stddev=0.01). The bias always starts at zero.
+        dtype: Keras dtype policy (None: the global policy). `SimCLR` and
+            `Classifier` pass float32, so logits are float32 under any policy.
 
     Call:
         inputs: float `[B, D]` features.
@@ -230,6 +239,7 @@ class LinearClassifier(keras.layers.Layer):
             use_bias=True,
             kernel_initializer="zeros" if zero_init else _dense_init(),
             bias_initializer="zeros",
+            dtype=self.dtype_policy,
             name="classifier",
         )
 

@@ -75,9 +75,12 @@ class SimCLR(keras.Model):
         self.ft_proj_selector = ft_proj_selector
         self.augment = augment
         self.augment_seed = augment_seed
-        # Named head_supervised like the reference so optimizers can find it by path.
+        # Named head_supervised like the reference so optimizers can find it by path;
+        # float32 under any global dtype policy (its logits feed a softmax).
         self.probe = (
-            LinearClassifier(num_classes, name="head_supervised") if num_classes > 0 else None
+            LinearClassifier(num_classes, dtype="float32", name="head_supervised")
+            if num_classes > 0
+            else None
         )
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.contrast_acc = keras.metrics.Mean(name="contrast_acc")

@@ -1,0 +1,63 @@
+"""Tests of `--jit_compile`: the XLA-compiled train step matches the graph-executor one."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_simclr import builders, train
+from tf_simclr.config import Config, ConfigError
+
+
+def run_steps(jit_compile, steps=3):
+    config = Config(
+        model_dir="/tmp/unused",
+        resnet_depth=18,
+        width_multiplier=0.125,
+        image_size=16,
+        proj_out_dim=8,
+        num_proj_layers=2,
+        train_batch_size=8,
+        temperature=0.5,
+        jit_compile=jit_compile,
+    )
+    keras.utils.set_random_seed(0)
+    model = builders.build_pretrain_model(config, num_classes=3)
+    optimizer = builders.build_training_optimizer(config, warmup_steps=0, total_steps=10)
+    model.compile(optimizer=optimizer, jit_compile=config.jit_compile)
+    assert model.jit_compile is jit_compile
+    batch = {
+        "view1": tf.random.stateless_uniform([8, 16, 16, 3], seed=[0, 1]),
+        "view2": tf.random.stateless_uniform([8, 16, 16, 3], seed=[0, 2]),
+        "label": tf.constant([0, 1, 2, 0, 1, 2, 0, 1], tf.int64),
+    }
+    initial = [v.numpy() for v in model.variables]
+    losses = []
+    for _ in range(steps):  # one fit per step, to read each step's own loss
+        history = model.fit(
+            tf.data.Dataset.from_tensors(batch), epochs=1, verbose=0, shuffle=False
+        ).history
+        losses.append(history["loss"][-1])
+    return initial, losses, [v.numpy() for v in model.variables]
+
+
+def test_xla_train_steps_match_the_graph_executor():
+    init_xla, losses_xla, after_xla = run_steps(jit_compile=True)
+    init_ref, losses_ref, after_ref = run_steps(jit_compile=False)
+    for a, b in zip(init_xla, init_ref, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert len(set(losses_ref)) == 3  # the steps really train
+    np.testing.assert_allclose(losses_xla, losses_ref, rtol=1e-4)
+    moved = 0
+    for a0, a, b in zip(init_ref, after_xla, after_ref, strict=True):
+        moved += not np.array_equal(a0, b)
+        # Different kernels and summation orders: equal to float32 round-off.
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5 * max(np.abs(b).max(), 1.0))
+    assert moved > len(after_ref) // 2
+
+
+def test_jit_compile_with_several_replicas_is_a_config_error(tmp_path, mirrored_strategy):
+    config = Config(model_dir=str(tmp_path / "run"), dataset="cifar10", jit_compile=True)
+    with pytest.raises(ConfigError, match="--jit_compile"):
+        train.train(config, mirrored_strategy)
+    assert not (tmp_path / "run").exists()

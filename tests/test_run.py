@@ -5,6 +5,7 @@ import os
 import pathlib
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -70,6 +71,13 @@ def tf_latest_step(model_dir):
     return int(re.search(r'model_checkpoint_path: "ckpt-(\d+)"', text).group(1))
 
 
+def closed_port():
+    """A local TCP port nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def listing(path):
     return sorted((p.name, p.stat().st_mtime_ns) for p in pathlib.Path(path).rglob("*"))
 
@@ -99,6 +107,15 @@ def listing(path):
             ],
             "train_batch_size",
         ),
+        # No TPU here: no name and no GCE metadata, a name the (unreachable) Cloud TPU API
+        # cannot resolve, an address where nothing listens. Each is one line, not a hang.
+        (["--dataset=image_folder", "--data_dir=IMAGES", "--use_tpu"], "tpu_name"),
+        (["--dataset=image_folder", "--data_dir=IMAGES", "--tpu_name=my-tpu"], "tpu_name"),
+        (
+            ["--dataset=image_folder", "--data_dir=IMAGES", "--use_tpu", "--master=CLOSED"],
+            "tpu_name",
+        ),
+        (["--strategy=tpu", "--tpu_name=my-tpu", "--use_tpu=false", "--mode=export"], "tpu_name"),
     ],
 )
 def test_bad_input_exits_2_with_one_line_and_leaves_model_dir_alone(
@@ -110,7 +127,9 @@ def test_bad_input_exits_2_with_one_line_and_leaves_model_dir_alone(
     before = listing(model_dir)
     (tmp_path / "empty").mkdir()
     args = [
-        a.replace("EMPTY", str(tmp_path / "empty")).replace("IMAGES", str(image_folder))
+        a.replace("EMPTY", str(tmp_path / "empty"))
+        .replace("IMAGES", str(image_folder))
+        .replace("CLOSED", f"grpc://127.0.0.1:{closed_port()}")
         for a in args
     ]
     base = [f"--model_dir={model_dir}", "--train_steps=1", "--image_size=16"]

@@ -47,17 +47,17 @@ def test_step_plan_follows_reference_units():
 @pytest.mark.parametrize(
     "start, total, per_epoch, expected",
     [
-        (0, 30, 10, [(0, 3, 10)]),
-        (4, 30, 10, [(0, 1, 6), (1, 3, 10)]),
-        (0, 25, 10, [(0, 2, 10), (2, 3, 5)]),
-        (13, 25, 10, [(1, 2, 7), (2, 3, 5)]),
+        (0, 30, 10, [(0, 0, 10), (1, 0, 10), (2, 0, 10)]),
+        (4, 30, 10, [(0, 4, 6), (1, 0, 10), (2, 0, 10)]),
+        (0, 25, 10, [(0, 0, 10), (1, 0, 10), (2, 0, 5)]),
+        (13, 25, 10, [(1, 3, 7), (2, 0, 5)]),
         (25, 25, 10, []),
     ],
 )
 def test_fit_segments_cover_exactly_the_remaining_steps(start, total, per_epoch, expected):
     segments = train.fit_segments(start, total, per_epoch)
     assert segments == expected
-    assert sum((e - i) * s for i, e, s in segments) == total - start
+    assert sum(n for _, _, n in segments) == total - start
 
 
 def test_pretrain_on_mock_cifar10_writes_config_checkpoints_and_summaries(tmp_path):
@@ -206,3 +206,25 @@ def test_official_imagenet_subsets_are_accepted_as_train_split():
         source = builders.train_source(config)
     assert source.name == "imagenet2012_subset/10pct" and source.split == "train"
     assert source.num_classes == 1000
+
+
+def test_worker_lost_message_keeps_what_the_runtime_said():
+    from tf_simclr.callbacks import WorkerLost
+
+    # The shape of the error a surviving worker gets (TF 2.21), Python stack included.
+    message = (
+        "Graph execution error:\n\nDetected at node CollectiveReduceV2 defined at (most "
+        'recent call last):\n  File "/x/run.py", line 92, in <module>\n\n  File "/x/app.py", '
+        "line 410, in run\n\nCollective ops is aborted by: Error reported from "
+        "/job:worker/task:1: The following tasks are unhealthy (stopped sending heartbeats):"
+        "\n/job:worker/replica:0/task:1\nThe tasks have crashed.\n\t [[{{node "
+        "CollectiveReduceV2}}]] [Op:__inference_one_step_on_data_1234]"
+    )
+    error = WorkerLost(7, tf.errors.UnavailableError(None, None, message))
+    text = str(error)
+    assert text.startswith("lost a worker of the multi-worker job at step 7 (UnavailableError:")
+    assert "stopped sending heartbeats): /job:worker/replica:0/task:1" in text
+    assert "File" not in text and "Detected at node" not in text and "\n" not in text
+    assert text.endswith(
+        "restart all workers with the same command to resume from the last checkpoint"
+    )

@@ -7,6 +7,10 @@ Faults and what happens (see also `tf_simclr.checkpoints`):
 - A NaN or Inf loss, or non-finite weights about to be saved: training stops,
   nothing is saved (the last good checkpoint stays the latest), and
   `TrainingDiverged` names the step and the likely causes.
+- A worker of a multi-worker job dies: the others' collectives are aborted
+  (TensorFlow's coordination service misses its heartbeats) and
+  `WorkerLost` ends the run on every surviving worker (`run.py` exits with 4);
+  restarting all workers resumes from the last checkpoint.
 - SIGKILL: nothing runs; `tf.train.CheckpointManager` only records complete
   checkpoints, so a restart resumes from the last complete one.
 """
@@ -48,12 +52,36 @@ class TrainingDiverged(RuntimeError):
         )
 
 
+class WorkerLost(RuntimeError):
+    """A peer of a multi-worker job stopped answering; its collectives were aborted."""
+
+    def __init__(self, step: int, cause: BaseException):
+        self.step = step
+        # TensorFlow prefixes the cause with "Graph execution error" and the Python stack
+        # of the op; keep what the runtime said (which task stopped sending heartbeats).
+        lines = str(getattr(cause, "message", cause)).splitlines()
+        said = [
+            line.strip()
+            for line in lines
+            if line.strip()
+            and not line.strip().startswith(("Graph execution error", "Detected at node", "File "))
+            and not line.startswith("  ")
+        ]
+        detail = " ".join(" ".join(said).split())[:300]
+        super().__init__(
+            f"lost a worker of the multi-worker job at step {step} ({type(cause).__name__}: "
+            f"{detail}); restart all workers with the same command to resume from the last "
+            "checkpoint"
+        )
+
+
 def _all_finite(variables) -> bool:
     return bool(tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in variables]))
 
 
 class CheckpointEvery(keras.callbacks.Callback):
-    """Saves model + optimizer (step, slots, LR position) every `every` steps and at the end.
+    """Saves model + optimizer (step, slots, LR position) every `every` steps; `save()` for
+    the final one (the driver calls it after the last epoch).
 
     Refuses to save once the loss or the weights are not finite (NaN guard).
     """
@@ -91,9 +119,6 @@ class CheckpointEvery(keras.callbacks.Callback):
             self.save()
             if self.diverged is not None:
                 self.model.stop_training = True
-
-    def on_train_end(self, logs=None):
-        self.save()
 
     def raise_if_diverged(self) -> None:
         if self.diverged is not None:

@@ -17,6 +17,7 @@ Faults and what happens (see also `tf_simclr.checkpoints`):
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
@@ -128,8 +129,9 @@ class CheckpointEvery(keras.callbacks.Callback):
 class StopOnSignal(keras.callbacks.Callback):
     """On SIGTERM/SIGINT: finish the step, save a checkpoint, stop training.
 
-    Handlers are installed only while training runs, and only from the main
-    thread (Python delivers signals there).
+    The handlers are installed by `installed()` around all of training (the
+    driver calls `fit` once per epoch; a signal between two calls is not lost),
+    and only from the main thread (Python delivers signals there).
     """
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -138,29 +140,33 @@ class StopOnSignal(keras.callbacks.Callback):
         super().__init__()
         self.saver = saver
         self.received: int | None = None
-        self._previous: dict = {}
 
     def _handle(self, signum, frame):
         del frame
         logging.warning("Received %s: saving a checkpoint after this step", signal.Signals(signum))
         self.received = signum
 
-    def on_train_begin(self, logs=None):
-        if threading.current_thread() is threading.main_thread():
-            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+    @contextlib.contextmanager
+    def installed(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        try:
+            yield
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
     def on_train_batch_end(self, batch, logs=None):
         if self.received is not None:
             self.saver.save()
             self.model.stop_training = True
 
-    def on_train_end(self, logs=None):
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-        self._previous = {}
-
     def raise_if_stopped(self) -> None:
+        """After a `fit`: if a signal came, make sure its checkpoint exists, then raise."""
         if self.received is not None:
+            self.saver.save()
             raise TrainingInterrupted(self.received, int(self.saver.step.numpy()))
 
 

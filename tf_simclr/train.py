@@ -211,23 +211,26 @@ def _fit(config, model, optimizer, manager, plan, start, write_dir, distributed_
     logs: dict = {}
     began = time.time()
     epochs_total = math.ceil(plan.total_steps / plan.steps_per_epoch)
-    for epoch, offset, steps in fit_segments(start, plan.total_steps, plan.steps_per_epoch):
-        try:
-            history = model.fit(
-                distributed_dataset(epoch, offset),
-                initial_epoch=epoch,
-                epochs=epoch + 1,
-                steps_per_epoch=steps,
-                callbacks=callbacks,
-                verbose=config.verbose,
-                shuffle=False,  # the tf.data pipeline shuffles
-            )
-        except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError) as e:
-            raise WorkerLost(int(optimizer.iterations.numpy()), e) from e
-        logs = {k: float(v[-1]) for k, v in history.history.items()}
-        saver.raise_if_diverged()
-        stopper.raise_if_stopped()
-        logging.info("Finished epoch %d/%d", epoch + 1, epochs_total)
+    with stopper.installed():
+        for epoch, offset, steps in fit_segments(start, plan.total_steps, plan.steps_per_epoch):
+            try:
+                history = model.fit(
+                    distributed_dataset(epoch, offset),
+                    initial_epoch=epoch,
+                    epochs=epoch + 1,
+                    steps_per_epoch=steps,
+                    callbacks=callbacks,
+                    verbose=config.verbose,
+                    shuffle=False,  # the tf.data pipeline shuffles
+                )
+            except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError) as e:
+                if distribute.task(model.distribute_strategy)[0] is None:
+                    raise  # not a multi-worker job: no peer to lose
+                raise WorkerLost(int(optimizer.iterations.numpy()), e) from e
+            logs = {k: float(v[-1]) for k, v in history.history.items()}
+            saver.raise_if_diverged()
+            stopper.raise_if_stopped()
+            logging.info("Finished epoch %d/%d", epoch + 1, epochs_total)
     if start >= plan.total_steps:
         logging.info("Already at step %d >= %d: nothing to train", start, plan.total_steps)
     saver.save()

@@ -12,6 +12,7 @@ or (``input_context``, one pipeline per worker) each worker builds its share.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import tensorflow as tf
@@ -39,6 +40,25 @@ def steps_per_epoch(num_examples: int, batch_size: int, flag: str = "train_batch
             batch_size,
         )
     return steps
+
+
+def _pretrain_views(example: dict[str, tf.Tensor], cfg: AugmentConfig) -> dict[str, tf.Tensor]:
+    return two_views(example, cfg)
+
+
+def _supervised_view(example: dict[str, tf.Tensor], cfg: AugmentConfig) -> dict[str, tf.Tensor]:
+    return {"image": simclr_view(example["image"], cfg), "label": example["label"]}
+
+
+@functools.lru_cache(maxsize=16)
+def _traced(augment: Callable, cfg: AugmentConfig) -> Callable:
+    """`augment` with `cfg` as a `tf.function`, one per (augment, cfg) and process.
+
+    Training builds one pipeline per epoch; tracing the augmentation graph anew for
+    each would cost seconds per epoch. The map of each pipeline calls this function,
+    which is traced once per input signature.
+    """
+    return tf.function(lambda example: augment(example, cfg))
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -187,7 +207,7 @@ def pretrain_dataset(
     """
     return _training_batches(
         source,
-        lambda ex: two_views(ex, augment_cfg),
+        _traced(_pretrain_views, augment_cfg),
         batch_size,
         shuffle_buffer=shuffle_buffer,
         seed=seed,
@@ -230,7 +250,7 @@ def supervised_dataset(
     """
     return _training_batches(
         source,
-        lambda ex: {"image": simclr_view(ex["image"], augment_cfg), "label": ex["label"]},
+        _traced(_supervised_view, augment_cfg),
         batch_size,
         shuffle_buffer=shuffle_buffer,
         seed=seed,

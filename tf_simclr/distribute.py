@@ -11,7 +11,13 @@ gradient of the *sum* of the per-replica losses. Together with the optimizer's
 all-reduce SUM of variable gradients this gives the single-device gradient of
 `sum_q loss_q`, which is why a per-replica loss is divided by the replica count
 exactly once (see `tf_simclr.losses.nt_xent`). `tests/test_distribute.py`
-checks this on two logical CPU devices.
+checks this on two logical CPU devices. Under MultiWorkerMirroredStrategy the
+same `all_gather` spans the replicas of all workers (`tests/test_multi_worker.py`
+shows a 2-process job computing the single-process loss).
+
+The second half of the module builds the strategy from `--strategy` (the one
+place strategies are built) and says which process of a multi-worker job is
+the chief.
 """
 
 import json

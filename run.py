@@ -16,7 +16,9 @@ Intentionally thin: define the flags (one per field of `tf_simclr.config.Config`
 build the config, call `tf_simclr.runner.run`. Bad input (unknown flag, bad
 value, missing data) prints one line naming the flag and exits with code 2;
 SIGTERM/SIGINT save a checkpoint and exit with 128 + the signal number; a NaN
-loss stops without saving and exits with 3.
+loss stops without saving and exits with 3; losing a worker of a multi-worker
+job exits with 4. A TPU that cannot be reached is bad input (exit 2, naming
+--tpu_name).
 """
 
 import os
@@ -80,6 +82,9 @@ def main(argv):
     except callbacks.TrainingDiverged as e:
         print(f"run.py: error: {e}", file=sys.stderr)
         sys.exit(3)
+    except callbacks.WorkerLost as e:
+        print(f"run.py: error: {e}", file=sys.stderr)
+        sys.exit(4)
     logging.info("Done: %s", result)
 
 

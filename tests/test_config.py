@@ -21,7 +21,7 @@ def test_reference_flag_names_exist():
         width_multiplier batch_norm_decay global_bn proj_head_mode proj_out_dim
         num_proj_layers ft_proj_selector temperature hidden_norm optimizer momentum
         weight_decay learning_rate_scaling lineareval_while_pretraining model_dir mode
-        train_mode""".split()
+        train_mode use_tpu tpu_name tpu_zone gcp_project master""".split()
     assert set(reference) <= names
 
 
@@ -37,7 +37,9 @@ def test_reference_flag_names_exist():
         ({"ft_proj_selector": 4}, "ft_proj_selector"),
         ({"proj_head_mode": "none", "ft_proj_selector": 1}, "ft_proj_selector"),
         ({"train_steps": 0, "train_epochs": 0}, "train_epochs"),
-        ({"use_tpu": True}, "use_tpu"),
+        ({"use_tpu": True, "strategy": "mirrored"}, "use_tpu"),
+        ({"tpu_name": "my-tpu", "strategy": "default"}, "tpu_name"),
+        ({"strategy": "horovod"}, "strategy"),
         ({"augment_impl": "gpu"}, "augment_impl"),
         ({"augment_impl": "device", "train_mode": "finetune"}, "augment_impl"),
     ],

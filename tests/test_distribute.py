@@ -3,12 +3,15 @@
 `tests/conftest.py` splits the CPU into logical devices before TF starts.
 """
 
+import json
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from tf_simclr import distribute
+from tf_simclr.config import ConfigError
 from tf_simclr.losses import nt_xent
 from tf_simclr.optim import LARS
 
@@ -178,3 +181,59 @@ def test_dense_gradients_and_lars_step_match_one_device(strategy):
         # Every replica's copy of the variable ends up equal to the single-device one.
         for copy in strategy.experimental_local_results(got.value):
             np.testing.assert_allclose(copy.numpy(), want.numpy(), atol=1e-5)
+
+
+# --- Building strategies ----------------------------------------------------------------
+
+
+def two_worker_tf_config():
+    cluster = {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}
+    return {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}})}
+
+
+@pytest.mark.parametrize(
+    "name, use_tpu, tpu_address, environ, expected",
+    [
+        ("auto", False, "", {}, "default"),  # this machine: no GPU
+        ("auto", True, "", {}, "tpu"),
+        ("auto", False, "my-tpu", {}, "tpu"),
+        ("auto", False, "", "TWO_WORKERS", "multi_worker_mirrored"),
+        ("auto", True, "", "TWO_WORKERS", "tpu"),
+        ("mirrored", False, "", "TWO_WORKERS", "mirrored"),  # explicit names win
+        ("one_device", False, "", {}, "one_device"),
+    ],
+)
+def test_auto_strategy_resolution(name, use_tpu, tpu_address, environ, expected):
+    environ = two_worker_tf_config() if environ == "TWO_WORKERS" else environ
+    assert distribute.resolve_strategy_name(name, use_tpu, tpu_address, environ) == expected
+
+
+def test_tf_config_task_count_and_bad_json():
+    assert distribute.tf_config_tasks({}) == 0
+    assert distribute.tf_config_tasks(two_worker_tf_config()) == 2
+    with pytest.raises(ConfigError, match="--strategy: TF_CONFIG is not valid JSON"):
+        distribute.tf_config_tasks({"TF_CONFIG": "{not json"})
+
+
+def test_single_process_strategies_are_chief(strategy):
+    assert distribute.is_chief(tf.distribute.get_strategy())
+    assert distribute.is_chief(strategy)
+    assert distribute.task(strategy) == (None, None)
+    assert distribute.build_strategy("default") is tf.distribute.get_strategy()
+    assert distribute.build_strategy("auto") is tf.distribute.get_strategy()
+
+
+def test_tpu_that_cannot_be_reached_is_a_config_error_not_a_hang():
+    import socket
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # released: nothing listens there
+    began = time.time()
+    with pytest.raises(ConfigError) as info:
+        distribute.build_strategy("tpu", tpu_address=f"grpc://127.0.0.1:{port}")
+    assert time.time() - began < distribute.TPU_CONNECT_TIMEOUT
+    assert info.value.flag == "tpu_name"
+    assert f"nothing answers at 127.0.0.1:{port}" in str(info.value)
+    assert "\n" not in str(info.value)

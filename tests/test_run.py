@@ -5,6 +5,7 @@ import os
 import pathlib
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -70,6 +71,13 @@ def tf_latest_step(model_dir):
     return int(re.search(r'model_checkpoint_path: "ckpt-(\d+)"', text).group(1))
 
 
+def closed_port():
+    """A local TCP port nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def listing(path):
     return sorted((p.name, p.stat().st_mtime_ns) for p in pathlib.Path(path).rglob("*"))
 
@@ -99,6 +107,15 @@ def listing(path):
             ],
             "train_batch_size",
         ),
+        # No TPU here: no name and no GCE metadata, a name the (unreachable) Cloud TPU API
+        # cannot resolve, an address where nothing listens. Each is one line, not a hang.
+        (["--dataset=image_folder", "--data_dir=IMAGES", "--use_tpu"], "tpu_name"),
+        (["--dataset=image_folder", "--data_dir=IMAGES", "--tpu_name=my-tpu"], "tpu_name"),
+        (
+            ["--dataset=image_folder", "--data_dir=IMAGES", "--use_tpu", "--master=CLOSED"],
+            "tpu_name",
+        ),
+        (["--strategy=tpu", "--tpu_name=my-tpu", "--use_tpu=false", "--mode=export"], "tpu_name"),
     ],
 )
 def test_bad_input_exits_2_with_one_line_and_leaves_model_dir_alone(
@@ -110,7 +127,9 @@ def test_bad_input_exits_2_with_one_line_and_leaves_model_dir_alone(
     before = listing(model_dir)
     (tmp_path / "empty").mkdir()
     args = [
-        a.replace("EMPTY", str(tmp_path / "empty")).replace("IMAGES", str(image_folder))
+        a.replace("EMPTY", str(tmp_path / "empty"))
+        .replace("IMAGES", str(image_folder))
+        .replace("CLOSED", f"grpc://127.0.0.1:{closed_port()}")
         for a in args
     ]
     base = [f"--model_dir={model_dir}", "--train_steps=1", "--image_size=16"]
@@ -160,27 +179,80 @@ def test_train_on_image_folder_then_resume(tmp_path, image_folder):
     assert result["learning_rate"] == pytest.approx(expected, rel=1e-4, abs=1e-9)
 
 
-def test_sigkill_then_restart_resumes_from_last_checkpoint(tmp_path, image_folder):
+def checkpoint_step(prefix):
+    """The optimizer's step counter stored in a checkpoint."""
+    import tensorflow as tf
+
+    return int(
+        tf.train.load_checkpoint(str(prefix)).get_tensor(
+            "optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"
+        )
+    )
+
+
+# 16 images, batch 4: 4 steps per epoch; 40 steps = 10 epochs, a checkpoint every 2 steps.
+SIGKILL_AT = {
+    # training has started (the resolved config is written just before step 0) but no
+    # checkpoint is complete: the restart starts afresh
+    "early_in_epoch_1": lambda model_dir: (model_dir / "config.json").exists(),
+    # the first checkpoint is complete
+    "right_after_a_checkpoint": lambda model_dir: (model_dir / "checkpoint").exists(),
+    # a checkpoint of the last epoch (steps 36..40) is complete
+    "in_the_last_epoch": lambda model_dir: (
+        (model_dir / "checkpoint").exists() and tf_latest_step(model_dir) >= 36
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    "point",
+    [
+        "right_after_a_checkpoint",
+        "mid_checkpoint_write",
+        # ~50-70 s each on the shared 2 cores: opt-in
+        pytest.param("early_in_epoch_1", marks=pytest.mark.slow),
+        pytest.param("in_the_last_epoch", marks=pytest.mark.slow),
+    ],
+)
+def test_sigkill_then_restart_resumes_from_last_complete_checkpoint(tmp_path, image_folder, point):
     model_dir = tmp_path / "run"
     args = folder_args(
         image_folder, model_dir, "--train_steps=40", "--checkpoint_steps=2", "--verbose=0"
     )
     proc = start_cli(args, stderr=subprocess.DEVNULL)
-    state = model_dir / "checkpoint"  # CheckpointManager's record of complete checkpoints
+    ready = SIGKILL_AT.get(point, SIGKILL_AT["right_after_a_checkpoint"])
     deadline = time.time() + 240
-    while not state.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.1)
+    while not ready(model_dir) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert state.exists(), "no checkpoint was completed before the kill"
-    committed = tf_latest_step(model_dir)
+    assert ready(model_dir), f"{point} was not reached before the kill"
+    state = model_dir / "checkpoint"  # CheckpointManager's record of complete checkpoints
+    committed = tf_latest_step(model_dir) if state.exists() else 0
     assert committed < 40, "the run finished before it could be killed"
+    if point == "mid_checkpoint_write":
+        # What a kill during the next save leaves: its temporary shard and a truncated
+        # index/data pair under the next name, not yet recorded in `checkpoint`.
+        half = model_dir / f"ckpt-{committed + 2}"
+        (model_dir / f"ckpt-{committed + 2}_temp").mkdir()
+        (model_dir / f"ckpt-{committed + 2}_temp" / "part-00000-of-00001.index").write_bytes(
+            b"\x00" * 7
+        )
+        pathlib.Path(f"{half}.index").write_bytes(b"truncated")
+        pathlib.Path(f"{half}.data-00000-of-00001").write_bytes(b"\x01" * 13)
 
     again = run_cli(args)
     assert again.returncode == 0, again.stderr[-3000:]
     resumed = re.search(r"Resumed from \S*ckpt-(\d+)", again.stderr)
-    assert resumed and int(resumed.group(1)) >= committed, again.stderr[-2000:]
+    if committed:
+        assert resumed and int(resumed.group(1)) == committed, again.stderr[-2000:]
+    else:
+        assert not resumed, again.stderr[-2000:]
+    # The step counter is consistent: 40 in the result, the latest checkpoint's name and
+    # the optimizer counter inside it.
     assert json.loads((model_dir / "train_result.json").read_text())["global_step"] == 40
+    assert tf_latest_step(model_dir) == 40
+    assert checkpoint_step(model_dir / "ckpt-40") == 40
 
 
 def test_run_main_in_process_on_mock_tfds_data(tmp_path):

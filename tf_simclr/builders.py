@@ -73,6 +73,17 @@ def eval_source(config: Config) -> Source:
     )
 
 
+def build_strategy(config: Config) -> tf.distribute.Strategy:
+    """`--strategy` and the TPU flags -> the strategy (`distribute.build_strategy`)."""
+    return distribute.build_strategy(
+        config.strategy,
+        use_tpu=config.use_tpu,
+        tpu_address=config.tpu_address,
+        tpu_zone=config.tpu_zone,
+        gcp_project=config.gcp_project,
+    )
+
+
 def _synchronized(config: Config) -> bool:
     return config.global_bn and distribute.num_replicas() > 1
 

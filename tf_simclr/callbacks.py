@@ -7,12 +7,17 @@ Faults and what happens (see also `tf_simclr.checkpoints`):
 - A NaN or Inf loss, or non-finite weights about to be saved: training stops,
   nothing is saved (the last good checkpoint stays the latest), and
   `TrainingDiverged` names the step and the likely causes.
+- A worker of a multi-worker job dies: the others' collectives are aborted
+  (TensorFlow's coordination service misses its heartbeats) and
+  `WorkerLost` ends the run on every surviving worker (`run.py` exits with 4);
+  restarting all workers resumes from the last checkpoint.
 - SIGKILL: nothing runs; `tf.train.CheckpointManager` only records complete
   checkpoints, so a restart resumes from the last complete one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
@@ -48,12 +53,36 @@ class TrainingDiverged(RuntimeError):
         )
 
 
+class WorkerLost(RuntimeError):
+    """A peer of a multi-worker job stopped answering; its collectives were aborted."""
+
+    def __init__(self, step: int, cause: BaseException):
+        self.step = step
+        # TensorFlow prefixes the cause with "Graph execution error" and the Python stack
+        # of the op; keep what the runtime said (which task stopped sending heartbeats).
+        lines = str(getattr(cause, "message", cause)).splitlines()
+        said = [
+            line.strip()
+            for line in lines
+            if line.strip()
+            and not line.strip().startswith(("Graph execution error", "Detected at node", "File "))
+            and not line.startswith("  ")
+        ]
+        detail = " ".join(" ".join(said).split())[:300]
+        super().__init__(
+            f"lost a worker of the multi-worker job at step {step} ({type(cause).__name__}: "
+            f"{detail}); restart all workers with the same command to resume from the last "
+            "checkpoint"
+        )
+
+
 def _all_finite(variables) -> bool:
     return bool(tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in variables]))
 
 
 class CheckpointEvery(keras.callbacks.Callback):
-    """Saves model + optimizer (step, slots, LR position) every `every` steps and at the end.
+    """Saves model + optimizer (step, slots, LR position) every `every` steps; `save()` for
+    the final one (the driver calls it after the last epoch).
 
     Refuses to save once the loss or the weights are not finite (NaN guard).
     """
@@ -92,9 +121,6 @@ class CheckpointEvery(keras.callbacks.Callback):
             if self.diverged is not None:
                 self.model.stop_training = True
 
-    def on_train_end(self, logs=None):
-        self.save()
-
     def raise_if_diverged(self) -> None:
         if self.diverged is not None:
             raise TrainingDiverged(*self.diverged)
@@ -103,8 +129,9 @@ class CheckpointEvery(keras.callbacks.Callback):
 class StopOnSignal(keras.callbacks.Callback):
     """On SIGTERM/SIGINT: finish the step, save a checkpoint, stop training.
 
-    Handlers are installed only while training runs, and only from the main
-    thread (Python delivers signals there).
+    The handlers are installed by `installed()` around all of training (the
+    driver calls `fit` once per epoch; a signal between two calls is not lost),
+    and only from the main thread (Python delivers signals there).
     """
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -113,29 +140,33 @@ class StopOnSignal(keras.callbacks.Callback):
         super().__init__()
         self.saver = saver
         self.received: int | None = None
-        self._previous: dict = {}
 
     def _handle(self, signum, frame):
         del frame
         logging.warning("Received %s: saving a checkpoint after this step", signal.Signals(signum))
         self.received = signum
 
-    def on_train_begin(self, logs=None):
-        if threading.current_thread() is threading.main_thread():
-            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+    @contextlib.contextmanager
+    def installed(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        try:
+            yield
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
     def on_train_batch_end(self, batch, logs=None):
         if self.received is not None:
             self.saver.save()
             self.model.stop_training = True
 
-    def on_train_end(self, logs=None):
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-        self._previous = {}
-
     def raise_if_stopped(self) -> None:
+        """After a `fit`: if a signal came, make sure its checkpoint exists, then raise."""
         if self.received is not None:
+            self.saver.save()
             raise TrainingInterrupted(self.received, int(self.saver.step.numpy()))
 
 

@@ -81,18 +81,25 @@ def restore_or_initialize(
     manager: tf.train.CheckpointManager,
     init_checkpoint: str = "",
     init_parts: dict | None = None,
+    resume_dir: str | None = None,
 ) -> str:
-    """Applies the precedence above; returns what happened ("resumed", "initialized", "fresh")."""
-    if manager.latest_checkpoint:
+    """Applies the precedence above; returns what happened ("resumed", "initialized", "fresh").
+
+    `resume_dir` is the model_dir to resume from when it is not the manager's
+    directory (a non-chief worker saves to a temporary directory but resumes
+    from the chief's checkpoints).
+    """
+    latest = tf.train.latest_checkpoint(resume_dir or manager.directory)
+    if latest:
         try:
-            manager.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+            manager.checkpoint.restore(latest).assert_existing_objects_matched()
         except (AssertionError, ValueError) as e:
             raise ConfigError(
                 "model_dir",
-                f"its checkpoint {os.path.basename(manager.latest_checkpoint)} does not fit this "
+                f"its checkpoint {os.path.basename(latest)} does not fit this "
                 f"model (was it written with other flags?): {str(e)[:300]}",
             ) from e
-        logging.info("Resumed from %s", manager.latest_checkpoint)
+        logging.info("Resumed from %s", latest)
         return "resumed"
     if init_checkpoint:
         try:

@@ -23,7 +23,7 @@ OPTIMIZERS = ("lars", "momentum", "adam", "adamw")
 LR_SCALINGS = ("linear", "sqrt")
 PROJ_HEAD_MODES = ("none", "linear", "nonlinear")
 RESNET_DEPTHS = (18, 34, 50, 101, 152, 200)
-STRATEGIES = ("auto", "default", "one_device", "mirrored")
+STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker_mirrored", "tpu")
 AUGMENT_IMPLS = ("per_image", "batched", "device")  # == tf_simclr.data.pipeline's
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
@@ -207,20 +207,40 @@ class Config:
     # --- Distribution ---------------------------------------------------------------
     strategy: str = _field(
         "auto",
-        "tf.distribute strategy. auto: MirroredStrategy over all GPUs when there are "
-        "several, else the default strategy.",
+        "tf.distribute strategy (see docs/distributed.md). auto: tpu when --use_tpu or "
+        "--tpu_name is given, multi_worker_mirrored when TF_CONFIG describes several tasks, "
+        "mirrored over all local GPUs when there are several, else default. "
+        "multi_worker_mirrored reads the cluster from TF_CONFIG.",
         STRATEGIES,
     )
     num_cpu_devices: int = _field(
         0, "Split the CPU into this many logical devices (testing mirrored on a CPU); 0: off."
     )
-    use_tpu: bool = _field(False, "Not supported yet. (reference: default True)")
+    use_tpu: bool = _field(
+        False, "Train on a Cloud TPU (same as --strategy=tpu). (reference: default True)"
+    )
+    tpu_name: str = _field(
+        "",
+        "The Cloud TPU to use: its name, `local` on a TPU VM, or a grpc://host:8470 address.",
+    )
+    tpu_zone: str = _field("", "GCE zone of the Cloud TPU; empty: detected from the metadata.")
+    gcp_project: str = _field(
+        "", "GCP project of the Cloud TPU; empty: detected from the metadata."
+    )
+    master: str = _field(
+        "", "Address of the TPU worker (grpc://host:8470), used when --tpu_name is empty."
+    )
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
+
+    @property
+    def tpu_address(self) -> str:
+        """What `TPUClusterResolver` is given: --tpu_name, else --master (may be empty)."""
+        return self.tpu_name or self.master
 
     @property
     def cifar_stem(self) -> bool:
@@ -237,8 +257,9 @@ class Config:
                 raise ConfigError(f.name, f"{value!r} is not one of: {allowed}")
         if not self.model_dir:
             raise ConfigError("model_dir", "is required (where checkpoints and logs go)")
-        if self.use_tpu:
-            raise ConfigError("use_tpu", "TPU training is not supported yet; use --use_tpu=false")
+        if (self.use_tpu or self.tpu_name) and self.strategy not in ("auto", "tpu"):
+            flag = "use_tpu" if self.use_tpu else "tpu_name"
+            raise ConfigError(flag, f"asks for a TPU but --strategy={self.strategy}")
         positive = (
             "train_batch_size",
             "eval_batch_size",

@@ -5,6 +5,8 @@
 - train_then_eval: train, evaluate, export;
 - export: a SavedModel of the latest checkpoint.
 
+In a multi-worker job every worker trains; only the chief evaluates and exports.
+
 Evaluation of a pretrained model reports the online probe's top-1/top-5 (when
 it has one) and weighted kNN top-1 on encoder features; of a fine-tuned model,
 the classifier's top-1/top-5. Results go to the log and to
@@ -122,10 +124,16 @@ def _num_classes(config: Config) -> int:
 def run(config: Config) -> dict:
     """Validate, build the strategy, dispatch on `config.mode`."""
     config.validate()
-    strategy = distribute.build_strategy(config.strategy)
+    strategy = builders.build_strategy(config)
     result: dict = {}
     if config.mode in ("train", "train_then_eval"):
         result["train"] = train.train(config, strategy)
+    if not distribute.is_chief(strategy):
+        return result  # evaluation and export are the chief's
+    if distribute.task(strategy)[0] is not None:
+        # The chief evaluates and exports alone: without the other workers, so without
+        # their collectives (the checkpoint holds everything).
+        strategy = tf.distribute.get_strategy()
     if config.mode in ("eval", "train_then_eval"):
         result["eval"] = run_eval(config, strategy)
     if config.mode in ("train", "train_then_eval", "export"):

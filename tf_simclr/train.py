@@ -17,14 +17,20 @@ import json
 import math
 import os
 import shutil
+import tempfile
 import time
 
 import keras
 import tensorflow as tf
 from absl import logging
 
-from tf_simclr import builders, checkpoints
-from tf_simclr.callbacks import CheckpointEvery, ScalarSummaries, StopOnSignal
+from tf_simclr import builders, checkpoints, distribute
+from tf_simclr.callbacks import (
+    CheckpointEvery,
+    ScalarSummaries,
+    StopOnSignal,
+    WorkerLost,
+)
 from tf_simclr.config import Config, ConfigError, save_config
 from tf_simclr.data import pretrain_dataset, supervised_dataset
 
@@ -54,26 +60,22 @@ class StepPlan:
 
 
 def fit_segments(start: int, total: int, steps_per_epoch: int) -> list[tuple[int, int, int]]:
-    """Splits steps [start, total) into `model.fit` calls that honour epoch boundaries.
+    """Splits steps [start, total) into one `model.fit` call per epoch.
 
-    Returns (initial_epoch, epochs, steps_per_epoch) triples. A run resumed in
-    the middle of an epoch first finishes that epoch with a short fit, then
-    runs whole epochs; a final partial epoch (train_steps not a multiple of
-    the epoch) gets its own short fit. Keras can only resume at epoch
-    granularity, hence the split.
+    Returns (epoch, first step of the epoch to run, steps to run) triples. A run
+    resumed in the middle of an epoch finishes that epoch first; a final
+    partial epoch (train_steps not a multiple of the epoch) is short. One fit
+    per epoch because each epoch has its own input pipeline, shuffled by
+    (seed, epoch), which is what lets a restarted run continue the exact data
+    order (see `tf_simclr.data.pretrain_dataset`).
     """
     segments = []
     step = start
     while step < total:
         epoch, offset = divmod(step, steps_per_epoch)
-        if offset or total - step < steps_per_epoch:
-            n = min(steps_per_epoch - offset, total - step)
-            segments.append((epoch, epoch + 1, n))
-            step += n
-        else:
-            full = (total - step) // steps_per_epoch
-            segments.append((epoch, epoch + full, steps_per_epoch))
-            step += full * steps_per_epoch
+        n = min(steps_per_epoch - offset, total - step)
+        segments.append((epoch, offset, n))
+        step += n
     return segments
 
 
@@ -103,7 +105,13 @@ def prepare_model_dir(model_dir: str, checkpoint_bytes: int = 0) -> None:
 
 
 def train(config: Config, strategy: tf.distribute.Strategy) -> dict:
-    """Trains per `config` (`train_mode` pretrain or finetune); returns the final logs."""
+    """Trains per `config` (`train_mode` pretrain or finetune); returns the final logs.
+
+    Under MultiWorkerMirroredStrategy every worker runs this; the chief writes
+    checkpoints, summaries and results to `model_dir`, the other workers write
+    theirs to a temporary directory that is removed at the end (all workers
+    take part in every save). Every worker resumes from `model_dir`.
+    """
     replicas = strategy.num_replicas_in_sync
     if config.train_batch_size % replicas:
         raise ConfigError(
@@ -115,6 +123,10 @@ def train(config: Config, strategy: tf.distribute.Strategy) -> dict:
             "jit_compile",
             f"XLA is only supported on one replica here, not {replicas}; use --jit_compile=false",
         )
+    # Before anything random is built: the file order, the per-epoch shuffles (their
+    # seeds combine --seed with this global seed) and the weights. Every process of a
+    # job and every restart thus draws the same order.
+    keras.utils.set_random_seed(config.seed)
     source = builders.train_source(config)
     finetune = config.train_mode == "finetune"
     if finetune and source.num_classes == 0:
@@ -123,16 +135,28 @@ def train(config: Config, strategy: tf.distribute.Strategy) -> dict:
         checkpoints.resolve(config.checkpoint)  # fail now, not after building the model
     plan = StepPlan.from_config(config, source.num_examples)
     make_dataset = supervised_dataset if finetune else pretrain_dataset
-    dataset = make_dataset(
-        source,
-        builders.augment_config(config),
-        config.train_batch_size,
-        shuffle_buffer=config.shuffle_buffer or None,
-        seed=config.seed,
-        cache=config.cache_dataset,
-        augment_impl=config.augment_impl,
-    )
-    keras.utils.set_random_seed(config.seed)
+
+    if config.cache_dataset:
+        # One cache for all epochs (each epoch builds its own pipeline on top of it).
+        source = dataclasses.replace(source, dataset=source.dataset.cache())
+
+    def distributed_dataset(epoch: int, skip_steps: int):
+        """Epoch `epoch` from its batch `skip_steps` on, as per-replica batches: one
+        pipeline per worker, each building its share of every global batch."""
+        return strategy.distribute_datasets_from_function(
+            lambda context: make_dataset(
+                source,
+                builders.augment_config(config),
+                config.train_batch_size,
+                shuffle_buffer=config.shuffle_buffer or None,
+                seed=config.seed,
+                epoch=epoch,
+                skip_steps=skip_steps,
+                input_context=context,
+                augment_impl=config.augment_impl,
+            )
+        )
+
     with strategy.scope():
         model = builders.build_model(config, source.num_classes)
         optimizer = builders.build_training_optimizer(config, plan.warmup_steps, plan.total_steps)
@@ -141,63 +165,83 @@ def train(config: Config, strategy: tf.distribute.Strategy) -> dict:
     checkpoint_bytes = sum(
         v.numpy().nbytes for v in list(model.variables) + list(optimizer.variables)
     )
-    prepare_model_dir(config.model_dir, checkpoint_bytes)  # first write: all checks passed.
-    manager = checkpoints.manager_for(
-        model, optimizer, config.model_dir, config.keep_checkpoint_max
-    )
-    checkpoints.restore_or_initialize(
-        manager, config.checkpoint if finetune else "", builders.init_parts(model)
-    )
-    start = int(optimizer.iterations.numpy())
-    save_config(config, config.model_dir)
-    logging.info(
-        "%s on %s: %d examples, %d steps/epoch, steps %d..%d, warmup %d, %d replicas",
-        "Fine-tuning" if finetune else "Pretraining",
-        source.name,
-        source.num_examples,
-        plan.steps_per_epoch,
-        start,
-        plan.total_steps,
-        plan.warmup_steps,
-        replicas,
-    )
+    chief = distribute.is_chief(strategy)
+    write_dir = config.model_dir if chief else tempfile.mkdtemp(prefix="tf_simclr_worker_")
+    try:
+        prepare_model_dir(write_dir, checkpoint_bytes)  # first write: all checks passed.
+        manager = checkpoints.manager_for(model, optimizer, write_dir, config.keep_checkpoint_max)
+        checkpoints.restore_or_initialize(
+            manager,
+            config.checkpoint if finetune else "",
+            builders.init_parts(model),
+            resume_dir=config.model_dir,
+        )
+        start = int(optimizer.iterations.numpy())
+        if chief:
+            save_config(config, config.model_dir)
+        logging.info(
+            "%s on %s: %d examples, %d steps/epoch, steps %d..%d, warmup %d, %d replicas%s",
+            "Fine-tuning" if finetune else "Pretraining",
+            source.name,
+            source.num_examples,
+            plan.steps_per_epoch,
+            start,
+            plan.total_steps,
+            plan.warmup_steps,
+            replicas,
+            "" if chief else f" (worker {distribute.task(strategy)}, writing to {write_dir})",
+        )
+        result = _fit(
+            config, model, optimizer, manager, plan, start, write_dir, distributed_dataset
+        )
+    finally:
+        if not chief:
+            shutil.rmtree(write_dir, ignore_errors=True)
+    if chief:
+        with open(os.path.join(config.model_dir, "train_result.json"), "w") as f:
+            json.dump(result, f, indent=2, sort_keys=True)
+    return result
 
+
+def _fit(config, model, optimizer, manager, plan, start, write_dir, distributed_dataset) -> dict:
+    """`model.fit` over the remaining steps, segment by segment; the final logs."""
     saver = CheckpointEvery(manager, plan.checkpoint_steps, optimizer.iterations)
     stopper = StopOnSignal(saver)
     callbacks = [
         saver,
         stopper,
         ScalarSummaries(
-            os.path.join(config.model_dir, "train"),
-            config.train_summary_steps,
-            optimizer.iterations,
+            os.path.join(write_dir, "train"), config.train_summary_steps, optimizer.iterations
         ),
     ]
     logs: dict = {}
     began = time.time()
     epochs_total = math.ceil(plan.total_steps / plan.steps_per_epoch)
-    for initial_epoch, epochs, steps in fit_segments(start, plan.total_steps, plan.steps_per_epoch):
-        history = model.fit(
-            dataset,
-            initial_epoch=initial_epoch,
-            epochs=epochs,
-            steps_per_epoch=steps,
-            callbacks=callbacks,
-            verbose=config.verbose,
-            shuffle=False,  # the tf.data pipeline shuffles
-        )
-        logs = {k: float(v[-1]) for k, v in history.history.items()}
-        saver.raise_if_diverged()
-        stopper.raise_if_stopped()
-        logging.info("Reached epoch %d/%d", epochs, epochs_total)
+    with stopper.installed():
+        for epoch, offset, steps in fit_segments(start, plan.total_steps, plan.steps_per_epoch):
+            try:
+                history = model.fit(
+                    distributed_dataset(epoch, offset),
+                    initial_epoch=epoch,
+                    epochs=epoch + 1,
+                    steps_per_epoch=steps,
+                    callbacks=callbacks,
+                    verbose=config.verbose,
+                    shuffle=False,  # the tf.data pipeline shuffles
+                )
+            except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError) as e:
+                if distribute.task(model.distribute_strategy)[0] is None:
+                    raise  # not a multi-worker job: no peer to lose
+                raise WorkerLost(int(optimizer.iterations.numpy()), e) from e
+            logs = {k: float(v[-1]) for k, v in history.history.items()}
+            saver.raise_if_diverged()
+            stopper.raise_if_stopped()
+            logging.info("Finished epoch %d/%d", epoch + 1, epochs_total)
     if start >= plan.total_steps:
         logging.info("Already at step %d >= %d: nothing to train", start, plan.total_steps)
     saver.save()
-    result = {
+    return {
         "global_step": int(optimizer.iterations.numpy()),
         "seconds": time.time() - began,
         **logs,
     }
-    with open(os.path.join(config.model_dir, "train_result.json"), "w") as f:
-        json.dump(result, f, indent=2, sort_keys=True)
-    return result

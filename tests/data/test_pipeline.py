@@ -85,6 +85,67 @@ def test_pretrain_seeded_shuffle_is_reproducible():
     assert epochs[0] != epochs[1] or epochs[1] != epochs[2]  # reshuffled each epoch
 
 
+def test_an_epoch_is_whole_batches_in_an_order_fixed_by_seed_and_epoch():
+    # 10 examples, batch 4: an epoch is 2 batches of 8 distinct examples. Its order is a
+    # function of (seed, epoch) alone: rebuilt identically, different for another epoch.
+    def epoch(e, seed=0):
+        ds = pipeline.pretrain_dataset(_source(), _cfg(), batch_size=4, seed=seed, epoch=e)
+        return _labels(ds, 5)
+
+    epochs = [epoch(e) for e in range(4)]
+    for batches in epochs:
+        assert [len(b) for b in batches] == [4, 4]
+        assert len(set(sum(batches, []))) == 8
+    assert epoch(2) == epochs[2]
+    assert len({str(e) for e in epochs}) == 4
+    assert epoch(2, seed=1) != epochs[2]
+
+
+@pytest.mark.parametrize("skip_steps", [1, 2])
+def test_skip_steps_continues_the_epoch(skip_steps):
+    # 10 examples, batch 3: 3 batches per epoch.
+    def batches(skip=0):
+        ds = pipeline.pretrain_dataset(
+            _source(), _cfg(), batch_size=3, seed=4, epoch=5, skip_steps=skip
+        )
+        return _labels(ds, 5)
+
+    assert batches(skip_steps) == batches()[skip_steps:]
+
+
+def test_per_worker_shards_make_up_the_single_pipeline_global_batch():
+    # 2 workers x 2 replicas, global batch 8: each worker builds per-replica batches of
+    # 2; its two replicas take consecutive batches. Per step the 4 per-replica batches
+    # hold exactly the examples of the single pipeline's global batch.
+    num, batch, workers, per_worker = 20, 8, 2, 2
+
+    def labels(epoch, context=None, skip=0):
+        ds = pipeline.pretrain_dataset(
+            _source(num),
+            _cfg(),
+            batch,
+            seed=3,
+            epoch=epoch,
+            input_context=context,
+            skip_steps=skip,
+        )
+        return _labels(ds, 10)
+
+    def context(worker):
+        return tf.distribute.InputContext(workers, worker, workers * per_worker)
+
+    for epoch in (0, 1):
+        single = labels(epoch)
+        shards = [labels(epoch, context(w)) for w in range(workers)]
+        assert [len(s) for s in shards] == [len(single) * per_worker] * workers
+        for step, want in enumerate(single):
+            got = [shards[w][step * per_worker + r] for w in range(workers) for r in range(2)]
+            assert [len(g) for g in got] == [2] * 4
+            assert sorted(sum(got, [])) == sorted(want)
+    # Resuming a shard after step 1 continues it.
+    assert labels(1, context(1), skip=1) == shards[1][per_worker:]
+
+
 def test_pretrain_cache_keeps_views_fresh():
     ds = pipeline.pretrain_dataset(
         _source(), _cfg(), batch_size=NUM, seed=0, cache=True, repeat=False

@@ -108,7 +108,7 @@ def test_subset_source_on_an_in_memory_source():
 
 
 def test_subset_of_a_shuffled_image_folder_is_the_same_every_epoch(image_folder):
-    """Sources reshuffle their files on every pass; the subset must not change with it."""
+    """Whatever order a source yields its files in, the subset must not change with it."""
     source = sources.image_folder_source(str(image_folder), "train", shuffle_files=True, seed=0)
     subset = subsets.subset_source(source, fraction=0.5, seed=0)
     assert subset.num_examples == 8 and subset.name == "image_folder[50%/class]"

@@ -6,20 +6,22 @@ linear-evaluation batches hold one augmented view (``{"image", "label"}``);
 evaluation batches hold one centre-cropped image (``{"image", "label"}``).
 Which dataset the examples come from is the source's business; how they are
 augmented is ``tf_simclr.data.augment``'s. Batch sizes are global: under a
-``tf.distribute`` strategy Keras splits each batch across the replicas.
+``tf.distribute`` strategy either Keras splits each batch across the replicas,
+or (``input_context``, one pipeline per worker) each worker builds its share.
 
 Training pipelines augment in one of three places (``augment_impl``), with the
 same distribution of views:
 
 - ``"per_image"``: ``augment.simclr_view`` per image in ``Dataset.map``, then batch;
 - ``"batched"``: batch the decoded images (padding mixed sizes), then
-  ``augment_batch.simclr_view_batch`` on whole batches (faster on a CPU);
+  ``augment_batch.simclr_view_batch`` on whole batches (faster on a CPU at 32 px);
 - ``"device"`` (pretraining only): batches of decoded uint8 images, augmented
   inside the train step on the accelerator (``SimCLR(augment=...)``).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import tensorflow as tf
@@ -49,6 +51,23 @@ def steps_per_epoch(num_examples: int, batch_size: int, flag: str = "train_batch
             batch_size,
         )
     return steps
+
+
+def _pretrain_views(example: dict[str, tf.Tensor], cfg: AugmentConfig) -> dict[str, tf.Tensor]:
+    return two_views(example, cfg)
+
+
+def _supervised_view(example: dict[str, tf.Tensor], cfg: AugmentConfig) -> dict[str, tf.Tensor]:
+    return {"image": simclr_view(example["image"], cfg), "label": example["label"]}
+
+
+def _pretrain_views_batch(batch: dict[str, tf.Tensor], cfg: AugmentConfig) -> dict[str, tf.Tensor]:
+    return two_views_batch(batch, cfg)
+
+
+def _supervised_view_batch(batch: dict[str, tf.Tensor], cfg: AugmentConfig) -> dict[str, tf.Tensor]:
+    image = simclr_view_batch(batch["image"], cfg, sizes=batch.get("size"))
+    return {"image": image, "label": batch["label"]}
 
 
 def _batch_images(ds: tf.data.Dataset, batch_size: int, drop_remainder: bool) -> tf.data.Dataset:
@@ -83,19 +102,39 @@ def _one_size(source: Source) -> tf.data.Dataset:
     return ds.map(check, num_parallel_calls=tf.data.AUTOTUNE)
 
 
+@functools.lru_cache(maxsize=16)
+def _traced(augment: Callable, cfg: AugmentConfig) -> Callable:
+    """`augment` with `cfg` as a `tf.function`, one per (augment, cfg) and process.
+
+    Training builds one pipeline per epoch; tracing the augmentation graph anew for
+    each would cost seconds per epoch. The map of each pipeline calls this function,
+    which is traced once per input signature.
+    """
+    return tf.function(lambda example: augment(example, cfg))
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The shuffle seed of ``epoch``: a function of (seed, epoch) only, so a resumed run
+    rebuilds any epoch's order without replaying the epochs before it."""
+    return (seed * 1_000_003 + epoch) % (2**31 - 1)
+
+
 def _training_batches(
     source: Source,
     augment: Callable[[dict[str, tf.Tensor]], dict[str, tf.Tensor]] | None,
     batch_size: int,
     *,
-    augment_impl: str,
     shuffle_buffer: int | None,
     seed: int | None,
     cache: bool,
     drop_remainder: bool,
     repeat: bool,
+    epoch: int | None = None,
+    skip_steps: int = 0,
+    input_context: tf.distribute.InputContext | None = None,
+    augment_impl: str = "per_image",
 ) -> tf.data.Dataset:
-    """Validate, (cache), shuffle, (repeat), augment with ``augment`` and batch, prefetch.
+    """Validate, (cache), shuffle, (one epoch or repeat), (shard), (skip), augment, batch.
 
     ``augment`` maps one example (``"per_image"``) or one batch (``"batched"``);
     with ``"device"`` it is None and the batches hold the decoded images. The
@@ -116,22 +155,51 @@ def _training_batches(
         )
     if shuffle_buffer is None:
         shuffle_buffer = min(source.num_examples, max(10 * batch_size, _MIN_SHUFFLE_BUFFER))
+    if skip_steps and epoch is None:
+        raise ValueError("skip_steps applies to one epoch (give epoch)")
+    pipelines, pipeline_id, local_batch = 1, 0, batch_size
+    if input_context is not None:
+        pipelines = input_context.num_input_pipelines
+        pipeline_id = input_context.input_pipeline_id
+        # Per-replica batch; the replicas of one input pipeline take consecutive batches.
+        local_batch = input_context.get_per_replica_batch_size(batch_size)
+        if pipelines > 1 and not drop_remainder:
+            raise ValueError("sharding over input pipelines needs drop_remainder=True")
 
     ds = _one_size(source) if augment_impl == "device" else source.dataset
     if cache:
         ds = ds.cache()
-    ds = ds.shuffle(max(1, shuffle_buffer), seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
+    if epoch is None:
+        ds = ds.shuffle(max(1, shuffle_buffer), seed=seed, reshuffle_each_iteration=True)
+        if repeat:
+            ds = ds.repeat()
+    else:
+        ds = ds.shuffle(
+            max(1, shuffle_buffer),
+            seed=None if seed is None else epoch_seed(seed, epoch),
+            reshuffle_each_iteration=False,
+        )
+        if drop_remainder:
+            # Whole global batches only: every shard of the epoch has the same number
+            # of batches.
+            ds = ds.take(source.num_examples // batch_size * batch_size)
+    if pipelines > 1:
+        # Every pipeline shuffles identically (same seeds) and keeps every
+        # `pipelines`-th example, so the replicas' batches of one step together hold
+        # the global batch a single pipeline would have formed.
+        ds = ds.shard(pipelines, pipeline_id)
+    if skip_steps:
+        # Resume inside an epoch: drop this pipeline's share of the batches already
+        # trained on (before augmentation, which is the expensive part).
+        ds = ds.skip(skip_steps * batch_size // pipelines)
     if augment_impl == "per_image":
         ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
-        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+        ds = ds.batch(local_batch, drop_remainder=drop_remainder)
     else:
-        ds = _batch_images(ds, batch_size, drop_remainder)
+        ds = _batch_images(ds, local_batch, drop_remainder)
         if augment_impl == "batched":
             ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.prefetch(tf.data.AUTOTUNE)
-
     if seed is None:
         # Unseeded runs let parallel map calls finish out of order (faster, and
         # nothing is reproducible anyway). Seeded runs keep tf.data's default
@@ -152,6 +220,9 @@ def pretrain_dataset(
     cache: bool = False,
     drop_remainder: bool = True,
     repeat: bool = True,
+    epoch: int | None = None,
+    skip_steps: int = 0,
+    input_context: tf.distribute.InputContext | None = None,
     augment_impl: str = "per_image",
 ) -> tf.data.Dataset:
     """Batches of two augmented views per image for contrastive pretraining.
@@ -167,10 +238,28 @@ def pretrain_dataset(
         order, which is faster and harmless when nothing is reproducible anyway.
       cache: keep the decoded, un-augmented examples in memory after the first
         pass. The cache sits before augmentation so every epoch still draws
-        fresh views; only use it when the decoded split fits in RAM.
+        fresh views; only use it when the decoded split fits in RAM. With
+        ``epoch`` every call builds a new cache: cache ``source.dataset`` once
+        instead (as `tf_simclr.train` does).
       drop_remainder: drop the last partial batch so every batch has B images
         (a smaller final batch would change the number of negatives).
-      repeat: repeat forever (size training with ``steps_per_epoch``).
+      repeat: repeat forever (size training with ``steps_per_epoch``),
+        reshuffling on every pass. Ignored with ``epoch``.
+      epoch: build only this epoch, shuffled with a seed made of ``seed`` and
+        ``epoch`` (`epoch_seed`): the same order in every process, in every
+        worker and after a restart, without replaying the epochs before it.
+        With ``drop_remainder`` it is ``num_examples // B`` whole batches.
+        (The seed also combines with TensorFlow's global seed, which
+        `tf_simclr.train` sets to the same ``--seed``.)
+      skip_steps: with ``epoch``, leave out its first ``skip_steps`` batches (a
+        run resumed inside an epoch sees the batches an uninterrupted one
+        would; augmentations are drawn afresh).
+      input_context: under `tf.distribute` (`distribute_datasets_from_function`),
+        this input pipeline's place: the dataset then yields per-replica batches
+        of ``B / num_replicas_in_sync``, built from every
+        ``num_input_pipelines``-th example of the shared seeded order, so the
+        per-replica batches of one step make up the global batch a single
+        pipeline would have formed (needs ``drop_remainder`` and a seed).
       augment_impl: where to augment (module docstring): ``"per_image"``,
         ``"batched"`` or ``"device"``.
 
@@ -187,8 +276,8 @@ def pretrain_dataset(
         (flag ``augment_impl``) for an unknown ``augment_impl``.
     """
     augment = {
-        "per_image": lambda ex: two_views(ex, augment_cfg),
-        "batched": lambda batch: two_views_batch(batch, augment_cfg),
+        "per_image": _traced(_pretrain_views, augment_cfg),
+        "batched": _traced(_pretrain_views_batch, augment_cfg),
     }.get(augment_impl)
     return _training_batches(
         source,
@@ -200,6 +289,9 @@ def pretrain_dataset(
         cache=cache,
         drop_remainder=drop_remainder,
         repeat=repeat,
+        epoch=epoch,
+        skip_steps=skip_steps,
+        input_context=input_context,
     )
 
 
@@ -213,6 +305,9 @@ def supervised_dataset(
     cache: bool = False,
     drop_remainder: bool = True,
     repeat: bool = True,
+    epoch: int | None = None,
+    skip_steps: int = 0,
+    input_context: tf.distribute.InputContext | None = None,
     augment_impl: str = "per_image",
 ) -> tf.data.Dataset:
     """Batches of one augmented view per image for fine-tuning and linear evaluation.
@@ -231,16 +326,10 @@ def supervised_dataset(
     """
     if augment_impl == "device":
         raise DataError("augment_impl", "device augmentation is for pretraining only", augment_impl)
-    if augment_impl == "batched":
-        augment = lambda batch: {
-            "image": simclr_view_batch(batch["image"], augment_cfg, sizes=batch.get("size")),
-            "label": batch["label"],
-        }
-    else:
-        augment = lambda ex: {"image": simclr_view(ex["image"], augment_cfg), "label": ex["label"]}
+    view = _supervised_view_batch if augment_impl == "batched" else _supervised_view
     return _training_batches(
         source,
-        augment,
+        _traced(view, augment_cfg),
         batch_size,
         augment_impl=augment_impl,
         shuffle_buffer=shuffle_buffer,
@@ -248,6 +337,9 @@ def supervised_dataset(
         cache=cache,
         drop_remainder=drop_remainder,
         repeat=repeat,
+        epoch=epoch,
+        skip_steps=skip_steps,
+        input_context=input_context,
     )
 
 

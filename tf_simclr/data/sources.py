@@ -116,7 +116,10 @@ def tfds_source(
       data_dir: TFDS data directory; None uses the TFDS default (~/tensorflow_datasets).
       shuffle_files: shuffle the order of the record files (TFDS stores each
         split in shards); cheap, and needed for large datasets whose shuffle
-        buffer holds only a small fraction of the split.
+        buffer holds only a small fraction of the split. The order is fixed by
+        ``seed`` (not reshuffled on each iteration), so every epoch and every
+        restarted run reads the files in the same order; the pipeline's seeded
+        per-epoch shuffle varies the example order.
       seed: file-shuffling seed (only used with ``shuffle_files``).
       split_flag: the flag blamed for an unknown split (``"train_split"`` or
         ``"eval_split"``).
@@ -159,7 +162,13 @@ def tfds_source(
                 data_dir if data_dir else os.fspath(builder.data_dir_root),
             ) from None
 
-    read_config = tfds.ReadConfig(shuffle_seed=seed) if shuffle_files else None
+    # One file order per seed, the same every epoch: the pipeline reshuffles examples
+    # per epoch from (seed, epoch), so a resumed run can rebuild any epoch's order.
+    read_config = (
+        tfds.ReadConfig(shuffle_seed=seed, shuffle_reshuffle_each_iteration=False)
+        if shuffle_files
+        else None
+    )
     try:
         dataset = builder.as_dataset(
             split=split, shuffle_files=shuffle_files, read_config=read_config
@@ -303,9 +312,11 @@ def image_folder_source(
       root: the folder given as ``--data_dir``.
       split: a sub-folder of ``root`` (no TFDS-style slicing).
       split_flag: the flag blamed for a missing or empty split folder.
-      shuffle_files: shuffle the file list (full shuffle of the paths, reshuffled
-        every iteration). The scan order is sorted by class, which a bounded
-        shuffle buffer downstream cannot undo, so turn this on for training.
+      shuffle_files: shuffle the file list (full shuffle of the paths, the same
+        order on every iteration for a given ``seed``, so a restarted run can
+        rebuild it; the pipeline's per-epoch shuffle varies the example order).
+        The scan order is sorted by class, which a bounded shuffle buffer
+        downstream cannot undo, so turn this on for training.
       seed: seed of the file-list shuffle.
 
     Decoding happens inside ``tf.data`` (any of JPEG/PNG/BMP/GIF, grayscale or
@@ -359,7 +370,7 @@ def image_folder_source(
     )
     if shuffle_files:
         # Paths are tiny, so a full-size buffer costs little memory.
-        dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+        dataset = dataset.shuffle(len(paths), seed=seed, reshuffle_each_iteration=False)
     dataset = dataset.map(_decode, num_parallel_calls=tf.data.AUTOTUNE)
     dataset = dataset.ignore_errors(log_warning=True)
     return Source(

@@ -29,6 +29,7 @@ import keras
 import tensorflow as tf
 
 from tf_simclr import distribute
+from tf_simclr.models.fit_compat import BuiltBeforeFit, multi_worker_logs
 from tf_simclr.models.heads import LinearClassifier, ProjectionHead
 from tf_simclr.models.resnet import ResNet
 from tf_simclr.models.serialization import deserialize_parts, serialize_parts
@@ -58,7 +59,7 @@ def _unpack(data) -> tuple[tf.Tensor, tf.Tensor]:
 
 
 @keras.saving.register_keras_serializable(package="tf_simclr")
-class Classifier(keras.Model):
+class Classifier(BuiltBeforeFit):
     """Encoder (+ first head layers) + linear classifier, with reference freezing semantics.
 
     Args:
@@ -290,7 +291,7 @@ class Classifier(keras.Model):
         self._update_loss(loss, labels)
         logs = self.compute_metrics(images, labels, outputs)
         logs["learning_rate"] = learning_rate
-        return logs
+        return multi_worker_logs(logs)
 
     def test_step(self, data):
         images, labels = _unpack(data)

@@ -23,12 +23,13 @@ import tensorflow as tf
 from tf_simclr import distribute, losses
 from tf_simclr.data.augment import AugmentConfig
 from tf_simclr.data.augment_batch import two_views_batch
+from tf_simclr.models.fit_compat import BuiltBeforeFit, multi_worker_logs
 from tf_simclr.models.heads import LinearClassifier, ProjectionHead
 from tf_simclr.models.serialization import deserialize_parts, serialize_parts
 
 
 @keras.saving.register_keras_serializable(package="tf_simclr")
-class SimCLR(keras.Model):
+class SimCLR(BuiltBeforeFit):
     """SimCLR pretraining model (Chen et al. 2020, Sec. 2.1; SimCLRv2 head).
 
     Args:
@@ -163,7 +164,7 @@ class SimCLR(keras.Model):
             self.probe_acc.update_state(labels, logits)
         logs = {m.name: m.result() for m in self.metrics}
         logs["learning_rate"] = learning_rate
-        return logs
+        return multi_worker_logs(logs)
 
     def get_config(self):
         config = super().get_config()

@@ -315,6 +315,20 @@ def test_gaussian_blur_batch_equals_per_image_blur():
             np.testing.assert_allclose(out[i], expected, atol=1e-5)
 
 
+@pytest.mark.parametrize("p", [0.0, 1.0])
+def test_random_blur_batch_when_no_or_every_image_is_drawn(p):
+    """A batch with no image drawn for blur (common at small per-replica batches) used
+    to fail in the padding op; with p=1 every image is blurred."""
+    images = tf.constant(np.random.default_rng(0).uniform(size=(3, 32, 32, 3)), tf.float32)
+    blur = tf.function(lambda x: ab.random_blur_batch(x, RandomStream(), p))
+    out = blur(images).numpy()
+    assert out.shape == (3, 32, 32, 3)
+    if p == 0.0:
+        np.testing.assert_array_equal(out, images.numpy())
+    else:
+        assert min(np.abs(out[i] - images.numpy()[i]).max() for i in range(3)) > 1e-3
+
+
 # --- Views: same distribution as the per-image path -----------------------------------
 
 

@@ -452,7 +452,13 @@ def random_blur_batch(
     keep, chosen = tf.dynamic_partition(images, blur, 2)
     keep_index, chosen_index = tf.dynamic_partition(index, blur, 2)
     chosen.set_shape([None, *images.shape[1:]])
-    blurred = gaussian_blur_batch(chosen, kernel_size, tf.gather(sigma, chosen_index))
+    # A batch may draw no image to blur, and the padding and convolution ops reject
+    # empty tensors.
+    blurred = tf.cond(
+        tf.size(chosen_index) > 0,
+        lambda: gaussian_blur_batch(chosen, kernel_size, tf.gather(sigma, chosen_index)),
+        lambda: chosen,
+    )
     out = tf.dynamic_stitch([keep_index, chosen_index], [keep, blurred])
     return tf.ensure_shape(out, images.shape)
 

@@ -42,6 +42,7 @@ def test_reference_flag_names_exist():
         ({"strategy": "horovod"}, "strategy"),
         ({"augment_impl": "gpu"}, "augment_impl"),
         ({"augment_impl": "device", "train_mode": "finetune"}, "augment_impl"),
+        ({"augment_impl": "device", "jit_compile": True, "use_blur": True}, "jit_compile"),
     ],
 )
 def test_validation_names_the_flag(changes, flag):

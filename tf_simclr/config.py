@@ -323,6 +323,13 @@ class Config:
                 "augment_impl",
                 "device augmentation is for --train_mode=pretrain; use batched or per_image",
             )
+        if self.augment_impl == "device" and self.jit_compile and self.use_blur:
+            raise ConfigError(
+                "jit_compile",
+                "XLA cannot compile the blur of --augment_impl=device (it partitions the "
+                "batch dynamically); use --use_blur=false, --augment_impl=batched or "
+                "--jit_compile=false",
+            )
 
 
 def flag_specs() -> list[tuple[str, type, Any, str, tuple | None]]:

@@ -59,6 +59,27 @@ def mirrored_strategy():
     return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
 
 
+@pytest.fixture(scope="session")
+def mirrored_strategy_4():
+    """One 4-replica MirroredStrategy, with collective keys apart from the 2-replica one.
+
+    `_collective_key_base` is TensorFlow's own hook for tests that need several
+    MirroredStrategy objects in one process (tensorflow/python/distribute/
+    strategy_combinations.py moves it the same way): each strategy numbers its
+    collective groups from 1 + this base.
+    """
+    tf.distribute.MirroredStrategy._collective_key_base += 100_000
+    return tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(4)])
+
+
+@pytest.fixture(params=[2, 4], ids=["2_replicas", "4_replicas"])
+def replicated_strategy(request):
+    """The 2- and then the 4-replica MirroredStrategy (tests run once with each)."""
+    return request.getfixturevalue(
+        "mirrored_strategy" if request.param == 2 else "mirrored_strategy_4"
+    )
+
+
 def _worst_relative_step(init_a, after_a, init_b, after_b):
     """Largest per-tensor ||step_a - step_b|| / ||step_a|| of two runs from the same weights.
 

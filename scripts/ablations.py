@@ -440,22 +440,66 @@ def group_rows(group: str, results: dict) -> list[tuple[str, dict | None, str]]:
     return rows
 
 
+# Arms repeated with another seed: (arm, repeat). Their spread is the noise level.
+SEED_PAIRS = (("base", "base_seed1"), ("no_color", "no_color_seed1"))
+NOISE_METRICS = ("knn_top1", "linear_top1")
+
+
+def seed_noise(results: dict) -> dict | None:
+    """Mean |difference| between an arm and its seed-1 repeat, per metric, over the
+    `SEED_PAIRS` that have both results; None when no pair is complete."""
+    pairs = [
+        (results[a]["metrics"], results[b]["metrics"])
+        for a, b in SEED_PAIRS
+        if results.get(a, {}).get("metrics") and results.get(b, {}).get("metrics")
+    ]
+    if not pairs:
+        return None
+    noise = {key: sum(abs(x[key] - y[key]) for x, y in pairs) / len(pairs) for key in NOISE_METRICS}
+    return {**noise, "pairs": len(pairs)}
+
+
+def _delta(result: dict, base: dict | None, noise: dict | None) -> str:
+    """`-8.3 / -7.2` (kNN / linear points vs the base arm), `(noise)` when both
+    differences are within twice the seed spread (about two standard deviations of
+    a difference of two single runs)."""
+    if not base or result is base or not result.get("metrics") or not base.get("metrics"):
+        return ""
+    deltas = [100 * (result["metrics"][k] - base["metrics"][k]) for k in NOISE_METRICS]
+    text = " / ".join(f"{d:+.1f}" for d in deltas)
+    if noise and all(
+        abs(d) <= 2 * 100 * noise[k] for d, k in zip(deltas, NOISE_METRICS, strict=True)
+    ):
+        text += " (noise)"
+    return text
+
+
 def markdown_table(group: str, results: dict) -> str:
     lines = [
-        "| arm | kNN top-1 | linear top-1 | online probe top-1 | steps | train min | paper |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        "| arm | kNN top-1 | linear top-1 | online probe top-1 | vs base: kNN / linear "
+        "| steps | train min | paper |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
+    base, noise = results.get("base"), seed_noise(results)
     for label, result, paper in group_rows(group, results):
         if result is None:
-            lines.append(f"| {label} | not run yet | | | | | {paper} |")
+            lines.append(f"| {label} | not run yet | | | | | | {paper} |")
             continue
         m = result.get("metrics", {})
         probe = m.get("probe_top1", m.get("supervised_top1"))
         note = "" if result["status"] == "complete" else f" ({result['status']})"
         lines.append(
             f"| {label}{note} | {_percent(m.get('knn_top1'))} | {_percent(m.get('linear_top1'))} "
-            f"| {_percent(probe)} | {result['steps']} | {result['train_seconds'] / 60:.0f} "
-            f"| {paper} |"
+            f"| {_percent(probe)} | {_delta(result, base, noise)} | {result['steps']} "
+            f"| {result['train_seconds'] / 60:.0f} | {paper} |"
+        )
+    if noise:
+        lines.append("")
+        lines.append(
+            f"Seed noise (mean |seed 0 - seed 1| over {noise['pairs']} repeated "
+            f"arm{'s' if noise['pairs'] > 1 else ''}): kNN {100 * noise['knn_top1']:.1f}, "
+            f"linear {100 * noise['linear_top1']:.1f} points; a difference to the base "
+            "within twice that on both metrics is marked (noise)."
         )
     return "\n".join(lines)
 
@@ -488,7 +532,15 @@ def plot_group(group: str, results: dict, path: str) -> bool:
     return True
 
 
+def group_results(group: str, results: dict) -> dict:
+    """{arm: result} of `group`'s arms that have results, the group's reference first."""
+    names = [GROUP_REFERENCE[group][0]] if group in GROUP_REFERENCE else []
+    names += [arm.name for arm in ARMS if arm.group == group]
+    return {name: results[name] for name in names if name in results}
+
+
 def plot_curves(results: dict, path: str) -> bool:
+    """Training loss and kNN top-1 over training of every arm in `results`."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -529,9 +581,10 @@ def command_report(args) -> None:
         path = os.path.join(args.figures_dir, f"ablation_{group}.png")
         if plot_group(group, results, path):
             print(f"wrote {path}")
-    path = os.path.join(args.figures_dir, "ablation_curves.png")
-    if plot_curves(results, path):
-        print(f"wrote {path}")
+    for group in groups:
+        path = os.path.join(args.figures_dir, f"ablation_curves_{group}.png")
+        if plot_curves(group_results(group, results), path):
+            print(f"wrote {path}")
     with open(args.markdown) as f:
         text = f.read()
     for group in groups:

@@ -92,7 +92,7 @@ def _fake_result(arm, knn):
 def test_report_writes_tables_between_markers_and_figures(ablations, tmp_path):
     results = tmp_path / "results"
     results.mkdir()
-    for arm, knn in (("base", 0.5), ("no_color", 0.3), ("head_none", 0.4)):
+    for arm, knn in (("base", 0.5), ("no_color", 0.3), ("head_none", 0.4), ("base_seed1", 0.48)):
         arm = ablations.ARMS_BY_NAME[arm]
         (results / f"{arm.name}.json").write_text(json.dumps(_fake_result(arm, knn)))
     markdown = tmp_path / "results.md"
@@ -106,12 +106,16 @@ def test_report_writes_tables_between_markers_and_figures(ablations, tmp_path):
     )
     text = markdown.read_text()
     assert "old" not in text and text.startswith("intro\n") and text.endswith("end\n")
-    assert "| crop+flip+colour (base) | 50.0 | 51.0 | 49.0 | 10 | 2 |" in text
-    assert "| crop+flip only | 30.0 | 31.0 | 29.0 |" in text
+    assert "| crop+flip+colour (base) | 50.0 | 51.0 | 49.0 |  | 10 | 2 |" in text
+    # Differences to the base: -20 points is far outside the seed noise (|0.5 - 0.48|
+    # = 2 points); the repeat itself, -2 / -2, is within twice it.
+    assert "| crop+flip only | 30.0 | 31.0 | 29.0 | -20.0 / -20.0 | 10 |" in text
+    assert "| crop+flip+colour (base), seed 1 | 48.0 | 49.0 | 47.0 | -2.0 / -2.0 (noise) |" in text
+    assert "Seed noise (mean |seed 0 - seed 1| over 1 repeated arm): kNN 2.0, linear 2.0" in text
     assert "| crop only | not run yet |" in text
-    assert "| no head | 40.0 |" in text  # the projection-head table, with the base as reference
+    assert "| no head | 40.0 | 41.0 | 39.0 | -10.0 / -10.0 |" in text  # base as reference
     assert "| non-linear, 2 layers (base) | 50.0 |" in text
-    for group in ("augmentation", "projection_head", "curves"):
+    for group in ("augmentation", "projection_head", "curves_augmentation"):
         assert (figures / f"ablation_{group}.png").stat().st_size > 1000
 
 

@@ -223,7 +223,11 @@ def _log(message: str) -> None:
 
 def train_arm(arm: Arm, data_dir: str, model_dir: str, extra: dict | None = None) -> float:
     """Runs (or resumes) the arm's training with run.py; returns the wall-clock seconds
-    (negative when training diverged: the NaN guard's exit code 3)."""
+    of all its runs so far (negative when training diverged: the NaN guard's exit code 3).
+
+    Each run's seconds are appended to `model_dir/train_seconds.txt`, so an arm resumed
+    across sittings reports its whole training time (a run whose runner was killed
+    with it records none)."""
     os.makedirs(model_dir, exist_ok=True)
     command = [sys.executable, os.path.join(ROOT, "run.py")]
     command += [f"--{k}={v}" for k, v in arm_flags(arm, data_dir, model_dir, extra).items()]
@@ -232,12 +236,25 @@ def train_arm(arm: Arm, data_dir: str, model_dir: str, extra: dict | None = None
         log.write("\n$ " + " ".join(command) + "\n")
         log.flush()
         code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-    seconds = time.time() - began
+    with open(os.path.join(model_dir, "train_seconds.txt"), "a") as f:
+        f.write(f"{time.time() - began:.1f}\n")
+    with open(os.path.join(model_dir, "train_seconds.txt")) as f:
+        seconds = sum(float(line) for line in f if line.strip())
     if code == 3:
         return -seconds  # diverged (NaN guard): a result, recorded as such
     if code:
         raise SystemExit(f"{arm.name}: run.py exited with {code}; see {model_dir}/train_log.txt")
     return seconds
+
+
+def diverged_step(model_dir: str) -> int | None:
+    """The step at which run.py's NaN guard stopped the arm (from its train log)."""
+    try:
+        with open(os.path.join(model_dir, "train_log.txt")) as f:
+            steps = re.findall(r"NaN or Inf at step (\d+)", f.read())
+    except OSError:
+        return None
+    return int(steps[-1]) if steps else None
 
 
 def _checkpoint_steps(model_dir: str) -> list[tuple[int, str]]:
@@ -327,10 +344,12 @@ def run_arm(
     _log(f"{arm.name}: {arm.label} {arm.flags or ''}")
     train_seconds = 0.0
     status = "complete"
+    extra_result = {}
     if arm.kind != "random_init":
         train_seconds = train_arm(arm, data_dir, model_dir, extra)
         if train_seconds < 0:
             status, train_seconds = "diverged", -train_seconds
+            extra_result["diverged_at_step"] = diverged_step(model_dir)
         _log(f"{arm.name}: training {status} in {train_seconds:.0f} s")
     from tf_simclr import builders
 
@@ -349,6 +368,7 @@ def run_arm(
         "steps": 0 if arm.kind == "random_init" else plan.total_steps,
         "steps_per_epoch": plan.steps_per_epoch,
         "train_seconds": round(train_seconds, 1),
+        **extra_result,
     }
     if status == "complete" or _checkpoint_steps(model_dir):
         result.update(evaluate_arm(arm, config, plan.steps_per_epoch))
@@ -488,6 +508,8 @@ def markdown_table(group: str, results: dict) -> str:
         m = result.get("metrics", {})
         probe = m.get("probe_top1", m.get("supervised_top1"))
         note = "" if result["status"] == "complete" else f" ({result['status']})"
+        if result.get("diverged_at_step"):
+            note = f" (diverged: NaN loss at step {result['diverged_at_step']})"
         lines.append(
             f"| {label}{note} | {_percent(m.get('knn_top1'))} | {_percent(m.get('linear_top1'))} "
             f"| {_percent(probe)} | {_delta(result, base, noise)} | {result['steps']} "

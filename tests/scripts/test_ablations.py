@@ -155,6 +155,17 @@ def test_run_trains_evaluates_records_and_skips_done_arms(train_test_folder, tmp
     assert "base: done already" in second.stdout and "random_init: done already" in second.stdout
     assert (tmp_path / "results" / "base.json").stat().st_mtime_ns == before
 
+    # Training again (--force; run.py resumes at the final step) adds to the arm's
+    # training time instead of replacing it.
+    third = subprocess.run(
+        [*command, "--force", "--arms=base"], capture_output=True, text=True, timeout=300
+    )
+    assert third.returncode == 0, third.stdout[-2000:] + third.stderr[-2000:]
+    runs = (tmp_path / "work" / "base" / "train_seconds.txt").read_text().split()
+    again = json.loads((tmp_path / "results" / "base.json").read_text())
+    assert len(runs) == 2 and float(runs[0]) == pytest.approx(base["train_seconds"], abs=0.1)
+    assert again["train_seconds"] == pytest.approx(sum(map(float, runs)), abs=0.1)
+
 
 def test_run_without_data_is_a_clear_error(tmp_path):
     result = subprocess.run(
@@ -165,3 +176,19 @@ def test_run_without_data_is_a_clear_error(tmp_path):
     assert result.returncode != 0
     assert "holds no train/ folder" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_diverged_arm_records_and_reports_the_nan_step(ablations, tmp_path):
+    model_dir = tmp_path / "arm"
+    model_dir.mkdir()
+    assert ablations.diverged_step(str(model_dir)) is None  # no log yet
+    (model_dir / "train_log.txt").write_text(
+        "195/195 - loss: nan\nrun.py: error: the training loss is NaN or Inf at step 74; "
+        "stopped without saving\n"
+    )
+    assert ablations.diverged_step(str(model_dir)) == 74
+    arm = ablations.ARMS_BY_NAME["nol2_temp_0.5"]
+    result = {**_fake_result(arm, 0.0), "status": "diverged", "diverged_at_step": 74}
+    del result["metrics"]
+    table = ablations.markdown_table("loss", {arm.name: result})
+    assert "| no l2, T=0.5 (diverged: NaN loss at step 74) | – | – | – |" in table

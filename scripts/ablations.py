@@ -448,16 +448,15 @@ def _percent(value) -> str:
     return "–" if value is None else f"{100 * value:.1f}"
 
 
+def group_members(group: str) -> list[tuple[str, str, str]]:
+    """(arm name, label, paper direction) of every arm of `group`, reference first."""
+    members = [GROUP_REFERENCE[group]] if group in GROUP_REFERENCE else []
+    return members + [(arm.name, arm.label, arm.paper) for arm in ARMS if arm.group == group]
+
+
 def group_rows(group: str, results: dict) -> list[tuple[str, dict | None, str]]:
     """(label, result or None, paper direction) for every arm of `group`, reference first."""
-    rows = []
-    if group in GROUP_REFERENCE:
-        name, label, paper = GROUP_REFERENCE[group]
-        rows.append((label, results.get(name), paper))
-    for arm in ARMS:
-        if arm.group == group:
-            rows.append((arm.label, results.get(arm.name), arm.paper))
-    return rows
+    return [(label, results.get(name), paper) for name, label, paper in group_members(group)]
 
 
 # Arms repeated with another seed: (arm, repeat). Their spread is the noise level.
@@ -556,9 +555,7 @@ def plot_group(group: str, results: dict, path: str) -> bool:
 
 def group_results(group: str, results: dict) -> dict:
     """{arm: result} of `group`'s arms that have results, the group's reference first."""
-    names = [GROUP_REFERENCE[group][0]] if group in GROUP_REFERENCE else []
-    names += [arm.name for arm in ARMS if arm.group == group]
-    return {name: results[name] for name in names if name in results}
+    return {name: results[name] for name, _, _ in group_members(group) if name in results}
 
 
 def plot_curves(results: dict, path: str) -> bool:

@@ -29,7 +29,14 @@ from tf_simclr.config import Config
 from tf_simclr.data import pretrain_dataset
 
 CIFAR_EXTRACTED = "/tmp/data/cifar10_jpg"
-CIFAR_ARCHIVE = "/work/shared/data/cifar10-jpg.tar.gz"
+# The real CIFAR-10 copy beside the checkout (../shared), as on the development machines.
+CIFAR_ARCHIVE = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    "..",
+    "shared",
+    "data",
+    "cifar10-jpg.tar.gz",
+)
 WINDOW = 20  # steps per point of the smoothed curves
 
 

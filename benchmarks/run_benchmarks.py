@@ -48,7 +48,14 @@ from tf_simclr.optim import build_optimizer
 
 PARTS = ("step", "pipeline", "memory")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
-CIFAR_ARCHIVE = "/work/shared/data/cifar10-jpg.tar.gz"
+# The real CIFAR-10 copy beside the checkout (../shared), as on the development machines.
+CIFAR_ARCHIVE = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    "..",
+    "shared",
+    "data",
+    "cifar10-jpg.tar.gz",
+)
 CIFAR_EXTRACTED = "/tmp/data/cifar10_jpg"
 NOISE_NOTE = (
     "Bare seconds are noisy (other processes may share the CPU); compare the same-process ratios."

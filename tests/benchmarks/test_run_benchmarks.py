@@ -1,0 +1,106 @@
+"""benchmarks/run_benchmarks.py: the convolution ceiling and the missed-target report.
+
+The benchmarks themselves are not run here (they take minutes); these tests run the
+ceiling measurement at a tiny size and feed `missed_targets` made-up results.
+"""
+
+import importlib.util
+import pathlib
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    sys.path.insert(0, str(ROOT))  # the module imports tf_simclr
+    path = ROOT / "benchmarks" / "run_benchmarks.py"
+    spec = importlib.util.spec_from_file_location("run_benchmarks", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["run_benchmarks"] = module  # dataclasses look their module up here
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_conv_ceiling_times_the_four_stage_shapes(bench):
+    result = bench.conv_stage_flops_per_second(batch=2, size=8, width=0.125, repeats=1)
+    assert [s["shape"] for s in result["stages"]] == [
+        [2, 8, 8, 8],
+        [2, 4, 4, 16],
+        [2, 2, 2, 32],
+        [2, 1, 1, 64],
+    ]
+    rates = [s["flops_per_s"] for s in result["stages"]]
+    assert all(rate > 0 for rate in rates)
+    # Total FLOPs over total time (the harmonic mean of equal-FLOP stages) lies between
+    # the slowest and the fastest stage.
+    assert min(rates) <= result["flops_per_s"] <= max(rates)
+
+
+def _step(ratio, conv, step_over_conv=0.5, speedup=None, conv_speedup=1.4):
+    result = {
+        "step_over_matmul_f32": ratio,
+        "conv3x3_over_matmul_f32": conv,
+        "step_over_conv3x3": step_over_conv,
+    }
+    if speedup is not None:
+        result.update(speedup_over_float32=speedup, conv3x3_speedup_over_float32=conv_speedup)
+    return result
+
+
+def test_met_targets_print_nothing(bench):
+    results = {
+        "step": {
+            "precisions": {
+                "float32": _step(0.8, 1.5),
+                "mixed_bfloat16": _step(1.6, 2.2, speedup=2.0),
+            }
+        },
+        "pipeline": {
+            "imagenet224": {
+                "batched_over_per_image": 2.1,
+                "batched_over_per_image_per_cpu_second": 2.2,
+            },
+            "stages_ms_per_image_224": {"whole view": {"speedup_cpu": 2.5}},
+            "cifar32_over_train_step": 200.0,
+        },
+    }
+    assert bench.missed_targets(results) == []
+
+
+def test_each_missed_target_names_its_same_run_ceiling(bench):
+    slow_kernels = {"step": {"precisions": {"float32": _step(0.5, 0.6)}}}
+    (line,) = bench.missed_targets(slow_kernels)
+    assert line.startswith("MISSED float32 step / matmul >= 0.75 (0.50)")
+    assert "reach 0.60 of the matmul rate" in line and "ceiling below the target" in line
+
+    slow_rest = {"step": {"precisions": {"float32": _step(0.5, 1.5, step_over_conv=0.33)}}}
+    (line,) = bench.missed_targets(slow_rest)
+    assert "reach 1.50 of the matmul rate" in line and "the step reaches 0.33 of that" in line
+
+    bf16 = {
+        "step": {
+            "precisions": {
+                "float32": _step(0.8, 1.5),
+                "mixed_bfloat16": _step(1.0, 1.6, speedup=1.2),
+            }
+        }
+    }
+    (line,) = bench.missed_targets(bf16)
+    assert "MISSED mixed_bfloat16 >= 1.6x float32 (1.20x)" in line and "speed up 1.40x" in line
+
+    pipeline = {
+        "pipeline": {
+            "imagenet224": {
+                "batched_over_per_image": 0.9,
+                "batched_over_per_image_per_cpu_second": 0.8,
+            },
+            "stages_ms_per_image_224": {"whole view": {"speedup_cpu": 1.43}},
+            "cifar32_over_train_step": 3.0,
+        }
+    }
+    big, small = bench.missed_targets(pipeline)
+    assert "224 px" in big and "1.43x faster batched" in big and "ceiling below the target" in big
+    assert small == "MISSED pipeline 32 px >= 5x training (3.0x)."

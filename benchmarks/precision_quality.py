@@ -24,19 +24,11 @@ import time
 import keras
 import numpy as np
 
+from benchmarks.run_benchmarks import CIFAR_ARCHIVE, CIFAR_EXTRACTED, cifar_folder
 from tf_simclr import builders
 from tf_simclr.config import Config
 from tf_simclr.data import pretrain_dataset
 
-CIFAR_EXTRACTED = "/tmp/data/cifar10_jpg"
-# The real CIFAR-10 copy beside the checkout (../shared), as on the development machines.
-CIFAR_ARCHIVE = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-    "..",
-    "shared",
-    "data",
-    "cifar10-jpg.tar.gz",
-)
 WINDOW = 20  # steps per point of the smoothed curves
 
 
@@ -129,16 +121,11 @@ def compare(a: dict, b: dict) -> dict:
 
 
 def data_dir() -> str:
-    if os.path.isdir(os.path.join(CIFAR_EXTRACTED, "train")):
-        return CIFAR_EXTRACTED
-    if not os.path.exists(CIFAR_ARCHIVE):
+    """The CIFAR-10 image folder (extracted into a temporary directory if need be)."""
+    folder = cifar_folder(tempfile.mkdtemp(prefix="cifar10_jpg_"))
+    if folder is None:
         raise SystemExit(f"need {CIFAR_EXTRACTED} or {CIFAR_ARCHIVE} (see ../shared/data/README)")
-    import tarfile
-
-    target = tempfile.mkdtemp(prefix="cifar10_jpg_")
-    with tarfile.open(CIFAR_ARCHIVE) as archive:
-        archive.extractall(target, filter="data")
-    return target
+    return folder
 
 
 def main(argv=None) -> None:

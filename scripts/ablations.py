@@ -571,7 +571,9 @@ def plot_curves(results: dict, path: str) -> bool:
     fig, (loss_ax, knn_ax) = plt.subplots(1, 2, figsize=(11, 4))
     for r in trained:
         epochs = [s / r["steps_per_epoch"] for s, _ in r["curves"]["loss"]]
-        loss_ax.plot(epochs, [v for _, v in r["curves"]["loss"]], lw=1, label=r["arm"])
+        # A supervised arm's loss is its classifier's cross-entropy, not NT-Xent.
+        name = r["arm"] + (" (cross-entropy)" if r.get("kind") == "supervised" else "")
+        loss_ax.plot(epochs, [v for _, v in r["curves"]["loss"]], lw=1, label=name)
         if r.get("knn_curve"):
             steps, values = zip(*r["knn_curve"], strict=True)
             knn_ax.plot(
@@ -582,6 +584,7 @@ def plot_curves(results: dict, path: str) -> bool:
                 label=r["arm"],
             )
     loss_ax.set(title="training loss (running mean within each epoch)", xlabel="epoch")
+    loss_ax.legend(fontsize=7, ncol=2)
     knn_ax.set(title="kNN top-1 (%) on the test split", xlabel="epoch")
     for ax in (loss_ax, knn_ax):
         ax.grid(alpha=0.3)

@@ -241,11 +241,14 @@ def bench_step(cfg: StepConfig, precisions: list[str]) -> dict:
     for _ in range(cfg.windows):
         for precision in precisions:
             windows[precision].append(time_window(models[precision], dataset, cfg))
-    # The step's 3x3 convolutions alone, per precision, at 2B images (two views).
-    conv_dtypes = {"float32": tf.float32, "mixed_bfloat16": tf.bfloat16, "mixed_float16": tf.half}
+    # The step's 3x3 convolutions alone, per precision (its compute dtype), at 2B images
+    # (two views).
     conv = {
         precision: conv_stage_flops_per_second(
-            2 * cfg.batch_size, cfg.image_size, cfg.width, conv_dtypes[precision]
+            2 * cfg.batch_size,
+            cfg.image_size,
+            cfg.width,
+            tf.as_dtype(keras.DTypePolicy(precision).compute_dtype),
         )
         for precision in precisions
     }

@@ -344,12 +344,10 @@ def run_arm(
     _log(f"{arm.name}: {arm.label} {arm.flags or ''}")
     train_seconds = 0.0
     status = "complete"
-    extra_result = {}
     if arm.kind != "random_init":
         train_seconds = train_arm(arm, data_dir, model_dir, extra)
         if train_seconds < 0:
             status, train_seconds = "diverged", -train_seconds
-            extra_result["diverged_at_step"] = diverged_step(model_dir)
         _log(f"{arm.name}: training {status} in {train_seconds:.0f} s")
     from tf_simclr import builders
 
@@ -368,8 +366,9 @@ def run_arm(
         "steps": 0 if arm.kind == "random_init" else plan.total_steps,
         "steps_per_epoch": plan.steps_per_epoch,
         "train_seconds": round(train_seconds, 1),
-        **extra_result,
     }
+    if status == "diverged":
+        result["diverged_at_step"] = diverged_step(model_dir)
     if status == "complete" or _checkpoint_steps(model_dir):
         result.update(evaluate_arm(arm, config, plan.steps_per_epoch))
     result["eval_seconds"] = round(time.time() - began, 1)
@@ -603,7 +602,6 @@ def command_report(args) -> None:
         path = os.path.join(args.figures_dir, f"ablation_{group}.png")
         if plot_group(group, results, path):
             print(f"wrote {path}")
-    for group in groups:
         path = os.path.join(args.figures_dir, f"ablation_curves_{group}.png")
         if plot_curves(group_results(group, results), path):
             print(f"wrote {path}")

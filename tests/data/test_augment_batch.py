@@ -24,9 +24,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_simclr.data import augment
+from tf_simclr.data import augment, augment_params
 from tf_simclr.data import augment_batch as ab
-from tf_simclr.data.augment import AugmentConfig, RandomStream
+from tf_simclr.data import color_batch as cb
+from tf_simclr.data.augment import AugmentConfig
+from tf_simclr.data.augment_params import RandomStream
 
 MODES = ["eager", "tf_data"]
 N = 400  # samples per path in the distribution tests
@@ -249,10 +251,10 @@ def test_colour_ops_equal_tf_image_ops_per_image():
     factors = np.array([0.0, 0.3, 1.0, 1.5, 1.8, 3.0, 0.7], np.float32)
     deltas = np.array([-0.5, -0.2, 0.0, 0.1, 0.3, 0.5, 0.45], np.float32)
     cases = [
-        (ab.adjust_brightness_planar, lambda x, f: x * f, factors),
-        (ab.adjust_contrast_planar, tf.image.adjust_contrast, factors),
-        (ab.adjust_saturation_planar, tf.image.adjust_saturation, factors),
-        (ab.adjust_hue_planar, tf.image.adjust_hue, deltas),
+        (cb.adjust_brightness_planar, lambda x, f: x * f, factors),
+        (cb.adjust_contrast_planar, tf.image.adjust_contrast, factors),
+        (cb.adjust_saturation_planar, tf.image.adjust_saturation, factors),
+        (cb.adjust_hue_planar, tf.image.adjust_hue, deltas),
     ]
     for batched, per_image, params in cases:
         out = tf.transpose(batched(planar, params), [0, 2, 3, 1]).numpy()
@@ -266,16 +268,16 @@ def test_color_jitter_batch_applies_each_images_ops_in_its_order():
     images = np.random.default_rng(0).uniform(size=(12, 6, 6, 3)).astype(np.float32)
     seed, strength = tf.constant([3, 4]), 1.0
     apply = tf.constant([True] * 10 + [False] * 2)
-    out = ab.color_jitter_batch(images, strength, RandomStream(seed), apply=apply).numpy()
+    out = cb.color_jitter_batch(images, strength, RandomStream(seed), apply=apply).numpy()
 
     rng = RandomStream(seed)
-    max_b, max_c, max_s, max_h = augment.jitter_max_deltas(strength)
+    max_b, max_c, max_s, max_h = augment_params.jitter_max_deltas(strength)
     n = len(images)
-    b = augment.sample_jitter_factor(rng, max_b, [n]).numpy()
-    c = augment.sample_jitter_factor(rng, max_c, [n]).numpy()
-    s = augment.sample_jitter_factor(rng, max_s, [n]).numpy()
-    h = augment.sample_hue_delta(rng, max_h, [n]).numpy()
-    order = augment.sample_jitter_order(rng, [n]).numpy()
+    b = augment_params.sample_jitter_factor(rng, max_b, [n]).numpy()
+    c = augment_params.sample_jitter_factor(rng, max_c, [n]).numpy()
+    s = augment_params.sample_jitter_factor(rng, max_s, [n]).numpy()
+    h = augment_params.sample_hue_delta(rng, max_h, [n]).numpy()
+    order = augment_params.sample_jitter_order(rng, [n]).numpy()
     assert len({tuple(o) for o in order}) > 3  # several orders in the batch
     for i in range(n):
         ops = [
@@ -294,13 +296,13 @@ def test_color_jitter_batch_applies_each_images_ops_in_its_order():
 def test_grayscale_equals_per_image_grayscale():
     images = np.random.default_rng(0).uniform(size=(3, 5, 4, 3)).astype(np.float32)
     expected = np.stack([augment.to_grayscale(x) for x in images])
-    out = ab.random_grayscale_batch(images, RandomStream(), 1.0).numpy()
+    out = cb.random_grayscale_batch(images, RandomStream(), 1.0).numpy()
     np.testing.assert_allclose(out, expected, atol=1e-6)
-    np.testing.assert_array_equal(ab.random_grayscale_batch(images, RandomStream(), 0.0), images)
+    np.testing.assert_array_equal(cb.random_grayscale_batch(images, RandomStream(), 0.0), images)
     # Fused into the last colour-jitter step: without jitter, just the grayscale.
     gray = tf.constant([True, False, True])
     none = tf.zeros([3], tf.bool)
-    out = ab.color_jitter_batch(images, 1.0, RandomStream(), apply=none, gray=gray).numpy()
+    out = cb.color_jitter_batch(images, 1.0, RandomStream(), apply=none, gray=gray).numpy()
     np.testing.assert_allclose(out[[0, 2]], expected[[0, 2]], atol=1e-6)
     np.testing.assert_allclose(out[1], images[1], atol=1e-6)
 

@@ -9,6 +9,7 @@ import pathlib
 import sys
 
 import pytest
+import tensorflow as tf
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -104,3 +105,33 @@ def test_each_missed_target_names_its_same_run_ceiling(bench):
     big, small = bench.missed_targets(pipeline)
     assert "224 px" in big and "1.43x faster batched" in big and "ceiling below the target" in big
     assert small == "MISSED pipeline 32 px >= 5x training (3.0x)."
+
+    pipeline["pipeline"]["fixed_cost_224"] = {
+        "image_size": 24,
+        "share_cpu": 0.04,
+        "batching_ceiling_cpu": 1 / 0.96,
+    }
+    big, _ = bench.missed_targets(pipeline)
+    assert "(the same recipe at 24 px) is 4% of its CPU time" in big
+    assert "a ceiling of 1.04x" in big
+
+
+def test_stage_breakdown_and_fixed_cost_at_a_tiny_size(bench):
+    """Both paths run in tf.data and give positive times; the fixed cost is the whole
+    view at FIXED_COST_SIDE px over the given large row."""
+    cfg = bench.AugmentConfig(image_size=16)
+    images = tf.cast(
+        tf.random.stateless_uniform([4, 20, 20, 3], [0, 1], maxval=256, dtype=tf.int32), tf.uint8
+    )
+    stages = bench.stage_ms_per_image(cfg, images)
+    assert set(stages) == {"crop", "color_jitter", "grayscale", "blur", "whole view"}
+    for row in stages.values():
+        assert row["per_image"] > 0 and row["batched_cpu"] > 0
+        assert row["speedup"] == pytest.approx(row["per_image"] / row["batched"])
+    only = bench.stage_ms_per_image(cfg, images, stages=("whole view",))
+    assert list(only) == ["whole view"]
+    large = {"per_image_cpu": 1000.0}  # a made-up 1 s per image: the share is tiny
+    fixed = bench.per_image_fixed_cost(cfg, images, large)
+    assert fixed["image_size"] == bench.FIXED_COST_SIDE
+    assert fixed["share_cpu"] == pytest.approx(fixed["per_image_cpu"] / 1000.0)
+    assert 1.0 < fixed["batching_ceiling_cpu"] < 1.01

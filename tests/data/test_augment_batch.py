@@ -349,6 +349,55 @@ def test_view_shape_dtype_range_and_seeds():
     assert min(np.abs(views[0] - views[i]).max() for i in range(1, 6)) > 1e-2
 
 
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        AugmentConfig(image_size=24),
+        AugmentConfig(image_size=48, blur_prob=0.5),  # blur radius 2
+        AugmentConfig(image_size=24, color_jitter_strength=0.0),
+        _only(24, grayscale=True, grayscale_prob=0.5),
+        _only(24, color_jitter=True, color_jitter_prob=1.0),
+        _only(24, flip=True, blur=True),
+    ],
+    ids=["default", "blur", "strength0", "gray_only", "jitter_only", "no_crop"],
+)
+def test_one_by_one_equals_batch_wide_for_a_seed(cfg):
+    """Both ways of running the ops draw the same parameters: equal views for a seed.
+    (So the distribution tests below, which run the default, cover both.)"""
+    images = np.random.default_rng(1).integers(0, 256, (8, 52, 50, 3), dtype=np.uint8)
+    images[:4] = _colour_image(52, 50)  # smooth colours too, not only noise
+    seed = tf.constant([7, 8])
+    loop = ab.simclr_view_batch(images, cfg, seed=seed, one_by_one=True).numpy()
+    wide = ab.simclr_view_batch(images, cfg, seed=seed, one_by_one=False).numpy()
+    np.testing.assert_allclose(loop, wide, atol=2e-6)
+    assert np.abs(loop - images[:, :1, :1] / 255.0).max() > 1e-2  # not a no-op
+
+
+@pytest.mark.parametrize("traced", [False, True])
+def test_one_by_one_equals_batch_wide_on_a_padded_batch(traced):
+    """Images of different sizes padded into one batch, eagerly and traced with
+    unknown height and width (as a padded batch in tf.data)."""
+    rng = np.random.default_rng(2)
+    shapes = [(40, 30), (24, 36), (33, 33)]
+    images = np.zeros((3, 40, 36, 3), np.uint8)
+    for i, (h, w) in enumerate(shapes):
+        images[i, :h, :w] = rng.integers(0, 256, (h, w, 3))
+    sizes = np.array(shapes, np.int32)
+    cfg = AugmentConfig(image_size=20)
+
+    def both(x, sz):
+        return [
+            ab.simclr_view_batch(x, cfg, sizes=sz, seed=[3, 4], one_by_one=flag)
+            for flag in (True, False)
+        ]
+
+    if traced:
+        spec = [tf.TensorSpec([None, None, None, 3], tf.uint8), tf.TensorSpec([None, 2], tf.int32)]
+        both = tf.function(both, input_signature=spec)
+    loop, wide = both(tf.constant(images), tf.constant(sizes))
+    np.testing.assert_allclose(loop.numpy(), wide.numpy(), atol=2e-6)
+
+
 def test_view_with_everything_off_is_the_image():
     image = _colour_image()
     out = ab.simclr_view_batch(image[None], _only(image_size=16)).numpy()[0]

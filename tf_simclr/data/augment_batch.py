@@ -5,8 +5,9 @@ with the same distribution as N independent calls of `augment.simclr_view`:
 every random parameter (crop box, flip, jitter factors and order, grayscale,
 blur sigma) is drawn per sample, from the samplers of `augment_params` (one
 definition of each distribution), and the ops run once on the batch instead of
-N times; the colour stage is `tf_simclr.data.color_batch`. It runs in `tf.data` after batching (`--augment_impl=batched`) and inside the
-train step on the accelerator (`--augment_impl=device`, `SimCLR(augment=...)`).
+N times; the colour stage is `tf_simclr.data.color_batch`. It runs in
+`tf.data` after batching (`--augment_impl=batched`) and inside the train step
+on the accelerator (`--augment_impl=device`, `SimCLR(augment=...)`).
 
 Deviations from the per-image path, all for batching:
 
@@ -19,10 +20,18 @@ Deviations from the per-image path, all for batching:
   of the SampleDistortedBoundingBox kernel that `augment.sample_crop_box`
   calls (same algorithm, different random numbers).
 
-On a CPU most time goes into per-pixel arithmetic, so the crop, the colour
-jitter and the grayscale run as small XLA programs (fused into few passes
-over the pixels); the blur is a depthwise convolution of only the images that
-are blurred. Everything else is cheap bookkeeping on `[N]` vectors.
+The random parameters are drawn for the whole batch at once (cheap bookkeeping
+on `[N]` vectors); the pixel work then runs one of two ways, with equal
+results for equal draws (`one_by_one`):
+
+- one image at a time inside a single XLA program per view batch (the default
+  without a GPU or TPU, and always in `tf.data`, which runs on the host): each
+  224 px view stays in the CPU's cache from crop to blur, and every image runs
+  only the colour ops and the blur it drew;
+- batch-wide (for accelerators): the crop, each colour-jitter step and the
+  grayscale as small XLA programs over the whole batch (each jitter step
+  evaluates all four ops and selects one per image), the blur as a depthwise
+  convolution of the images that are blurred.
 
 Images of different sizes can share a batch: pad them to a common size
 (top-left aligned, e.g. `tf.data.Dataset.padded_batch`) and pass each image's
@@ -47,7 +56,13 @@ from tf_simclr.data.augment_params import (
     sample_apply,
     sample_blur_sigma,
 )
-from tf_simclr.data.color_batch import color_jitter_batch, grayscale_where
+from tf_simclr.data.color_batch import (
+    color_jitter_batch,
+    grayscale_where,
+    jitter_one_image,
+    sample_color_jitter,
+    to_gray,
+)
 
 
 def _rint(x: tf.Tensor) -> tf.Tensor:
@@ -208,16 +223,20 @@ def crop_and_resize_batch(
     images = tf.convert_to_tensor(images)
     if flip is None:
         flip = tf.zeros_like(boxes[0], tf.bool)
-    if not images.shape[1:3].is_fully_defined():
-        # XLA compiles one program per input shape. Padded batches of images of
-        # different sizes are padded further to multiples of 32 pixels, which
-        # bounds the number of shapes (crops never read the padding).
-        shape = tf.shape(images)
-        pad_h = -shape[1] % _PAD_MULTIPLE
-        pad_w = -shape[2] % _PAD_MULTIPLE
-        images = tf.pad(images, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]])
     boxes = tuple(tf.cast(b, tf.int32) for b in boxes)
-    return _crop_and_resize_xla(images, boxes, size, flip)
+    return _crop_and_resize_xla(_pad_for_xla(images), boxes, size, flip)
+
+
+def _pad_for_xla(images: tf.Tensor) -> tf.Tensor:
+    """XLA compiles one program per input shape. Padded batches of images of
+    different sizes are padded further to multiples of 32 pixels, which bounds
+    the number of shapes (crops never read the padding)."""
+    if images.shape[1:3].is_fully_defined():
+        return images
+    shape = tf.shape(images)
+    pad_h = -shape[1] % _PAD_MULTIPLE
+    pad_w = -shape[2] % _PAD_MULTIPLE
+    return tf.pad(images, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]])
 
 
 # --- Blur -----------------------------------------------------------------------------
@@ -291,6 +310,70 @@ def random_blur_batch(
     return tf.ensure_shape(out, images.shape)
 
 
+# --- One image at a time, in one XLA program ------------------------------------------
+#
+# On a CPU the batch-wide ops above make one pass over the whole batch per op, and
+# a batch of 224 px views (600 KB each) does not fit in cache, so every pass goes to
+# memory; the colour jitter also evaluates all four ops for every image. The same
+# ops on one image at a time, in an XLA while loop, keep each view in cache from
+# crop to blur and run only the ops each image draws.
+
+
+def _blur_planar(image: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
+    """`augment.gaussian_blur` (REFLECT padding) of a planar image `[1, C, H, W]`
+    with a symmetric 1-D kernel `[2 r + 1]` (r < H, W), as sums of shifted slices."""
+    radius = (kernel.shape[0] - 1) // 2
+    for axis in (2, 3):
+        side = image.shape[axis]
+        pad = [[0, 0]] * 4
+        pad[axis] = [radius, radius]
+        padded = tf.pad(image, pad, mode="REFLECT")
+
+        def tap(i: int, padded=padded, axis=axis, side=side) -> tf.Tensor:
+            begin, size = [0, 0, 0, 0], [-1, -1, -1, -1]
+            begin[axis], size[axis] = i, side
+            return tf.slice(padded, begin, size)
+
+        image = kernel[radius] * tap(radius)
+        for i in range(radius):
+            image += kernel[i] * (tap(i) + tap(2 * radius - i))
+    return image
+
+
+@tf.function(jit_compile=True, reduce_retracing=True)
+def _views_one_by_one(images, boxes, flip, size, jitter, gray, blur) -> tf.Tensor:
+    """The views of `simclr_view_batch` from its drawn parameters, image by image.
+
+    `jitter` is None or `(order [N, 4], factors [N, 4])` of `sample_color_jitter`,
+    `gray` None or bool `[N]`, `blur` None or `(apply [N], kernels [N, K])`.
+    """
+    n = tf.shape(images)[0]
+
+    def body(i, views):
+        # x[i][None], not x[i : i + 1]: XLA does not see that the slice has size 1.
+        box = tuple(b[i][None] for b in boxes)
+        view = _crop_and_resize(images[i][None], box, size, flip[i][None])
+        view = tf.transpose(view, [0, 3, 1, 2])
+        if jitter is not None:
+            view = jitter_one_image(view, jitter[0][i], jitter[1][i])
+        if blur is not None:
+            view = tf.cond(blur[0][i], lambda: _blur_planar(view, blur[1][i]), lambda: view)
+        # Grayscale after the blur: both are linear, the blur the same on every
+        # channel, so they commute; here the select fuses into the transpose.
+        if gray is not None:
+            view = tf.where(gray[i], to_gray(view, 1), view)
+        view = tf.transpose(view, [0, 2, 3, 1])
+        return i + 1, tf.tensor_scatter_nd_update(views, [[i]], view)
+
+    views = tf.zeros([n, size, size, 3])
+    _, views = tf.while_loop(lambda i, _: i < n, body, [0, views])
+    return tf.clip_by_value(views, 0.0, 1.0)
+
+
+def _no_accelerator() -> bool:
+    return not (tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
+
+
 # --- Views ----------------------------------------------------------------------------
 
 
@@ -300,6 +383,7 @@ def simclr_view_batch(
     *,
     sizes: tf.Tensor | None = None,
     seed: tf.Tensor | None = None,
+    one_by_one: bool | None = None,
 ) -> tf.Tensor:
     """One random SimCLR view of each image of a batch (`augment.simclr_view`).
 
@@ -312,6 +396,11 @@ def simclr_view_batch(
       seed: optional int `[2]`: draw everything from stateless random ops with
         this seed (the same seed gives the same views); None uses stateful ops
         governed by `tf.random.set_seed`, like the per-image path.
+      one_by_one: run the ops on one image at a time inside one XLA program
+        (faster on a CPU: each view stays in cache, see above) instead of on
+        the whole batch per op (for accelerators). The same parameters are
+        drawn either way, so the same seed gives the same views. None: one by
+        one unless TensorFlow sees a GPU or TPU.
 
     Returns:
       float32 `[N, cfg.image_size, cfg.image_size, 3]` in [0, 1].
@@ -335,6 +424,10 @@ def simclr_view_batch(
         zeros = tf.zeros_like(heights)
         boxes = (zeros, zeros, heights, widths)
     flip = sample_apply(rng, 0.5, [n]) if cfg.flip else None
+    if one_by_one is None:
+        one_by_one = _no_accelerator()
+    if one_by_one:
+        return _views_one_by_one_from(images, boxes, flip, cfg, rng)
     views = crop_and_resize_batch(images, boxes, size, flip)
     views = tf.ensure_shape(views, [None, size, size, 3])
     # Jitter, then grayscale: one pass over the pixels per jitter step.
@@ -349,22 +442,51 @@ def simclr_view_batch(
     return tf.clip_by_value(views, 0.0, 1.0)
 
 
+def _views_one_by_one_from(images, boxes, flip, cfg: AugmentConfig, rng: RandomStream):
+    """Draws the colour and blur parameters as the batch-wide path does (same
+    order of draws), then runs `_views_one_by_one`."""
+    n = tf.shape(images)[0]
+    size = cfg.image_size
+    jitter = sample_apply(rng, cfg.color_jitter_prob, [n]) if cfg.color_jitter else None
+    gray = sample_apply(rng, cfg.grayscale_prob, [n]) if cfg.grayscale else None
+    if jitter is not None and cfg.color_jitter_strength > 0:
+        order, factors = sample_color_jitter(rng, n, cfg.color_jitter_strength, jitter)
+        jitter = (order, tf.stack(factors, axis=1))
+    else:
+        jitter = None
+    blur = None
+    radius = min(blur_kernel_size(size) // 2, size - 1)
+    if cfg.blur:
+        apply = sample_apply(rng, cfg.blur_prob, [n])
+        sigma = sample_blur_sigma(rng, [n])
+        if radius > 0:
+            blur = (apply, gaussian_kernel(radius, sigma))
+    if flip is None:
+        flip = tf.zeros([n], tf.bool)
+    boxes = tuple(tf.cast(b, tf.int32) for b in boxes)
+    views = _views_one_by_one(_pad_for_xla(images), boxes, flip, size, jitter, gray, blur)
+    return tf.ensure_shape(views, [None, size, size, 3])
+
+
 def two_views_batch(
-    batch: dict[str, tf.Tensor], cfg: AugmentConfig, seed: tf.Tensor | None = None
+    batch: dict[str, tf.Tensor],
+    cfg: AugmentConfig,
+    seed: tf.Tensor | None = None,
+    one_by_one: bool | None = None,
 ) -> dict[str, tf.Tensor]:
     """`{"image", "label"[, "size"]}` batch -> `{"view1", "view2", "label"}`.
 
     The batched `augment.two_views`: two independent `simclr_view_batch` draws.
-    `"size"` (int32 `[N, 2]`) marks a padded batch; `seed` as in
-    `simclr_view_batch` (the two views fold in 1 and 2).
+    `"size"` (int32 `[N, 2]`) marks a padded batch; `seed` (the two views fold
+    in 1 and 2) and `one_by_one` as in `simclr_view_batch`.
     """
     sizes = batch.get("size")
     seeds = (None, None)
     if seed is not None:
         seed = tf.cast(seed, tf.int64)
         seeds = tuple(tf.random.experimental.stateless_fold_in(seed, i) for i in (1, 2))
-    return {
-        "view1": simclr_view_batch(batch["image"], cfg, sizes=sizes, seed=seeds[0]),
-        "view2": simclr_view_batch(batch["image"], cfg, sizes=sizes, seed=seeds[1]),
-        "label": batch["label"],
-    }
+    view1, view2 = (
+        simclr_view_batch(batch["image"], cfg, sizes=sizes, seed=s, one_by_one=one_by_one)
+        for s in seeds
+    )
+    return {"view1": view1, "view2": view2, "label": batch["label"]}

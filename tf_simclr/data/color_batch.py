@@ -93,7 +93,7 @@ _JITTER_OPS = (
 )
 
 
-def _to_gray(images: tf.Tensor, axis: int) -> tf.Tensor:
+def to_gray(images: tf.Tensor, axis: int) -> tf.Tensor:
     """`tf.image.rgb_to_grayscale` weights (ITU-R 601), written element-wise so
     that XLA fuses it (the tf.image op is a matrix product); keeps `axis` of size 1."""
     r, g, b = tf.split(images, 3, axis=axis)
@@ -126,9 +126,67 @@ def _jitter_step(
         out = tf.where(_per_image(tf.equal(which, k)), op(images, params[k]), out)
     out = tf.clip_by_value(out, 0.0, 1.0)
     if last:
-        out = tf.where(_per_image(gray), _to_gray(out, axis=1), out)
+        out = tf.where(_per_image(gray), to_gray(out, axis=1), out)
         out = tf.transpose(out, [0, 2, 3, 1])
     return out
+
+
+def sample_color_jitter(
+    rng: RandomStream,
+    n: tf.Tensor | int,
+    strength: float,
+    apply: tf.Tensor | None = None,
+    random_order: bool = True,
+) -> tuple[tf.Tensor, tuple[tf.Tensor, ...]]:
+    """The colour-jitter parameters of N images, as `augment.color_jitter` draws them.
+
+    Args:
+      rng: the random stream.
+      n: number of images.
+      strength: colour strength s > 0 (Python float).
+      apply: optional bool `[N]`: jitter only these images (the p = 0.8 draw).
+      random_order: a random op order per image; else b, c, s, h for all.
+
+    Returns:
+      `(order, params)`: int32 `[N, 4]`, each image's op indices into
+      `_JITTER_OPS` step by step (4, past the last op, for "no op": the images
+      not in `apply`), and the brightness, contrast and saturation factors and
+      the hue shift, float32 `[N]` each.
+    """
+    max_b, max_c, max_s, max_h = jitter_max_deltas(strength)
+    params = (
+        sample_jitter_factor(rng, max_b, [n]),
+        sample_jitter_factor(rng, max_c, [n]),
+        sample_jitter_factor(rng, max_s, [n]),
+        sample_hue_delta(rng, max_h, [n]),
+    )
+    if random_order:
+        order = sample_jitter_order(rng, [n])
+    else:
+        order = tf.tile(tf.range(4, dtype=tf.int32)[tf.newaxis], [n, 1])
+    if apply is not None:
+        order = tf.where(apply[:, tf.newaxis], order, len(_JITTER_OPS))
+    return order, params
+
+
+def jitter_one_image(image: tf.Tensor, order: tf.Tensor, params: tf.Tensor) -> tf.Tensor:
+    """The colour jitter of one planar image `[1, 3, H, W]`, for use inside XLA.
+
+    Runs only the op each step names (`tf.switch_case`), each followed by the
+    clip; `order` is int32 `[4]` and `params` float32 `[4]` (one row of
+    `sample_color_jitter`'s results).
+    """
+
+    def step(image, which):
+        branches = [
+            lambda k=k, op=op: tf.clip_by_value(op(image, params[k : k + 1]), 0.0, 1.0)
+            for k, op in enumerate(_JITTER_OPS)
+        ]
+        return tf.switch_case(which, branches, default=lambda: image)
+
+    for i in range(4):
+        image = step(image, order[i])
+    return image
 
 
 def color_jitter_batch(
@@ -158,19 +216,7 @@ def color_jitter_batch(
         gray = tf.zeros([n], tf.bool)
     if strength <= 0:
         return grayscale_where(images, gray)
-    max_b, max_c, max_s, max_h = jitter_max_deltas(strength)
-    params = (
-        sample_jitter_factor(rng, max_b, [n]),
-        sample_jitter_factor(rng, max_c, [n]),
-        sample_jitter_factor(rng, max_s, [n]),
-        sample_hue_delta(rng, max_h, [n]),
-    )
-    if random_order:
-        order = sample_jitter_order(rng, [n])
-    else:
-        order = tf.tile(tf.range(4, dtype=tf.int32)[tf.newaxis], [n, 1])
-    if apply is not None:
-        order = tf.where(apply[:, tf.newaxis], order, len(_JITTER_OPS))
+    order, params = sample_color_jitter(rng, n, strength, apply, random_order)
     for step in range(4):
         images = _jitter_step(images, order[:, step], params, gray, step == 0, step == 3)
     return tf.ensure_shape(images, [None, *images.shape[1:]])
@@ -179,7 +225,7 @@ def color_jitter_batch(
 @tf.function(jit_compile=True, reduce_retracing=True)
 def grayscale_where(images: tf.Tensor, gray: tf.Tensor) -> tf.Tensor:
     """`augment.to_grayscale` of the images `[N, H, W, 3]` where `gray` (bool `[N]`)."""
-    return tf.where(_per_image(gray), _to_gray(images, axis=3), images)
+    return tf.where(_per_image(gray), to_gray(images, axis=3), images)
 
 
 def random_grayscale_batch(images: tf.Tensor, rng: RandomStream, p: float) -> tf.Tensor:

@@ -14,7 +14,8 @@ same distribution of views:
 
 - ``"per_image"``: ``augment.simclr_view`` per image in ``Dataset.map``, then batch;
 - ``"batched"``: batch the decoded images (padding mixed sizes), then
-  ``augment_batch.simclr_view_batch`` on whole batches (faster on a CPU at 32 px);
+  ``augment_batch.simclr_view_batch`` on whole batches (one XLA program per
+  batch; faster than per-image on a CPU, see docs/performance.md);
 - ``"device"`` (pretraining only): batches of decoded uint8 images, augmented
   inside the train step on the accelerator (``SimCLR(augment=...)``).
 """
@@ -62,11 +63,12 @@ def _supervised_view(example: dict[str, tf.Tensor], cfg: AugmentConfig) -> dict[
 
 
 def _pretrain_views_batch(batch: dict[str, tf.Tensor], cfg: AugmentConfig) -> dict[str, tf.Tensor]:
-    return two_views_batch(batch, cfg)
+    # tf.data runs on the host CPU: the ops one image at a time, in cache.
+    return two_views_batch(batch, cfg, one_by_one=True)
 
 
 def _supervised_view_batch(batch: dict[str, tf.Tensor], cfg: AugmentConfig) -> dict[str, tf.Tensor]:
-    image = simclr_view_batch(batch["image"], cfg, sizes=batch.get("size"))
+    image = simclr_view_batch(batch["image"], cfg, sizes=batch.get("size"), one_by_one=True)
     return {"image": image, "label": batch["label"]}
 
 

@@ -160,6 +160,16 @@ ARMS = [
     ),
     Arm("nol2_temp_0.1", "loss", "no l2, T=0.1", {"hidden_norm": False, "temperature": 0.1}, ""),
     Arm("nol2_temp_1.0", "loss", "no l2, T=1.0", {"hidden_norm": False, "temperature": 1.0}, ""),
+    # Every no-l2 arm diverges at the base rate: the pair below asks whether it trains
+    # at a 10x lower one, and compares it with l2 at that same rate.
+    Arm(
+        "nol2_lr_0.1",
+        "loss",
+        "no l2, T=0.5, learning rate 0.1",
+        {"hidden_norm": False, "learning_rate": 0.1},
+        "below l2 at the same rate (Table 5)",
+    ),
+    Arm("lr_0.1", "loss", "l2, T=0.5, learning rate 0.1", {"learning_rate": 0.1}, ""),
 ]
 ARMS_BY_NAME = {arm.name: arm for arm in ARMS}
 # The base arm belongs to every group: the reference point of each table.

@@ -38,8 +38,8 @@ import time
 import keras
 import tensorflow as tf
 
-from tf_simclr.data.augment import AugmentConfig
-from tf_simclr.data.augment_params import RandomStream
+from tf_simclr.data.augment import AugmentConfig, simclr_view
+from tf_simclr.data.augment_batch import simclr_view_batch
 from tf_simclr.data.pipeline import pretrain_dataset
 from tf_simclr.data.sources import make_source
 from tf_simclr.models.heads import ProjectionHead
@@ -459,78 +459,55 @@ def decoded_images(data_dir: str, count: int, side: int | None = None) -> tf.Ten
 def stage_ms_per_image(
     augment: AugmentConfig, images: tf.Tensor, stages: tuple[str, ...] = ()
 ) -> dict:
-    """Milliseconds per image of each augmentation stage, per-image ops vs batched ops,
+    """Milliseconds per image of each augmentation stage, per-image vs batched path,
     of wall-clock time and of CPU time (all cores summed).
 
     On a batch of real decoded images in memory (no decode, no files: random pixels
     would be unfair to the per-image path, whose HSV kernels branch on which channel
-    is largest), each path run as the pipeline runs it: the per-image ops in a parallel
-    `tf.data` map over single images, then batched; the batched ops in a parallel
-    `tf.data` map over whole batches. Each stage applies to every image (probability
-    1); "whole view" is the full recipe with its probabilities. `stages` picks some
+    is largest), each path run as the pipeline runs it: `augment.simclr_view` in a
+    parallel `tf.data` map over single images, then batched; `simclr_view_batch` in a
+    parallel `tf.data` map over whole batches. Each stage is a view with only that
+    component on, at probability 1, on top of the resize of the whole image to the
+    view size ("resize": everything off), so a stage's own cost is its row minus
+    "resize". "whole view" is the full recipe with its probabilities, and "whole view,
+    batch-wide" the same with the batched path's batch-wide ops (`one_by_one=False`,
+    the accelerator variant) instead of its default on a CPU. `stages` picks some
     (default all).
 
     Args:
       augment: the recipe; `image_size` is the view size.
-      images: uint8 `[N, H, W, 3]`, square (`decoded_images`); N is the batch size.
+      images: uint8 `[N, H, W, 3]` (`decoded_images`); N is the batch size.
       stages: names of the stages to time; empty: all.
     """
-    from tf_simclr.data import augment as per_image
-    from tf_simclr.data import augment_batch as batched
-    from tf_simclr.data import color_batch
-
-    size, rng = augment.image_size, RandomStream
-    batch_size, source_size = images.shape[0], images.shape[1]
-    # The colour and blur stages start from views: the images resized to the view size.
-    views = tf.image.resize(tf.cast(images, tf.float32) / 255.0, [size, size])
-    views = tf.clip_by_value(views, 0.0, 1.0)
-    sides = tf.fill([batch_size], source_size)
-    strength = augment.color_jitter_strength
-
-    def crop_batched(x):
-        boxes = batched.sample_crop_boxes(sides, sides, rng())
-        return batched.crop_and_resize_batch(x, boxes, size)
-
+    off = dict(crop=False, flip=False, color_jitter=False, grayscale=False, blur=False)
+    only = lambda **on: dataclasses.replace(augment, **{**off, **on})  # noqa: E731
     table = {
-        "crop": (
-            lambda i: per_image.random_resized_crop(per_image.to_float_image(i), size),
-            crop_batched,
-            images,
-        ),
-        "color_jitter": (
-            lambda i: per_image.color_jitter(i, strength),
-            lambda x: color_batch.color_jitter_batch(x, strength, rng()),
-            views,
-        ),
-        "grayscale": (
-            per_image.to_grayscale,
-            lambda x: color_batch.random_grayscale_batch(x, rng(), 1.0),
-            views,
-        ),
-        "blur": (
-            lambda i: per_image.random_blur(i, 1.0),
-            lambda x: batched.random_blur_batch(x, rng(), 1.0),
-            views,
-        ),
-        "whole view": (
-            lambda i: per_image.simclr_view(i, augment),
-            lambda x: batched.simclr_view_batch(x, augment),
-            images,
-        ),
+        "resize": (only(), None),
+        "crop": (only(crop=True, flip=True), None),
+        "color_jitter": (only(color_jitter=True, color_jitter_prob=1.0), None),
+        "grayscale": (only(grayscale=True, grayscale_prob=1.0), None),
+        "whole view": (augment, None),
+        "whole view, batch-wide": (augment, False),
     }
+    if augment.blur:
+        table["blur"] = (only(blur=True, blur_prob=1.0), None)
     parallel = tf.data.AUTOTUNE
+    batch_size = images.shape[0]
     result = {}
-    for name, (one_by_one, whole_batch, inputs) in table.items():
-        if (stages and name not in stages) or (name == "blur" and not augment.blur):
+    for name, (cfg, one_by_one) in table.items():
+        if stages and name not in stages:
             continue
         paths = {
-            "per_image": tf.data.Dataset.from_tensor_slices(inputs)
+            "per_image": tf.data.Dataset.from_tensor_slices(images)
             .repeat()
-            .map(one_by_one, num_parallel_calls=parallel)
+            .map(lambda i, cfg=cfg: simclr_view(i, cfg), num_parallel_calls=parallel)
             .batch(batch_size),
-            "batched": tf.data.Dataset.from_tensors(inputs)
+            "batched": tf.data.Dataset.from_tensors(images)
             .repeat()
-            .map(whole_batch, num_parallel_calls=parallel),
+            .map(
+                lambda x, cfg=cfg, flag=one_by_one: simclr_view_batch(x, cfg, one_by_one=flag),
+                num_parallel_calls=parallel,
+            ),
         }
         row = {}
         for path, dataset in paths.items():

@@ -108,7 +108,8 @@ class Config:
         "per_image",
         "Where training views are made, all with the same distribution: per_image (tf.data "
         "map per image, bicubic crop resize); batched (tf.data, whole batches at once, "
-        "bilinear crop resize; faster on a CPU at 32 px, slower at 224 px); device "
+        "bilinear crop resize; faster than per_image on a CPU, about 2x at 32 and 224 px "
+        "here, see docs/performance.md); device "
         "(pretraining only: the train step "
         "augments batches of decoded images on the accelerator; all images of one size).",
         AUGMENT_IMPLS,

@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from tf_simclr.data import augment, augment_params
 from tf_simclr.data import augment_batch as ab
+from tf_simclr.data import blur_batch as bb
 from tf_simclr.data import color_batch as cb
 from tf_simclr.data.augment import AugmentConfig
 from tf_simclr.data.augment_params import RandomStream
@@ -311,7 +312,7 @@ def test_gaussian_blur_batch_equals_per_image_blur():
     images = np.random.default_rng(0).uniform(size=(4, 30, 26, 3)).astype(np.float32)
     sigma = np.array([0.1, 0.7, 1.3, 2.0], np.float32)
     for kernel_size in (0, 3, 8, 60):  # 60: radius capped at min(H, W) - 1
-        out = ab.gaussian_blur_batch(tf.constant(images), kernel_size, sigma).numpy()
+        out = bb.gaussian_blur_batch(tf.constant(images), kernel_size, sigma).numpy()
         for i in range(4):
             expected = augment.gaussian_blur(images[i], kernel_size, sigma[i], "REFLECT")
             np.testing.assert_allclose(out[i], expected, atol=1e-5)
@@ -322,7 +323,7 @@ def test_random_blur_batch_when_no_or_every_image_is_drawn(p):
     """A batch with no image drawn for blur (common at small per-replica batches) used
     to fail in the padding op; with p=1 every image is blurred."""
     images = tf.constant(np.random.default_rng(0).uniform(size=(3, 32, 32, 3)), tf.float32)
-    blur = tf.function(lambda x: ab.random_blur_batch(x, RandomStream(), p))
+    blur = tf.function(lambda x: bb.random_blur_batch(x, RandomStream(), p))
     out = blur(images).numpy()
     assert out.shape == (3, 32, 32, 3)
     if p == 0.0:
@@ -515,7 +516,7 @@ def test_crop_and_blur_distribution_matches(mode):
     per_image = variance(_per_image_views(image, blur, N))
     batched = variance(_batched_views(image, blur, N, mode))
     _assert_same_distribution(per_image, batched, "blurred variance")
-    sharper = ab.random_blur_batch(
+    sharper = bb.random_blur_batch(
         tf.constant(np.broadcast_to(image / 255.0, (N, *image.shape)), tf.float32),
         RandomStream(),
         1.0,

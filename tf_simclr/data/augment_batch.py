@@ -5,7 +5,7 @@ with the same distribution as N independent calls of `augment.simclr_view`:
 every random parameter (crop box, flip, jitter factors and order, grayscale,
 blur sigma) is drawn per sample, from the samplers of `augment_params` (one
 definition of each distribution), and the ops run once on the batch instead of
-N times; the colour stage is `tf_simclr.data.color_batch`. It runs in
+N times; the colour and blur stages are `color_batch` and `blur_batch`. It runs in
 `tf.data` after batching (`--augment_impl=batched`) and inside the train step
 on the accelerator (`--augment_impl=device`, `SimCLR(augment=...)`).
 
@@ -46,7 +46,6 @@ import tensorflow as tf
 from tf_simclr.data.augment import AugmentConfig
 from tf_simclr.data.augment_params import (
     ASPECT_RATIO_RANGE,
-    BLUR_SIGMA_RANGE,
     CROP_AREA_RANGE,
     CROP_MAX_ATTEMPTS,
     MIN_OBJECT_COVERED,
@@ -56,6 +55,7 @@ from tf_simclr.data.augment_params import (
     sample_apply,
     sample_blur_sigma,
 )
+from tf_simclr.data.blur_batch import blur_planar, random_blur_batch
 from tf_simclr.data.color_batch import (
     color_jitter_batch,
     grayscale_where,
@@ -239,77 +239,6 @@ def _pad_for_xla(images: tf.Tensor) -> tf.Tensor:
     return tf.pad(images, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]])
 
 
-# --- Blur -----------------------------------------------------------------------------
-
-
-def gaussian_blur_batch(images: tf.Tensor, kernel_size: int, sigma: tf.Tensor) -> tf.Tensor:
-    """`augment.gaussian_blur` (REFLECT padding) with one sigma per image.
-
-    The N images' channels are stacked into the channels of one image, so
-    that one depthwise convolution per direction applies each image's kernel
-    to its own channels.
-
-    Args:
-      images: float32 `[N, H, W, C]` with static H, W and C.
-      kernel_size: Python int >= 0 (radius `kernel_size // 2`, capped at
-        `min(H, W) - 1` as in the per-image op).
-      sigma: float32 `[N]`, > 0.
-
-    Returns:
-      float32 `[N, H, W, C]`.
-    """
-    _, height, width, channels = images.shape
-    radius = min(kernel_size // 2, min(height, width) - 1)
-    if radius <= 0:
-        return images
-    n = tf.shape(images)[0]
-    kernel = gaussian_kernel(radius, sigma)  # [N, K]
-    # One filter per (image, channel), in the order of the stacked channels.
-    filters = tf.reshape(tf.repeat(kernel, channels, axis=0), [-1, 2 * radius + 1])
-    filters = tf.transpose(filters)  # [K, N * C]
-    stacked = tf.reshape(tf.transpose(images, [1, 2, 0, 3]), [1, height, width, -1])
-    pad = [[0, 0], [radius, radius], [radius, radius], [0, 0]]
-    stacked = tf.pad(stacked, pad, mode="REFLECT")
-    strides = [1, 1, 1, 1]
-    stacked = tf.nn.depthwise_conv2d(
-        stacked, filters[tf.newaxis, :, :, tf.newaxis], strides, "VALID"
-    )
-    stacked = tf.nn.depthwise_conv2d(
-        stacked, filters[:, tf.newaxis, :, tf.newaxis], strides, "VALID"
-    )
-    out = tf.transpose(tf.reshape(stacked, [height, width, n, channels]), [2, 0, 1, 3])
-    return tf.ensure_shape(out, images.shape)
-
-
-def random_blur_batch(
-    images: tf.Tensor,
-    rng: RandomStream,
-    p: float,
-    sigma_range: tuple[float, float] = BLUR_SIGMA_RANGE,
-) -> tf.Tensor:
-    """`augment.random_blur` of each image: blurred with probability `p`.
-
-    Only the images to blur are convolved (partitioned out and stitched back).
-    """
-    n = tf.shape(images)[0]
-    blur = tf.cast(sample_apply(rng, p, [n]), tf.int32)
-    sigma = sample_blur_sigma(rng, [n], sigma_range)
-    kernel_size = blur_kernel_size(images.shape[1])
-    index = tf.range(n)
-    keep, chosen = tf.dynamic_partition(images, blur, 2)
-    keep_index, chosen_index = tf.dynamic_partition(index, blur, 2)
-    chosen.set_shape([None, *images.shape[1:]])
-    # A batch may draw no image to blur, and the padding and convolution ops reject
-    # empty tensors.
-    blurred = tf.cond(
-        tf.size(chosen_index) > 0,
-        lambda: gaussian_blur_batch(chosen, kernel_size, tf.gather(sigma, chosen_index)),
-        lambda: chosen,
-    )
-    out = tf.dynamic_stitch([keep_index, chosen_index], [keep, blurred])
-    return tf.ensure_shape(out, images.shape)
-
-
 # --- One image at a time, in one XLA program ------------------------------------------
 #
 # On a CPU the batch-wide ops above make one pass over the whole batch per op, and
@@ -317,27 +246,6 @@ def random_blur_batch(
 # memory; the colour jitter also evaluates all four ops for every image. The same
 # ops on one image at a time, in an XLA while loop, keep each view in cache from
 # crop to blur and run only the ops each image draws.
-
-
-def _blur_planar(image: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
-    """`augment.gaussian_blur` (REFLECT padding) of a planar image `[1, C, H, W]`
-    with a symmetric 1-D kernel `[2 r + 1]` (r < H, W), as sums of shifted slices."""
-    radius = (kernel.shape[0] - 1) // 2
-    for axis in (2, 3):
-        side = image.shape[axis]
-        pad = [[0, 0]] * 4
-        pad[axis] = [radius, radius]
-        padded = tf.pad(image, pad, mode="REFLECT")
-
-        def tap(i: int, padded=padded, axis=axis, side=side) -> tf.Tensor:
-            begin, size = [0, 0, 0, 0], [-1, -1, -1, -1]
-            begin[axis], size[axis] = i, side
-            return tf.slice(padded, begin, size)
-
-        image = kernel[radius] * tap(radius)
-        for i in range(radius):
-            image += kernel[i] * (tap(i) + tap(2 * radius - i))
-    return image
 
 
 @tf.function(jit_compile=True, reduce_retracing=True)
@@ -357,7 +265,7 @@ def _views_one_by_one(images, boxes, flip, size, jitter, gray, blur) -> tf.Tenso
         if jitter is not None:
             view = jitter_one_image(view, jitter[0][i], jitter[1][i])
         if blur is not None:
-            view = tf.cond(blur[0][i], lambda: _blur_planar(view, blur[1][i]), lambda: view)
+            view = tf.cond(blur[0][i], lambda: blur_planar(view, blur[1][i]), lambda: view)
         # Grayscale after the blur: both are linear, the blur the same on every
         # channel, so they commute; here the select fuses into the transpose.
         if gray is not None:

@@ -332,15 +332,15 @@ def simclr_view_batch(
         zeros = tf.zeros_like(heights)
         boxes = (zeros, zeros, heights, widths)
     flip = sample_apply(rng, 0.5, [n]) if cfg.flip else None
+    jitter = sample_apply(rng, cfg.color_jitter_prob, [n]) if cfg.color_jitter else None
+    gray = sample_apply(rng, cfg.grayscale_prob, [n]) if cfg.grayscale else None
     if one_by_one is None:
         one_by_one = _no_accelerator()
     if one_by_one:
-        return _views_one_by_one_from(images, boxes, flip, cfg, rng)
+        return _views_one_by_one_from(images, boxes, flip, jitter, gray, cfg, rng)
     views = crop_and_resize_batch(images, boxes, size, flip)
     views = tf.ensure_shape(views, [None, size, size, 3])
     # Jitter, then grayscale: one pass over the pixels per jitter step.
-    jitter = sample_apply(rng, cfg.color_jitter_prob, [n]) if cfg.color_jitter else None
-    gray = sample_apply(rng, cfg.grayscale_prob, [n]) if cfg.grayscale else None
     if cfg.color_jitter:
         views = color_jitter_batch(views, cfg.color_jitter_strength, rng, jitter, gray=gray)
     elif cfg.grayscale:
@@ -350,13 +350,12 @@ def simclr_view_batch(
     return tf.clip_by_value(views, 0.0, 1.0)
 
 
-def _views_one_by_one_from(images, boxes, flip, cfg: AugmentConfig, rng: RandomStream):
-    """Draws the colour and blur parameters as the batch-wide path does (same
-    order of draws), then runs `_views_one_by_one`."""
+def _views_one_by_one_from(images, boxes, flip, jitter, gray, cfg: AugmentConfig, rng):
+    """Draws the jitter and blur parameters as the batch-wide path does (same order
+    of draws), then runs `_views_one_by_one`. `jitter` and `gray` are the bool `[N]`
+    draws of `simclr_view_batch` (or None)."""
     n = tf.shape(images)[0]
     size = cfg.image_size
-    jitter = sample_apply(rng, cfg.color_jitter_prob, [n]) if cfg.color_jitter else None
-    gray = sample_apply(rng, cfg.grayscale_prob, [n]) if cfg.grayscale else None
     if jitter is not None and cfg.color_jitter_strength > 0:
         order, factors = sample_color_jitter(rng, n, cfg.color_jitter_strength, jitter)
         jitter = (order, tf.stack(factors, axis=1))

@@ -464,14 +464,11 @@ def _ms_per_image_in_tf_data(dataset: tf.data.Dataset, batch_size: int, batches:
     return min(wall) * per_image, min(cpu) * per_image
 
 
-def decoded_images(data_dir: str, count: int, side: int | None = None) -> tf.Tensor:
+def decoded_images(data_dir: str, count: int) -> tf.Tensor:
     """The first `count` training images of an image folder of equal-sized images,
-    decoded: uint8 `[count, H, W, 3]`, resized (bilinear) to `side` x `side` if given."""
+    decoded: uint8 `[count, H, W, 3]`."""
     source = make_source("image_folder", "train", data_dir=data_dir)
-    images = tf.stack([ex["image"] for ex in source.dataset.take(count)])
-    if side is not None:
-        images = tf.cast(tf.round(tf.image.resize(images, [side, side])), tf.uint8)
-    return images
+    return tf.stack([ex["image"] for ex in source.dataset.take(count)])
 
 
 def stage_ms_per_image(

@@ -53,9 +53,8 @@ from tf_simclr.data.augment_params import (
     blur_kernel_size,
     gaussian_kernel,
     sample_apply,
-    sample_blur_sigma,
 )
-from tf_simclr.data.blur_batch import blur_planar, random_blur_batch
+from tf_simclr.data.blur_batch import blur_planar, blur_radius, random_blur_batch, sample_blur
 from tf_simclr.data.color_batch import (
     color_jitter_batch,
     grayscale_where,
@@ -362,10 +361,9 @@ def _views_one_by_one_from(images, boxes, flip, jitter, gray, cfg: AugmentConfig
     else:
         jitter = None
     blur = None
-    radius = min(blur_kernel_size(size) // 2, size - 1)
+    radius = blur_radius(blur_kernel_size(size), size, size)
     if cfg.blur:
-        apply = sample_apply(rng, cfg.blur_prob, [n])
-        sigma = sample_blur_sigma(rng, [n])
+        apply, sigma = sample_blur(rng, n, cfg.blur_prob)
         if radius > 0:
             blur = (apply, gaussian_kernel(radius, sigma))
     if flip is None:

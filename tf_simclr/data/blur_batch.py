@@ -19,6 +19,20 @@ from tf_simclr.data.augment_params import (
 )
 
 
+def blur_radius(kernel_size: int, height: int, width: int) -> int:
+    """The blur's radius, `kernel_size // 2` capped at `min(H, W) - 1` as in the
+    per-image op (REFLECT padding needs it); 0 or less means no blur."""
+    return min(kernel_size // 2, min(height, width) - 1)
+
+
+def sample_blur(
+    rng: RandomStream, n, p: float, sigma_range: tuple[float, float] = BLUR_SIGMA_RANGE
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """The blur draws of N images, in the order both batched paths make them:
+    bool `[N]` (blur this image, probability `p`) and its sigma, float32 `[N]`."""
+    return sample_apply(rng, p, [n]), sample_blur_sigma(rng, [n], sigma_range)
+
+
 def gaussian_blur_batch(images: tf.Tensor, kernel_size: int, sigma: tf.Tensor) -> tf.Tensor:
     """`augment.gaussian_blur` (REFLECT padding) with one sigma per image.
 
@@ -36,7 +50,7 @@ def gaussian_blur_batch(images: tf.Tensor, kernel_size: int, sigma: tf.Tensor) -
       float32 `[N, H, W, C]`.
     """
     _, height, width, channels = images.shape
-    radius = min(kernel_size // 2, min(height, width) - 1)
+    radius = blur_radius(kernel_size, height, width)
     if radius <= 0:
         return images
     n = tf.shape(images)[0]
@@ -69,8 +83,8 @@ def random_blur_batch(
     Only the images to blur are convolved (partitioned out and stitched back).
     """
     n = tf.shape(images)[0]
-    blur = tf.cast(sample_apply(rng, p, [n]), tf.int32)
-    sigma = sample_blur_sigma(rng, [n], sigma_range)
+    blur, sigma = sample_blur(rng, n, p, sigma_range)
+    blur = tf.cast(blur, tf.int32)
     kernel_size = blur_kernel_size(images.shape[1])
     index = tf.range(n)
     keep, chosen = tf.dynamic_partition(images, blur, 2)

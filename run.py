@@ -13,8 +13,10 @@ Pretrain, then linear evaluation on frozen features, then export:
         --train_epochs=90 --model_dir=runs/cifar10_r18_linear
 
 Intentionally thin: define the flags (one per field of `tf_simclr.config.Config`),
-build the config, call `tf_simclr.runner.run`. Bad input (unknown flag, bad
-value, missing data) prints one line naming the flag and exits with code 2;
+build the config, call `tf_simclr.modes.run` with the names of the flags given
+on the command line (those may not contradict a saved model's architecture).
+Bad input (unknown flag, bad value, missing data) prints one line naming the
+flag and exits with code 2;
 SIGTERM/SIGINT save a checkpoint and exit with 128 + the signal number; a NaN
 loss stops without saving and exits with 3; losing a worker of a multi-worker
 job exits with 4. A TPU that cannot be reached is bad input (exit 2, naming
@@ -61,6 +63,11 @@ def config_from_flags() -> Config:
     return Config(**{name: FLAGS[name].value for name, *_ in flag_specs()})
 
 
+def given_flags() -> frozenset[str]:
+    """The flags set on the command line or in a --flagfile (not left at their default)."""
+    return frozenset(name for name, *_ in flag_specs() if FLAGS[name].present)
+
+
 def main(argv):
     if len(argv) > 1:
         usage_error(f"unexpected positional arguments: {' '.join(argv[1:])}")
@@ -69,12 +76,15 @@ def main(argv):
         config.validate()
     except ConfigError as e:
         usage_error(str(e))
-    from tf_simclr import callbacks, distribute, runner  # TensorFlow starts here.
+    from tf_simclr import callbacks, distribute, modes
+    from tf_simclr.errors import ArgumentError
 
     try:
         distribute.configure_cpu_devices(config.num_cpu_devices)
-        result = runner.run(config)
+        result = modes.run(config, given=given_flags())
     except ConfigError as e:
+        usage_error(str(e))
+    except ArgumentError as e:  # an argument no flag maps to: still one line
         usage_error(str(e))
     except callbacks.TrainingInterrupted as e:
         print(f"run.py: {e}", file=sys.stderr)

@@ -60,3 +60,27 @@ def test_cifar_stem_rule():
 
 def test_defaults_validate():
     Config(model_dir="/tmp/run").validate()
+
+
+def test_library_errors_speak_python_and_the_cli_maps_them_to_flags():
+    from tf_simclr.config import flags_for
+    from tf_simclr.data import DataError, Source, eval_dataset
+
+    source = Source(
+        None, num_examples=4, num_classes=2, class_names=("a", "b"), name="toy", split="t"
+    )
+    with pytest.raises(DataError) as info:
+        eval_dataset(source, 32, batch_size=0)
+    assert str(info.value) == "batch_size=0: must be a positive integer"  # no flag named
+    with pytest.raises(ConfigError) as info:
+        with flags_for(batch_size="eval_batch_size"):
+            eval_dataset(source, 32, batch_size=0)
+    assert str(info.value) == "--eval_batch_size=0: must be a positive integer"
+    assert info.value.flag == "eval_batch_size"
+    # Arguments named like a flag need no entry; others pass through unchanged.
+    with pytest.raises(ConfigError, match="^--data_dir: "):
+        with flags_for():
+            raise DataError("data_dir", "is required")
+    with pytest.raises(DataError, match="^not_a_flag: "):
+        with flags_for():
+            raise DataError("not_a_flag", "whatever")

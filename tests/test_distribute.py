@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from tf_simclr import distribute
-from tf_simclr.config import ConfigError
+from tf_simclr.errors import ArgumentError
 from tf_simclr.losses import nt_xent
 from tf_simclr.optim import LARS
 
@@ -211,7 +211,7 @@ def test_auto_strategy_resolution(name, use_tpu, tpu_address, environ, expected)
 def test_tf_config_task_count_and_bad_json():
     assert distribute.tf_config_tasks({}) == 0
     assert distribute.tf_config_tasks(two_worker_tf_config()) == 2
-    with pytest.raises(ConfigError, match="--strategy: TF_CONFIG is not valid JSON"):
+    with pytest.raises(ArgumentError, match="TF_CONFIG: is not valid JSON"):
         distribute.tf_config_tasks({"TF_CONFIG": "{not json"})
 
 
@@ -231,9 +231,9 @@ def test_tpu_that_cannot_be_reached_is_a_config_error_not_a_hang():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # released: nothing listens there
     began = time.time()
-    with pytest.raises(ConfigError) as info:
+    with pytest.raises(ArgumentError) as info:
         distribute.build_strategy("tpu", tpu_address=f"grpc://127.0.0.1:{port}")
     assert time.time() - began < distribute.TPU_CONNECT_TIMEOUT
-    assert info.value.flag == "tpu_name"
+    assert info.value.argument == "tpu_address"
     assert f"nothing answers at 127.0.0.1:{port}" in str(info.value)
     assert "\n" not in str(info.value)

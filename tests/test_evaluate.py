@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_simclr import evaluate
+from tf_simclr import eval as evaluate
 from tf_simclr.data import Source, eval_dataset
 from tf_simclr.models import Classifier, ResNet
 

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from tf_simclr import builders, losses, runner
+from tf_simclr import builders, losses, modes
 from tf_simclr.config import Config
 from tf_simclr.models import ResNet
 from tf_simclr.optim import LARS, AdamL2, build_optimizer
@@ -225,12 +225,12 @@ def saved_loss_scale(model_dir):
 def test_float16_run_checkpoints_the_loss_scale_and_resumes(tmp_path):
     model_dir = tmp_path / "run"
     with tfds.testing.mock_data(num_examples=32):
-        first = runner.run(run_config(model_dir, precision="mixed_float16", train_steps=6))
+        first = modes.run(run_config(model_dir, precision="mixed_float16", train_steps=6))
         # Overflowing first steps are skipped, so fewer than 6 were applied and counted.
         step = first["train"]["global_step"]
         scale = saved_loss_scale(model_dir)
         assert 0 < step < 6 and math.log2(2.0**15 / scale) == 6 - step
-        resumed = runner.run(run_config(model_dir, precision="mixed_float16", train_steps=8))
+        resumed = modes.run(run_config(model_dir, precision="mixed_float16", train_steps=8))
     # The resumed run starts from the saved scale (not 2**15 again): the steps it
     # skipped are exactly its further halvings of that scale.
     final_step = resumed["train"]["global_step"]
@@ -244,8 +244,8 @@ def test_bfloat16_checkpoint_evaluates_in_float32(tmp_path):
     # Weights are float32 under every policy, so --precision may differ at evaluation.
     model_dir = tmp_path / "run"
     with tfds.testing.mock_data(num_examples=32):
-        runner.run(run_config(model_dir, precision="mixed_bfloat16", train_steps=2))
-        result = runner.run(
+        modes.run(run_config(model_dir, precision="mixed_bfloat16", train_steps=2))
+        result = modes.run(
             run_config(model_dir, mode="eval", eval_split="test", knn_k=3, train_steps=2)
         )
     assert result["eval"]["global_step"] == 2

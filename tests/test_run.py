@@ -256,7 +256,7 @@ def test_sigkill_then_restart_resumes_from_last_complete_checkpoint(tmp_path, im
 
 
 def test_run_main_in_process_on_mock_tfds_data(tmp_path):
-    """run.py's own main (flags -> Config -> runner) for a few steps on mock TFDS cifar10."""
+    """run.py's own main (flags -> Config -> modes.run) for a few steps on mock TFDS cifar10."""
     import tensorflow_datasets as tfds
 
     sys.path.insert(0, str(ROOT))

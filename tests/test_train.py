@@ -8,8 +8,9 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from tf_simclr import runner, train
+from tf_simclr import modes, training
 from tf_simclr.config import Config, ConfigError
+from tf_simclr.modes import pretrain
 
 
 def tiny_config(model_dir, **changes):
@@ -36,13 +37,13 @@ def tiny_config(model_dir, **changes):
 
 def test_step_plan_follows_reference_units():
     config = tiny_config("/tmp/x", train_steps=0, train_epochs=3, checkpoint_steps=0)
-    plan = train.StepPlan.from_config(config, num_examples=100)
+    plan = training.StepPlan.from_config(config, num_examples=100)
     assert plan.steps_per_epoch == 12  # drop_remainder: 100 // 8
     assert plan.total_steps == 36
     assert plan.checkpoint_steps == 12
     assert plan.warmup_steps == 6
     with pytest.raises(ConfigError, match="--train_batch_size"):
-        train.StepPlan.from_config(config, num_examples=7)
+        training.StepPlan.from_config(config, num_examples=7)
 
 
 @pytest.mark.parametrize(
@@ -56,7 +57,7 @@ def test_step_plan_follows_reference_units():
     ],
 )
 def test_fit_segments_cover_exactly_the_remaining_steps(start, total, per_epoch, expected):
-    segments = train.fit_segments(start, total, per_epoch)
+    segments = training.fit_segments(start, total, per_epoch)
     assert segments == expected
     assert sum(n for _, _, n in segments) == total - start
 
@@ -64,7 +65,7 @@ def test_fit_segments_cover_exactly_the_remaining_steps(start, total, per_epoch,
 def test_pretrain_on_mock_cifar10_writes_config_checkpoints_and_summaries(tmp_path):
     model_dir = tmp_path / "run"
     with tfds.testing.mock_data(num_examples=32):
-        result = runner.run(tiny_config(model_dir))["train"]
+        result = modes.run(tiny_config(model_dir))["train"]
     assert result["global_step"] == 3
     for key in ("loss", "contrast_acc", "contrast_entropy", "probe_loss", "probe_acc"):
         assert key in result and result[key] == result[key]  # present and not NaN
@@ -79,7 +80,7 @@ def test_pretrain_with_batched_and_device_augmentation(tmp_path, augment_impl):
     model_dir = tmp_path / "run"
     config = tiny_config(model_dir, augment_impl=augment_impl, train_steps=2, use_blur=True)
     with tfds.testing.mock_data(num_examples=32):
-        result = runner.run(config)["train"]
+        result = modes.run(config)["train"]
     assert result["global_step"] == 2 and np.isfinite(result["loss"])
     saved = json.loads((model_dir / "config.json").read_text())
     assert saved["augment_impl"] == augment_impl
@@ -88,11 +89,11 @@ def test_pretrain_with_batched_and_device_augmentation(tmp_path, augment_impl):
 def test_resume_continues_step_and_learning_rate(tmp_path):
     model_dir = tmp_path / "run"
     with tfds.testing.mock_data(num_examples=32):
-        runner.run(tiny_config(model_dir, train_steps=2))
-        resumed = runner.run(tiny_config(model_dir, train_steps=4))["train"]
+        modes.run(tiny_config(model_dir, train_steps=2))
+        resumed = modes.run(tiny_config(model_dir, train_steps=4))["train"]
         assert resumed["global_step"] == 4
         # A third call with the same target has nothing left to do.
-        again = runner.run(tiny_config(model_dir, train_steps=4))["train"]
+        again = modes.run(tiny_config(model_dir, train_steps=4))["train"]
     assert again["global_step"] == 4
     # Warmup 2 steps (0.5 epoch of 4 steps), cosine to 0 at step 4: LR at step 3 is peak/2.
     peak = 0.3 * 8 / 256
@@ -102,7 +103,7 @@ def test_resume_continues_step_and_learning_rate(tmp_path):
 def test_train_then_eval_pretrain_then_linear_eval_from_its_checkpoint(tmp_path):
     pre_dir, lin_dir = tmp_path / "pretrain", tmp_path / "linear"
     with tfds.testing.mock_data(num_examples=32):
-        pre = runner.run(tiny_config(pre_dir, mode="train_then_eval", eval_split="test", knn_k=5))
+        pre = modes.run(tiny_config(pre_dir, mode="train_then_eval", eval_split="test", knn_k=5))
         assert {"probe_top1", "probe_top5", "knn_top1"} <= set(pre["eval"])
         assert 0.0 <= pre["eval"]["knn_top1"] <= 1.0
         assert pre["export"].endswith("saved_model/3")
@@ -125,7 +126,7 @@ def test_train_then_eval_pretrain_then_linear_eval_from_its_checkpoint(tmp_path)
             eval_split="test",
             train_batch_size=4,
         )
-        result = runner.run(linear)
+        result = modes.run(linear)
     assert {"top1", "top5", "loss"} <= set(result["eval"])
     # Frozen encoder: the fine-tuned checkpoint's encoder equals the pretrained one.
     pre_reader = tf.train.load_checkpoint(str(pre_dir))
@@ -141,19 +142,30 @@ def test_train_then_eval_pretrain_then_linear_eval_from_its_checkpoint(tmp_path)
 def test_eval_without_checkpoint_and_bad_init_checkpoint_are_config_errors(tmp_path):
     with tfds.testing.mock_data(num_examples=32):
         with pytest.raises(ConfigError, match="--model_dir"):
-            runner.run(tiny_config(tmp_path / "none", mode="eval", eval_split="test"))
+            modes.run(tiny_config(tmp_path / "none", mode="eval", eval_split="test"))
         with pytest.raises(ConfigError, match="--checkpoint"):
-            runner.run(
+            modes.run(
                 tiny_config(
                     tmp_path / "ft", train_mode="finetune", checkpoint=str(tmp_path / "missing")
                 )
             )
-        runner.run(tiny_config(tmp_path / "pre", train_steps=1))
-        # A wider encoder cannot load the narrower pretrained weights: named error.
-        with pytest.raises(ConfigError, match="--checkpoint.*shape"):
-            runner.run(
+        modes.run(tiny_config(tmp_path / "pre", train_steps=1))
+        # A wider encoder contradicts the pretrained run's model.json: named error.
+        with pytest.raises(ConfigError, match="--width_multiplier=0.25: contradicts .*0.125"):
+            modes.run(
                 tiny_config(
                     tmp_path / "wide",
+                    train_mode="finetune",
+                    width_multiplier=0.25,
+                    checkpoint=str(tmp_path / "pre"),
+                )
+            )
+        # Without model.json (a run from before), the weights' shapes decide: named error.
+        (tmp_path / "pre" / "model.json").unlink()
+        with pytest.raises(ConfigError, match="--checkpoint.*shape"):
+            modes.run(
+                tiny_config(
+                    tmp_path / "wide_old",
                     train_mode="finetune",
                     width_multiplier=0.25,
                     checkpoint=str(tmp_path / "pre"),
@@ -167,11 +179,11 @@ def test_nan_loss_stops_without_saving_and_names_the_step(tmp_path):
 
     model_dir = tmp_path / "run"
     with tfds.testing.mock_data(num_examples=32):
-        runner.run(tiny_config(model_dir, train_steps=2, checkpoint_steps=1))
+        modes.run(tiny_config(model_dir, train_steps=2, checkpoint_steps=1))
         good = sorted(p.name for p in model_dir.glob("ckpt-*.index"))
         with pytest.raises(TrainingDiverged, match=r"NaN or Inf at step \d+.*learning rate"):
             # A huge plain-momentum learning rate blows up within a few steps.
-            runner.run(
+            modes.run(
                 tiny_config(
                     model_dir,
                     train_steps=30,
@@ -194,7 +206,7 @@ def test_unwritable_model_dir_is_a_config_error(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a directory")
     with pytest.raises(ConfigError, match="--model_dir.*not writable"):
-        train.prepare_model_dir(str(blocker / "run"))
+        training.prepare_model_dir(str(blocker / "run"))
 
 
 def test_too_little_disk_space_is_a_config_error(tmp_path, monkeypatch):
@@ -204,7 +216,7 @@ def test_too_little_disk_space_is_a_config_error(tmp_path, monkeypatch):
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10 << 30, 0, 5 << 20))
     with pytest.raises(ConfigError, match="--model_dir.*MB free"):
-        train.prepare_model_dir(str(tmp_path / "run"), checkpoint_bytes=100 << 20)
+        training.prepare_model_dir(str(tmp_path / "run"), checkpoint_bytes=100 << 20)
     assert not (tmp_path / "run").exists()
 
 
@@ -272,7 +284,7 @@ def test_a_resumed_run_continues_the_data_epoch_where_it_stopped(tmp_path, image
         use_grayscale=False,
     )
     strategy = tf.distribute.get_strategy()
-    train.train(config, strategy)
+    pretrain.run(config, strategy)
 
     def resumed_from_step_5(name, **changes):
         model_dir = tmp_path / name
@@ -280,7 +292,7 @@ def test_a_resumed_run_continues_the_data_epoch_where_it_stopped(tmp_path, image
         for path in (tmp_path / "whole").glob("ckpt-5.*"):
             shutil.copy(path, model_dir / path.name)
         (model_dir / "checkpoint").write_text('model_checkpoint_path: "ckpt-5"\n')
-        result = train.train(config.replace(model_dir=str(model_dir), **changes), strategy)
+        result = pretrain.run(config.replace(model_dir=str(model_dir), **changes), strategy)
         assert result["global_step"] == 10
         return _float_variables(model_dir / "ckpt-10")
 

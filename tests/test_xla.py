@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_simclr import builders, train
+from tf_simclr import builders
 from tf_simclr.config import Config, ConfigError
+from tf_simclr.modes import pretrain
 
 
 def run_steps(jit_compile, steps=3):
@@ -59,5 +60,5 @@ def test_xla_train_steps_match_the_graph_executor():
 def test_jit_compile_with_several_replicas_is_a_config_error(tmp_path, mirrored_strategy):
     config = Config(model_dir=str(tmp_path / "run"), dataset="cifar10", jit_compile=True)
     with pytest.raises(ConfigError, match="--jit_compile"):
-        train.train(config, mirrored_strategy)
+        pretrain.run(config, mirrored_strategy)
     assert not (tmp_path / "run").exists()

@@ -11,9 +11,10 @@ import keras
 import tensorflow as tf
 
 from tf_simclr import distribute
-from tf_simclr.config import Config, ConfigError
-from tf_simclr.data import AugmentConfig, Source, make_source
+from tf_simclr.config import Config, ConfigError, flags_for
+from tf_simclr.data import AugmentConfig, DeviceViews, Source, make_source
 from tf_simclr.data.subsets import subset_source
+from tf_simclr.eval.linear import finetune_augment
 from tf_simclr.models import Classifier, ProjectionHead, ResNet, SimCLR
 from tf_simclr.optim import WarmupCosineDecay, build_optimizer, scaled_learning_rate
 
@@ -22,9 +23,7 @@ def augment_config(config: Config) -> AugmentConfig:
     """Training augmentation. Pretraining: the full SimCLR recipe (paper Appendix A);
     fine-tuning and linear evaluation: random crop and flip only (paper Appendix B.5)."""
     if config.train_mode == "finetune":
-        return AugmentConfig(
-            image_size=config.image_size, color_jitter=False, grayscale=False, blur=False
-        )
+        return finetune_augment(config.image_size)
     return AugmentConfig(
         image_size=config.image_size,
         crop=config.use_crop,
@@ -47,14 +46,10 @@ def train_source(config: Config, subset: bool = True) -> Source:
         # The official semi-supervised ImageNet subsets (SimCLRv2): a TFDS dataset of its
         # own whose "train" split holds the 1% / 10% of labelled images.
         dataset, split = split, "train"
-    source = make_source(
-        dataset,
-        split,
-        data_dir=config.data_dir or None,
-        split_flag="train_split",
-        shuffle_files=True,
-        seed=config.seed,
-    )
+    with flags_for(split="train_split"):
+        source = make_source(
+            dataset, split, data_dir=config.data_dir or None, shuffle_files=True, seed=config.seed
+        )
     if subset and (config.label_fraction or config.labels_per_class):
         if source.num_classes == 0:
             raise ConfigError("label_fraction", "needs a labelled dataset")
@@ -68,20 +63,20 @@ def train_source(config: Config, subset: bool = True) -> Source:
 
 
 def eval_source(config: Config) -> Source:
-    return make_source(
-        config.dataset, config.eval_split, data_dir=config.data_dir or None, split_flag="eval_split"
-    )
+    with flags_for(split="eval_split"):
+        return make_source(config.dataset, config.eval_split, data_dir=config.data_dir or None)
 
 
 def build_strategy(config: Config) -> tf.distribute.Strategy:
     """`--strategy` and the TPU flags -> the strategy (`distribute.build_strategy`)."""
-    return distribute.build_strategy(
-        config.strategy,
-        use_tpu=config.use_tpu,
-        tpu_address=config.tpu_address,
-        tpu_zone=config.tpu_zone,
-        gcp_project=config.gcp_project,
-    )
+    with flags_for(TF_CONFIG="strategy", tpu_address="tpu_name"):
+        return distribute.build_strategy(
+            config.strategy,
+            use_tpu=config.use_tpu,
+            tpu_address=config.tpu_address,
+            tpu_zone=config.tpu_zone,
+            gcp_project=config.gcp_project,
+        )
 
 
 def _synchronized(config: Config) -> bool:
@@ -128,7 +123,7 @@ def build_pretrain_model(config: Config, num_classes: int) -> SimCLR:
         temperature=config.temperature,
         hidden_norm=config.hidden_norm,
         ft_proj_selector=config.ft_proj_selector,
-        augment=augment_config(config) if config.augment_impl == "device" else None,
+        augment=DeviceViews(augment_config(config)) if config.augment_impl == "device" else None,
         augment_seed=config.seed,
         name="simclr",
     )

@@ -1,4 +1,4 @@
-"""Checkpoints: saving, resuming, and initialising a fine-tune run from a pretrain run.
+"""Checkpoints: saving, resuming, restoring a model, and initialising from another run.
 
 Precedence, in one place (`restore_or_initialize`):
 1. `model_dir` holds a checkpoint: resume from its latest (model, optimizer
@@ -11,6 +11,11 @@ Checkpoints are `tf.train.Checkpoint(model=..., optimizer=...)` files named
 `ckpt-<step>`; `tf.train.CheckpointManager` records a checkpoint in
 `model_dir/checkpoint` only after all its files are written, so a crash never
 leaves a half-written checkpoint that a restart would pick up.
+
+`restore_model` restores a whole built model from a model_dir, a `ckpt-N`
+prefix or a SavedModel exported by `tf_simclr.export` (whose variables are the
+model's, in order). Errors are `ArgumentError`s naming the argument (`path`,
+`resume_dir`, `init_checkpoint`), one line each, never a TensorFlow traceback.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from tf_simclr.config import ConfigError
+from tf_simclr.errors import ArgumentError
 
 CHECKPOINT_NAME = "ckpt"
 
@@ -33,16 +38,112 @@ def manager_for(model, optimizer, model_dir: str, max_to_keep: int) -> tf.train.
     )
 
 
-def resolve(path: str, flag: str = "checkpoint") -> str:
-    """A checkpoint prefix from a prefix or a directory (its latest); ConfigError otherwise."""
+def is_saved_model(path: str) -> bool:
+    """Whether `path` is a SavedModel directory (holds `saved_model.pb`)."""
+    return bool(path) and tf.io.gfile.exists(os.path.join(path, "saved_model.pb"))
+
+
+def resolve(path: str, argument: str = "path") -> str:
+    """A checkpoint prefix from a prefix or a directory (its latest); ArgumentError otherwise."""
     if tf.io.gfile.isdir(path):
         latest = tf.train.latest_checkpoint(path)
         if latest is None:
-            raise ConfigError(flag, "directory holds no checkpoint", path)
+            raise ArgumentError(argument, "directory holds no checkpoint (train first)", path)
         return latest
     if not tf.io.gfile.exists(path + ".index"):
-        raise ConfigError(flag, "no such checkpoint (give a ckpt-N prefix or a model_dir)", path)
+        raise ArgumentError(
+            argument,
+            "no such checkpoint (give a ckpt-N prefix, a model_dir or an exported SavedModel)",
+            path,
+        )
     return path
+
+
+def step_of(path: str) -> int:
+    """The training step of a `ckpt-N` prefix or a SavedModel `<root>/<step>` directory."""
+    tail = os.path.basename(os.path.normpath(path)).rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+def _restore(checkpoint: tf.train.Checkpoint, prefix: str, what: str, argument: str, path: str):
+    """Restores `checkpoint` from `prefix`; every variable of it must be found and fit."""
+    status = None
+    try:
+        status = checkpoint.restore(prefix)
+        status.assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.OpError) as e:
+        if status is not None:
+            status.expect_partial()  # no second wall of "could not be found" warnings
+        detail = " ".join(str(getattr(e, "message", e)).split())[:300]
+        raise ArgumentError(argument, f"does not fit {what}: {detail}", path) from None
+    status.expect_partial()
+    return status
+
+
+def restore_model(model: keras.Model, path: str, argument: str = "path") -> int:
+    """Restores every variable of the built `model` from `path`; returns the step.
+
+    Args:
+      model: built (called once), of the architecture that was saved.
+      path: a model_dir (its latest checkpoint), a `ckpt-N` prefix, or a
+        SavedModel directory exported by `tf_simclr.export.export_saved_model`.
+      argument: the name blamed in errors.
+
+    Raises:
+      ArgumentError: nothing restorable at `path`, or a variable of `model`
+        that `path` lacks or holds with another shape.
+    """
+    if is_saved_model(path):
+        _restore_saved_model_variables(model, path, argument)
+        return step_of(path)
+    prefix = resolve(path, argument)
+    _restore(
+        tf.train.Checkpoint(model=model),
+        prefix,
+        "this model (another architecture? see the run's model.json and config.json)",
+        argument,
+        path,
+    )
+    logging.info("Restored %s", prefix)
+    return step_of(prefix)
+
+
+def _restore_saved_model_variables(model: keras.Model, path: str, argument: str) -> None:
+    """Assigns the variables of an exported SavedModel to `model`, by position.
+
+    `tf_simclr.export` lists the model's variables, in `model.variables` order, as
+    the module's `variables` attribute: their keys are `variables/<i>/...`. The
+    counts and every shape must agree, so another architecture fails here.
+    """
+    prefix = os.path.join(path, "variables", "variables")
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+    except (tf.errors.OpError, ValueError) as e:
+        raise ArgumentError(
+            argument, f"cannot read the SavedModel's variables ({e})", path
+        ) from None
+    shapes = reader.get_variable_to_shape_map()
+    key = "variables/{}/.ATTRIBUTES/VARIABLE_VALUE".format
+    saved = sum(1 for name in shapes if name.startswith("variables/"))
+    if saved != len(model.variables):
+        raise ArgumentError(
+            argument,
+            f"holds {saved} model variables, this model has {len(model.variables)} (another "
+            "architecture, or not a SavedModel exported by tf_simclr)",
+            path,
+        )
+    for i, variable in enumerate(model.variables):
+        shape = shapes.get(key(i))
+        if shape is None or list(shape) != list(variable.shape):
+            raise ArgumentError(
+                argument,
+                f"variable {i} ({variable.path}) has shape {list(variable.shape)} here and "
+                f"{shape} in the SavedModel (another architecture?)",
+                path,
+            )
+    for i, variable in enumerate(model.variables):
+        variable.assign(reader.get_tensor(key(i)))
+    logging.info("Restored %d variables from the SavedModel %s", saved, path)
 
 
 def load_parts(parts: dict[str, keras.Model | keras.layers.Layer], path: str) -> None:
@@ -51,30 +152,36 @@ def load_parts(parts: dict[str, keras.Model | keras.layers.Layer], path: str) ->
     The checkpoint's `model` must have attributes of the same names (as
     `SimCLR` and `Classifier` do). Variables the parts do not have (optimizer
     slots, the online probe, a classifier) are ignored with a log line; parts
-    missing from the checkpoint, or variables whose shapes differ, are a
-    ConfigError naming the variable.
+    missing from the checkpoint, or variables whose shapes differ, are an
+    ArgumentError (`init_checkpoint`) naming the variable.
     """
-    path = resolve(path)
-    status = tf.train.Checkpoint(model=tf.train.Checkpoint(**parts)).restore(path)
-    try:
-        status.assert_existing_objects_matched()
-    except (AssertionError, ValueError) as e:
-        raise ConfigError(
-            "checkpoint",
-            f"does not contain the {' and '.join(parts)} of this model: {str(e)[:300]}",
-            path,
-        ) from e
-    status.expect_partial()
+    prefix = resolve(path, "init_checkpoint")
+    checkpoint = tf.train.Checkpoint(model=tf.train.Checkpoint(**parts))
+    what = f"the {' and '.join(parts)} of this model"
+    _restore(checkpoint, prefix, what, "init_checkpoint", path)
     used = sum(len(p.weights) for p in parts.values())
-    total = len(tf.train.load_checkpoint(path).get_variable_to_shape_map())
+    total = len(tf.train.load_checkpoint(prefix).get_variable_to_shape_map())
     logging.info(
         "Loaded %s from %s (%d variables); ignored %d other checkpoint entries "
         "(optimizer, online probe, counters)",
         " and ".join(parts),
-        path,
+        prefix,
         used,
         max(total - used, 0),
     )
+
+
+def copy_parts(parts: dict[str, keras.layers.Layer], source: keras.Model) -> None:
+    """Copies the weights of `source.<name>` into each part (same architecture)."""
+    for name, part in parts.items():
+        origin = getattr(source, name, None)
+        if origin is None:
+            raise ArgumentError("init_checkpoint", f"the saved model has no {name}")
+        if [w.shape for w in origin.weights] != [w.shape for w in part.weights]:
+            raise ArgumentError("init_checkpoint", f"the saved {name} has another architecture")
+        for target, value in zip(part.weights, origin.weights, strict=True):
+            target.assign(value)
+    logging.info("Loaded %s from a saved model", " and ".join(parts))
 
 
 def restore_or_initialize(
@@ -82,31 +189,32 @@ def restore_or_initialize(
     init_checkpoint: str = "",
     init_parts: dict | None = None,
     resume_dir: str | None = None,
+    init_model: keras.Model | None = None,
 ) -> str:
     """Applies the precedence above; returns what happened ("resumed", "initialized", "fresh").
 
     `resume_dir` is the model_dir to resume from when it is not the manager's
     directory (a non-chief worker saves to a temporary directory but resumes
-    from the chief's checkpoints).
+    from the chief's checkpoints). `init_model`, when given, is the already
+    restored model of `init_checkpoint` (e.g. rebuilt from a SavedModel) whose
+    parts are copied instead of reading a checkpoint.
     """
-    latest = tf.train.latest_checkpoint(resume_dir or manager.directory)
+    resume_dir = resume_dir or manager.directory
+    latest = tf.train.latest_checkpoint(resume_dir)
     if latest:
-        try:
-            manager.checkpoint.restore(latest).assert_existing_objects_matched()
-        except (AssertionError, ValueError) as e:
-            raise ConfigError(
-                "model_dir",
-                f"its checkpoint {os.path.basename(latest)} does not fit this "
-                f"model (was it written with other flags?): {str(e)[:300]}",
-            ) from e
+        _restore(
+            manager.checkpoint,
+            latest,
+            "this model (was it written with other flags? see its model.json)",
+            "resume_dir",
+            resume_dir,
+        )
         logging.info("Resumed from %s", latest)
         return "resumed"
+    if init_model is not None:
+        copy_parts(init_parts or {}, init_model)
+        return "initialized"
     if init_checkpoint:
-        try:
-            load_parts(init_parts or {}, init_checkpoint)
-        except ValueError as e:  # a shape mismatch raised during restore
-            if isinstance(e, ConfigError):
-                raise
-            raise ConfigError("checkpoint", f"does not fit this model: {str(e)[:300]}") from e
+        load_parts(init_parts or {}, init_checkpoint)
         return "initialized"
     return "fresh"

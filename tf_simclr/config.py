@@ -12,20 +12,24 @@ Deliberate differences from its defaults are marked "(reference: ...)".
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 from typing import Any
 
-MODES = ("train", "eval", "train_then_eval", "export")
-TRAIN_MODES = ("pretrain", "finetune")
-OPTIMIZERS = ("lars", "momentum", "adam", "adamw")
-LR_SCALINGS = ("linear", "sqrt")
-PROJ_HEAD_MODES = ("none", "linear", "nonlinear")
-RESNET_DEPTHS = (18, 34, 50, 101, 152, 200)
-STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker_mirrored", "tpu")
-AUGMENT_IMPLS = ("per_image", "batched", "device")  # == tf_simclr.data.pipeline's
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+# The allowed values of each choice flag are defined by the module that owns them.
+from tf_simclr.data.pipeline import AUGMENT_IMPLS
+from tf_simclr.distribute import STRATEGY_NAMES
+from tf_simclr.errors import UNSET, ArgumentError
+from tf_simclr.models.heads import PROJECTION_HEAD_MODES as PROJ_HEAD_MODES
+from tf_simclr.models.resnet import BLOCKS_PER_GROUP, PRECISIONS
+from tf_simclr.modes import MODES, TRAIN_MODES
+from tf_simclr.optim.lars import OPTIMIZERS
+from tf_simclr.optim.schedules import LR_SCALINGS
+
+RESNET_DEPTHS = tuple(sorted(BLOCKS_PER_GROUP))
+STRATEGIES = ("auto", *STRATEGY_NAMES)
 
 
 class ConfigError(ValueError):
@@ -40,6 +44,24 @@ class ConfigError(ValueError):
         self.message = " ".join(str(message).split())  # always one line
         prefix = f"--{flag}" if value is None else f"--{flag}={value}"
         super().__init__(f"{prefix}: {self.message}")
+
+
+@contextlib.contextmanager
+def flags_for(**flag_of_argument: str):
+    """Turns a library `ArgumentError` into a `ConfigError` naming the flag that supplied it.
+
+    The library names its own arguments (`batch_size`, `split`); the caller
+    says which flag each came from here, e.g. `flags_for(batch_size="eval_batch_size",
+    split="eval_split")`. Arguments named like a flag (`data_dir`, `dataset`)
+    need no entry. Errors about any other argument pass through unchanged.
+    """
+    try:
+        yield
+    except ArgumentError as e:
+        flag = flag_of_argument.get(e.argument, e.argument)
+        if flag not in _FIELD_NAMES:
+            raise
+        raise ConfigError(flag, e.message, None if e.value is UNSET else e.value) from e
 
 
 def _field(default: Any, help: str, choices: tuple | None = None) -> Any:
@@ -331,6 +353,9 @@ class Config:
                 "batch dynamically); use --use_blur=false, --augment_impl=batched or "
                 "--jit_compile=false",
             )
+
+
+_FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(Config))
 
 
 def flag_specs() -> list[tuple[str, type, Any, str, tuple | None]]:

@@ -26,7 +26,7 @@ import socket
 
 import tensorflow as tf
 
-from tf_simclr.config import ConfigError
+from tf_simclr.errors import UNSET, ArgumentError
 
 
 def num_replicas() -> int:
@@ -107,7 +107,7 @@ def tf_config_tasks(environ: dict | None = None) -> int:
     try:
         cluster = json.loads(raw).get("cluster", {})
     except (ValueError, AttributeError) as e:
-        raise ConfigError("strategy", f"TF_CONFIG is not valid JSON: {e}") from e
+        raise ArgumentError("TF_CONFIG", f"is not valid JSON: {e}") from e
     return sum(len(tasks) for tasks in cluster.values())
 
 
@@ -163,8 +163,9 @@ def build_strategy(
       grpc://host:8470; empty: from the GCE metadata), `tpu_zone`, `gcp_project`.
 
     Raises:
-        ConfigError: (flag `tpu_name`) when the TPU cannot be found or reached,
-            with one line saying why; (flag `strategy`) for bad TF_CONFIG.
+        ArgumentError: (argument `tpu_address`) when the TPU cannot be found or
+            reached, with one line saying why; (`TF_CONFIG`) for a malformed
+            TF_CONFIG environment variable.
     """
     name = resolve_strategy_name(name, use_tpu, tpu_address)
     if name == "default":
@@ -199,7 +200,7 @@ TPU_CONNECT_TIMEOUT = 30.0  # seconds to wait for a TPU's gRPC port before givin
 def _tpu_strategy(address: str, zone: str, project: str) -> tf.distribute.TPUStrategy:
     """TPUClusterResolver + initialize_tpu_system + TPUStrategy, as the reference does.
 
-    Every failure becomes a one-line ConfigError: no TPU name and no GCE
+    Every failure becomes a one-line ArgumentError: no TPU name and no GCE
     metadata, an unknown name (the Cloud TPU API is unreachable or does not
     know it), a gRPC address that does not answer (TensorFlow would otherwise
     wait for it forever), a machine without TPU devices.
@@ -217,12 +218,12 @@ def _tpu_strategy(address: str, zone: str, project: str) -> tf.distribute.TPUStr
         return tf.distribute.TPUStrategy(resolver)
     except Exception as e:  # noqa: BLE001 - any failure here means "no usable TPU"
         detail = " ".join(str(e).split())[:300] or type(e).__name__
-        raise ConfigError(
-            "tpu_name",
-            f"cannot use the TPU {shown} ({type(e).__name__}: {detail}); check --tpu_name, "
-            "--tpu_zone and --gcp_project, or train without a TPU (--use_tpu=false "
-            "--strategy=auto)",
-            address or None,
+        raise ArgumentError(
+            "tpu_address",
+            f"cannot use the TPU {shown} ({type(e).__name__}: {detail}); check the TPU "
+            "name, zone and project (--tpu_name, --tpu_zone, --gcp_project), or train "
+            "without a TPU",
+            address or UNSET,
         ) from e
 
 

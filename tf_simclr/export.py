@@ -75,6 +75,7 @@ registers the classes).
 
 from __future__ import annotations
 
+import json
 import numbers
 import os
 import uuid
@@ -88,6 +89,8 @@ SERVING_DEFAULT = "serving_default"
 SERVING_FLOAT = "serving_float"
 INPUT_NAME = "images"
 OUTPUT_KEYS = ("embedding", "projection", "logits", "probabilities")
+# The model description (`tf_simclr.run_dir`) inside an exported SavedModel.
+DESCRIPTION_FILE = os.path.join("assets.extra", "tf_simclr_model.json")
 
 
 def eval_preprocess(
@@ -222,6 +225,7 @@ def export_saved_model(
     step: int,
     image_size: int,
     crop_proportion: float | None = None,
+    description: dict | None = None,
 ) -> str:
     """Writes `model` as a SavedModel to `export_root/<step>/`; returns that path.
 
@@ -241,6 +245,9 @@ def export_saved_model(
       image_size: side of the square images the model takes, >= 1.
       crop_proportion: evaluation centre crop, as in `augment.eval_view`
         (None: 0.875 above 32 px, none at 32 px or less).
+      description: the model description of `tf_simclr.run_dir` (JSON-able),
+        written to `assets.extra/tf_simclr_model.json` so that the SavedModel
+        can be rebuilt as a Keras model (`--checkpoint=<this directory>`).
     """
     if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
         raise ValueError(f"step must be an integer >= 0 (the version number), got {step!r}")
@@ -259,6 +266,11 @@ def export_saved_model(
     tmp = os.path.join(export_root, f".tmp-{step}-{token}")
     try:
         tf.saved_model.save(root, tmp, signatures=signatures)
+        if description is not None:
+            extra = os.path.join(tmp, DESCRIPTION_FILE)
+            tf.io.gfile.makedirs(os.path.dirname(extra))
+            with tf.io.gfile.GFile(extra, "w") as f:
+                f.write(json.dumps(description, indent=2, sort_keys=True) + "\n")
         if tf.io.gfile.exists(path):
             old = os.path.join(export_root, f".old-{step}-{token}")
             tf.io.gfile.rename(path, old)

@@ -101,9 +101,9 @@ def test_tfds_unknown_dataset_name():
     with pytest.raises(DataError) as info:
         sources.tfds_source("no_such_dataset_xyz", "train")
     err = info.value
-    assert err.flag == "dataset"
+    assert err.argument == "dataset"
     assert "not a TFDS dataset name" in str(err) and "image_folder" in str(err)
-    assert "\n" not in str(err) and str(err).startswith("--dataset=no_such_dataset_xyz: ")
+    assert "\n" not in str(err) and str(err).startswith("dataset='no_such_dataset_xyz': ")
 
 
 def test_tfds_prepares_and_tiles_grayscale(tmp_path):
@@ -146,13 +146,11 @@ def test_tfds_shuffle_files_keeps_examples(tmp_path):
     "split, reason",
     [("validation", "Should be one of ['train', 'test']"), ("train[abc]", "Unrecognized split")],
 )
-def test_tfds_bad_split_blames_split_flag(tmp_path, split, reason):
+def test_tfds_bad_split_blames_split(tmp_path, split, reason):
     with pytest.raises(DataError) as info:
-        sources.tfds_source(
-            "tf_simclr_test_gray", split, data_dir=str(tmp_path), split_flag="eval_split"
-        )
-    assert info.value.flag == "eval_split"
-    assert str(info.value).startswith(f"--eval_split={split}: ")
+        sources.tfds_source("tf_simclr_test_gray", split, data_dir=str(tmp_path))
+    assert info.value.argument == "split"
+    assert str(info.value).startswith(f"split={split!r}: ")
     assert reason in str(info.value)
     assert "\n" not in str(info.value)
 
@@ -170,7 +168,7 @@ def test_tfds_not_prepared_and_download_fails(tmp_path):
     with pytest.raises(DataError) as info:
         sources.tfds_source("tf_simclr_test_offline", "train", data_dir=str(tmp_path))
     err = info.value
-    assert err.flag == "data_dir"
+    assert err.argument == "data_dir"
     assert str(tmp_path) in str(err)
     assert "could not be downloaded" in str(err) and "network is unreachable" in str(err)
 
@@ -292,16 +290,16 @@ def test_image_folder_missing_root(tmp_path):
     missing = str(tmp_path / "nope")
     with pytest.raises(DataError) as info:
         sources.image_folder_source(missing, "train")
-    assert info.value.flag == "data_dir"
-    assert str(info.value).startswith(f"--data_dir={missing}: directory does not exist")
+    assert info.value.argument == "data_dir"
+    assert str(info.value).startswith(f"data_dir={missing!r}: directory does not exist")
     assert "<label>/<image>" in str(info.value)
 
 
 def test_image_folder_missing_split(tmp_path):
     (tmp_path / "train").mkdir()
     with pytest.raises(DataError) as info:
-        sources.image_folder_source(str(tmp_path), "val", split_flag="eval_split")
-    assert info.value.flag == "eval_split"
+        sources.image_folder_source(str(tmp_path), "val")
+    assert info.value.argument == "split" and info.value.value == "val"
     assert "<data_dir>/<split>/<label>/<image>" in str(info.value)
 
 
@@ -310,19 +308,17 @@ def test_image_folder_without_images(tmp_path):
     _write(str(tmp_path / "train" / "blank.png"), b"")
     with pytest.raises(DataError) as info:
         sources.image_folder_source(str(tmp_path), "train")
-    assert info.value.flag == "train_split"
+    assert info.value.argument == "split"
     assert "no usable images" in str(info.value) and "1 empty, 1 not an image" in str(info.value)
 
 
 def test_make_source_image_folder_needs_data_dir():
     with pytest.raises(DataError) as info:
         sources.make_source("image_folder", "train", data_dir="")
-    assert info.value.flag == "data_dir"
+    assert info.value.argument == "data_dir"
     assert "image_folder" in str(info.value)
 
 
 def test_make_source_dispatches_to_tfds(tmp_path):
-    source = sources.make_source(
-        "tf_simclr_test_gray", "test", data_dir=str(tmp_path), split_flag="eval_split"
-    )
+    source = sources.make_source("tf_simclr_test_gray", "test", data_dir=str(tmp_path))
     assert (source.name, source.num_examples, source.num_classes) == ("tf_simclr_test_gray", 4, 3)

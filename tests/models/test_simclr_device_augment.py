@@ -11,10 +11,11 @@ import pytest
 import tensorflow as tf
 
 from tf_simclr.data.augment import AugmentConfig
+from tf_simclr.data.augment_batch import DeviceViews
 from tf_simclr.models import ProjectionHead, ResNet, SimCLR
 
 SIZE, BATCH, CLASSES = 16, 8, 3
-AUGMENT = AugmentConfig(image_size=SIZE, color_jitter_strength=0.5, blur=False)
+AUGMENT = DeviceViews(AugmentConfig(image_size=SIZE, color_jitter_strength=0.5, blur=False))
 
 
 def images_batch(seed=0, n=BATCH, side=20):
@@ -118,6 +119,12 @@ def test_config_round_trip(tmp_path):
 
 
 @pytest.mark.parametrize("bad", [{"image_size": 0}, {"blur_prob": 2.0}])
-def test_bad_augment_dict_is_rejected(bad):
+def test_bad_augment_config_is_rejected(bad):
     with pytest.raises(ValueError):
-        SimCLR(ResNet(18, width_multiplier=0.125), ProjectionHead(), augment=bad)
+        DeviceViews(bad)
+
+
+def test_augment_must_be_callable():
+    config = AugmentConfig(image_size=SIZE)
+    with pytest.raises(TypeError, match="DeviceViews"):
+        SimCLR(ResNet(18, width_multiplier=0.125), ProjectionHead(), augment=config)

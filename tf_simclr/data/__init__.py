@@ -5,6 +5,7 @@ The individual augmentation ops (crop, jitter, blur, ...) stay in
 """
 
 from tf_simclr.data.augment import AugmentConfig, eval_view, simclr_view, two_views
+from tf_simclr.data.augment_batch import DeviceViews
 from tf_simclr.data.pipeline import (
     eval_dataset,
     pretrain_dataset,
@@ -32,6 +33,7 @@ __all__ = [
     "SKIP_REASONS",
     "AugmentConfig",
     "DataError",
+    "DeviceViews",
     "Source",
     "balanced_subset_indices",
     "eval_dataset",

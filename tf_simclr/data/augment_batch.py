@@ -41,6 +41,9 @@ pixels.
 
 from __future__ import annotations
 
+import dataclasses
+
+import keras
 import tensorflow as tf
 
 from tf_simclr.data.augment import AugmentConfig
@@ -395,3 +398,38 @@ def two_views_batch(
         for s in seeds
     )
     return {"view1": view1, "view2": view2, "label": batch["label"]}
+
+
+@keras.saving.register_keras_serializable(package="tf_simclr")
+class DeviceViews:
+    """`two_views_batch` as a serializable callable: `SimCLR(augment=DeviceViews(cfg))`.
+
+    `views(batch, seed)` maps `{"image": uint8 or float [N, H, W, 3], "label"}`
+    to `{"view1", "view2", "label"}` with the recipe `cfg`. The model calls it
+    inside its train step (on the accelerator) and serializes it with its
+    config; models never import the data package, they only call this.
+
+    Args:
+      config: an `AugmentConfig`, or a dict of its fields.
+    """
+
+    def __init__(self, config: AugmentConfig | dict):
+        self.config = AugmentConfig(**config) if isinstance(config, dict) else config
+        if not isinstance(self.config, AugmentConfig):
+            raise TypeError(f"config must be an AugmentConfig, got {type(config).__name__}")
+
+    def __call__(self, batch: dict[str, tf.Tensor], seed: tf.Tensor) -> dict[str, tf.Tensor]:
+        return two_views_batch(batch, self.config, seed=seed)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, DeviceViews) and other.config == self.config
+
+    def __hash__(self) -> int:
+        return hash(self.config)
+
+    def get_config(self) -> dict:
+        return dataclasses.asdict(self.config)
+
+    @classmethod
+    def from_config(cls, config: dict) -> DeviceViews:
+        return cls(config)

@@ -35,18 +35,18 @@ _MIN_SHUFFLE_BUFFER = 1000
 AUGMENT_IMPLS = ("per_image", "batched", "device")
 
 
-def steps_per_epoch(num_examples: int, batch_size: int, flag: str = "train_batch_size") -> int:
+def steps_per_epoch(num_examples: int, batch_size: int) -> int:
     """Full batches per pass over ``num_examples`` (the remainder is dropped).
 
     Raises:
-      DataError: naming ``flag`` when the batch is larger than the split.
+      DataError: (argument ``batch_size``) when the batch is larger than the split.
     """
     if batch_size < 1:
-        raise DataError(flag, "must be a positive integer", batch_size)
+        raise DataError("batch_size", "must be a positive integer", batch_size)
     steps = num_examples // batch_size
     if steps == 0:
         raise DataError(
-            flag,
+            "batch_size",
             f"larger than the {num_examples} examples in the split; "
             f"use at most {num_examples} or a larger split",
             batch_size,
@@ -147,10 +147,10 @@ def _training_batches(
         allowed = ", ".join(AUGMENT_IMPLS)
         raise DataError("augment_impl", f"is not one of: {allowed}", augment_impl)
     if batch_size < 1:
-        raise DataError("train_batch_size", "must be a positive integer", batch_size)
+        raise DataError("batch_size", "must be a positive integer", batch_size)
     if drop_remainder and source.num_examples < batch_size:
         raise DataError(
-            "train_batch_size",
+            "batch_size",
             f"larger than the {source.num_examples} examples in {source.name} "
             f"split {source.split!r}; no full batch could be formed",
             batch_size,
@@ -273,9 +273,9 @@ def pretrain_dataset(
       ``augment=augment_cfg``.
 
     Raises:
-      DataError: (flag ``train_batch_size``) if ``batch_size`` is not positive,
+      DataError: (argument ``batch_size``) if ``batch_size`` is not positive,
         or if ``drop_remainder`` and the split has fewer than B examples;
-        (flag ``augment_impl``) for an unknown ``augment_impl``.
+        (argument ``augment_impl``) for an unknown ``augment_impl``.
     """
     augment = {
         "per_image": _traced(_pretrain_views, augment_cfg),
@@ -368,7 +368,7 @@ def eval_dataset(
       A dataset of ``{"image": float32 [B, S, S, 3] in [0, 1], "label": int64 [B]}``.
     """
     if batch_size < 1:
-        raise DataError("eval_batch_size", "must be a positive integer", batch_size)
+        raise DataError("batch_size", "must be a positive integer", batch_size)
     ds = source.dataset
     if cache:
         ds = ds.cache()

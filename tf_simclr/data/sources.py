@@ -7,8 +7,9 @@ batching and repetition are the pipeline's job (``tf_simclr.data.pipeline``),
 so adding a dataset means adding a source and nothing else.
 
 Every user-facing problem (unknown dataset, missing folder, bad split) raises
-``DataError``, which names the command-line flag to fix; the CLI turns it into
-exit code 2 with a one-line message.
+``DataError``, which names the argument to fix (``data_dir``, ``split``,
+``dataset``); the CLI maps it to the flag that supplied it and exits with code 2
+and a one-line message.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import logging
 
-from tf_simclr.config import ConfigError
+from tf_simclr.errors import ArgumentError
 
 IMAGE_FOLDER = "image_folder"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
@@ -38,12 +39,13 @@ _SKIP_WORDS = {
 _HEADER_BYTES = 16
 
 
-class DataError(ConfigError):
-    """A data problem the user fixes by changing one command-line flag.
+class DataError(ArgumentError):
+    """A data problem the caller fixes by changing one argument.
 
-    Attributes:
-      flag: the flag name without dashes, e.g. ``"data_dir"``.
-      value: the offending flag value, or None when it is unset or irrelevant.
+    Attributes (see `tf_simclr.errors.ArgumentError`):
+      argument: the argument of `make_source` and friends, e.g. ``"data_dir"``,
+        ``"split"``, ``"dataset"``, ``"batch_size"``.
+      value: the offending value.
       message: one line saying what is wrong and what is expected.
     """
 
@@ -105,7 +107,6 @@ def tfds_source(
     data_dir: str | None = None,
     shuffle_files: bool = False,
     seed: int | None = None,
-    split_flag: str = "train_split",
 ) -> Source:
     """Any TFDS image dataset with an ``image`` feature (and optionally ``label``).
 
@@ -121,8 +122,6 @@ def tfds_source(
         restarted run reads the files in the same order; the pipeline's seeded
         per-epoch shuffle varies the example order.
       seed: file-shuffling seed (only used with ``shuffle_files``).
-      split_flag: the flag blamed for an unknown split (``"train_split"`` or
-        ``"eval_split"``).
 
     If the dataset is not prepared under ``data_dir`` it is downloaded and
     prepared; when that fails (e.g. no network) a ``DataError`` names ``data_dir``.
@@ -134,7 +133,7 @@ def tfds_source(
         raise DataError(
             "dataset",
             f"not a TFDS dataset name (see https://www.tensorflow.org/datasets/catalog); "
-            f"for a folder of images use --dataset={IMAGE_FOLDER}",
+            f"for a folder of images use dataset={IMAGE_FOLDER!r}",
             name,
         ) from None
     except (ValueError, AssertionError) as err:  # bad config/version/name syntax
@@ -174,13 +173,13 @@ def tfds_source(
             split=split, shuffle_files=shuffle_files, read_config=read_config
         )
     except ValueError as err:  # unknown split or bad slicing syntax
-        raise DataError(split_flag, _one_line(err), split) from None
+        raise DataError("split", _one_line(err), split) from None
 
     num_examples = int(dataset.cardinality())
     if num_examples < 0:  # unknown cardinality: fall back to the split metadata
         num_examples = builder.info.splits[split].num_examples
     if num_examples == 0:
-        raise DataError(split_flag, f"split of {name} has no examples", split)
+        raise DataError("split", f"split of {name} has no examples", split)
 
     label_feature = features["label"] if "label" in features else None
     if isinstance(label_feature, tfds.features.ClassLabel):
@@ -302,16 +301,14 @@ def _decode(path: tf.Tensor, label: tf.Tensor) -> dict[str, tf.Tensor]:
 def image_folder_source(
     root: str,
     split: str,
-    split_flag: str = "train_split",
     shuffle_files: bool = False,
     seed: int | None = None,
 ) -> Source:
     """Images read from ``root/split/<label>/<image>`` or ``root/split/<image>``.
 
     Args:
-      root: the folder given as ``--data_dir``.
+      root: the folder (``--data_dir`` on the command line).
       split: a sub-folder of ``root`` (no TFDS-style slicing).
-      split_flag: the flag blamed for a missing or empty split folder.
       shuffle_files: shuffle the file list (full shuffle of the paths, the same
         order on every iteration for a given ``seed``, so a restarted run can
         rebuild it; the pipeline's per-epoch shuffle varies the example order).
@@ -327,21 +324,21 @@ def image_folder_source(
     if not root or not os.path.isdir(root):
         raise DataError(
             "data_dir",
-            f"directory does not exist; --dataset={IMAGE_FOLDER} expects {FOLDER_LAYOUT}",
+            f"directory does not exist; dataset={IMAGE_FOLDER!r} expects {FOLDER_LAYOUT}",
             root,
         )
     if not any(not name.startswith(".") for name in os.listdir(root)):
         raise DataError(
             "data_dir",
-            f"directory is empty; --dataset={IMAGE_FOLDER} expects {FOLDER_LAYOUT}",
+            f"directory is empty; dataset={IMAGE_FOLDER!r} expects {FOLDER_LAYOUT}",
             root,
         )
     split_dir = os.path.join(root, split)
     if not os.path.isdir(split_dir):
         hint = " (TFDS-style slicing is not supported for image folders)" if "[" in split else ""
         raise DataError(
-            split_flag,
-            f"no folder {split_dir!r}{hint}; --dataset={IMAGE_FOLDER} expects {FOLDER_LAYOUT}",
+            "split",
+            f"no folder {split_dir!r}{hint}; dataset={IMAGE_FOLDER!r} expects {FOLDER_LAYOUT}",
             split,
         )
 
@@ -358,7 +355,7 @@ def image_folder_source(
     )
     if not paths:
         raise DataError(
-            split_flag,
+            "split",
             f"no usable images in {split_dir!r} (skipped {total_skipped}"
             f"{': ' + details if details else ''}); expected {FOLDER_LAYOUT} "
             f"with {'/'.join(e.lstrip('.') for e in IMAGE_EXTENSIONS)} files",
@@ -387,25 +384,21 @@ def make_source(
     dataset: str,
     split: str,
     data_dir: str | None = None,
-    split_flag: str = "train_split",
     shuffle_files: bool = False,
     seed: int | None = None,
 ) -> Source:
-    """Builds the source named by ``--dataset``: ``"image_folder"`` or a TFDS name."""
+    """Builds the source named by ``dataset``: ``"image_folder"`` or a TFDS name."""
     if dataset == IMAGE_FOLDER:
         if not data_dir:
             raise DataError(
                 "data_dir",
-                f"required with --dataset={IMAGE_FOLDER}; expected layout {FOLDER_LAYOUT}",
+                f"required with dataset={IMAGE_FOLDER!r}; expected layout {FOLDER_LAYOUT}",
             )
-        return image_folder_source(
-            data_dir, split, split_flag=split_flag, shuffle_files=shuffle_files, seed=seed
-        )
+        return image_folder_source(data_dir, split, shuffle_files=shuffle_files, seed=seed)
     return tfds_source(
         dataset,
         split,
         data_dir=data_dir or None,
         shuffle_files=shuffle_files,
         seed=seed,
-        split_flag=split_flag,
     )

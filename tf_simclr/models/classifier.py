@@ -28,11 +28,11 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from tf_simclr import distribute
 from tf_simclr.models.fit_compat import BuiltBeforeFit, multi_worker_logs
 from tf_simclr.models.heads import LinearClassifier, ProjectionHead
 from tf_simclr.models.resnet import ResNet
 from tf_simclr.models.serialization import deserialize_parts, serialize_parts
+from tf_simclr.models.steps import replica_scaled_step
 
 # ResNet block groups; `fine_tune_after_block=NUM_BLOCK_GROUPS` freezes the whole encoder.
 NUM_BLOCK_GROUPS = 4
@@ -275,19 +275,13 @@ class Classifier(BuiltBeforeFit):
 
     def train_step(self, data):
         images, labels = _unpack(data)
-        with tf.GradientTape() as tape:
+
+        def forward():
             outputs = self(images, training=True)
             loss = self.compute_loss(y=labels, y_pred=outputs)
-            # Keras sums gradients over replicas (all-reduce SUM in apply). The loss is a
-            # per-replica mean, so dividing once by the replica count makes the applied
-            # gradient that of the global-batch mean, equal to single-device training.
-            scaled_loss = loss / tf.cast(distribute.num_replicas(), loss.dtype)
-            scaled_loss = self.optimizer.scale_loss(scaled_loss)
-        variables = self.trainable_variables
-        grads = tape.gradient(scaled_loss, variables)
-        learning_rate = self.optimizer.learning_rate  # the rate this step applies
-        self.optimizer.apply(grads, variables)
+            return loss, (loss, outputs)
 
+        (loss, outputs), learning_rate = replica_scaled_step(self, forward)
         self._update_loss(loss, labels)
         logs = self.compute_metrics(images, labels, outputs)
         logs["learning_rate"] = learning_rate

@@ -39,6 +39,9 @@ import keras
 
 from tf_simclr.models.batch_norm import FusedBatchNormalization
 
+# Keras dtype policies the encoder can compute in (`ResNet(dtype=...)`); weights stay float32.
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+
 # Blocks per stage for each supported depth (He et al. 2016, Table 1; the
 # 200-layer layout follows the SimCLR reference).
 BLOCKS_PER_GROUP: dict[int, tuple[int, int, int, int]] = {

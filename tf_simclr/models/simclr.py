@@ -6,7 +6,8 @@ The dataset yields `{"view1": [B, S, S, 3], "view2": [B, S, S, 3], "label": [B]}
 float images in [0, 1] (see `tf_simclr.data.pretrain_dataset`), or, for a model
 built with `augment=AugmentConfig(...)`, `{"image": [B, H, W, 3], "label": [B]}`
 decoded images that the train step augments itself, on the accelerator
-(`pretrain_dataset(..., augment_impl="device")`).
+(`pretrain_dataset(..., augment_impl="device")` with
+`SimCLR(..., augment=tf_simclr.data.DeviceViews(augment_config))`).
 
 Any Keras model mapping images to a feature vector `[B, D]` can serve as the
 encoder, e.g. `keras.applications.ResNet50(include_top=False, weights=None,
@@ -15,17 +16,16 @@ pooling="avg")`; `tf_simclr.models.ResNet` is the reference architecture.
 
 from __future__ import annotations
 
-import dataclasses
+from collections.abc import Callable
 
 import keras
 import tensorflow as tf
 
-from tf_simclr import distribute, losses
-from tf_simclr.data.augment import AugmentConfig
-from tf_simclr.data.augment_batch import two_views_batch
+from tf_simclr import losses
 from tf_simclr.models.fit_compat import BuiltBeforeFit, multi_worker_logs
 from tf_simclr.models.heads import LinearClassifier, ProjectionHead
 from tf_simclr.models.serialization import deserialize_parts, serialize_parts
+from tf_simclr.models.steps import replica_scaled_step
 
 
 @keras.saving.register_keras_serializable(package="tf_simclr")
@@ -44,8 +44,10 @@ class SimCLR(BuiltBeforeFit):
         reads: 0 is the encoder output (the representation the paper
         evaluates), k > 0 the output of head layer k.
       augment: if given, `train_step` takes batches of decoded images
-        (`{"image", "label"}`) and makes the two views itself with
-        `augment_batch.two_views_batch` (a `dict` of its fields is accepted).
+        (`{"image", "label"}`) and makes the two views itself by calling
+        `augment(batch, seed)` -> `{"view1", "view2", "label"}`, e.g.
+        `tf_simclr.data.DeviceViews(AugmentConfig(...))`. A serializable
+        object (`get_config`) keeps the model serializable.
       augment_seed: seed of those views (see `device_views`).
     """
 
@@ -57,13 +59,18 @@ class SimCLR(BuiltBeforeFit):
         temperature: float = 0.1,
         hidden_norm: bool = True,
         ft_proj_selector: int = 0,
-        augment: AugmentConfig | dict | None = None,
+        augment: Callable[[dict, tf.Tensor], dict] | None = None,
         augment_seed: int = 0,
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if isinstance(augment, dict):
-            augment = AugmentConfig(**augment)
+        if isinstance(augment, dict):  # a serialized augment object (from get_config)
+            augment = keras.saving.deserialize_keras_object(augment)
+        if augment is not None and not callable(augment):
+            raise TypeError(
+                "augment must be a callable (batch, seed) -> views, e.g. "
+                f"tf_simclr.data.DeviceViews(AugmentConfig(...)); got {type(augment).__name__}"
+            )
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         if num_classes < 0:
@@ -119,14 +126,15 @@ class SimCLR(BuiltBeforeFit):
         seed = tf.stack([tf.constant(self.augment_seed, tf.int64), step])
         replica = tf.distribute.get_replica_context().replica_id_in_sync_group
         seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(replica, tf.int64))
-        return two_views_batch(data, self.augment, seed=seed)
+        return self.augment(data, seed)
 
     def train_step(self, data):
         if self.augment is not None:
             data = self.device_views(data)
         view1, view2 = data["view1"], data["view2"]
         n = tf.shape(view1)[0]
-        with tf.GradientTape() as tape:
+
+        def forward():
             # One forward pass over both views, so BatchNorm sees all 2N images.
             features = self.encoder(tf.concat([view1, view2], 0), training=True)
             hiddens = self.head.call_with_hiddens(features, training=True)
@@ -134,25 +142,18 @@ class SimCLR(BuiltBeforeFit):
             contrast = losses.nt_xent(
                 proj[:n], proj[n:], temperature=self.temperature, hidden_norm=self.hidden_norm
             )
-            loss = contrast.loss
-            if self.probe is not None:
-                labels = tf.concat([data["label"], data["label"]], 0)
-                # Stop-gradient: the probe measures the representation without shaping it.
-                logits = self.probe(tf.stop_gradient(hiddens[self.ft_proj_selector]), training=True)
-                logits = tf.cast(logits, tf.float32)
-                probe_loss = tf.reduce_mean(
-                    tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
-                )
-                loss = loss + probe_loss
-            # Keras sums gradients over replicas (all-reduce SUM in apply). The loss is a
-            # per-replica mean, so dividing once by the replica count makes the applied
-            # gradient that of the global-batch mean, equal to single-device training.
-            scaled_loss = loss / tf.cast(distribute.num_replicas(), loss.dtype)
-            scaled_loss = self.optimizer.scale_loss(scaled_loss)
-        variables = self.trainable_variables
-        grads = tape.gradient(scaled_loss, variables)
-        learning_rate = self.optimizer.learning_rate  # the rate this step applies
-        self.optimizer.apply(grads, variables)
+            if self.probe is None:
+                return contrast.loss, (contrast, None, None, None)
+            labels = tf.concat([data["label"], data["label"]], 0)
+            # Stop-gradient: the probe measures the representation without shaping it.
+            logits = self.probe(tf.stop_gradient(hiddens[self.ft_proj_selector]), training=True)
+            logits = tf.cast(logits, tf.float32)
+            probe_loss = tf.reduce_mean(
+                tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+            )
+            return contrast.loss + probe_loss, (contrast, labels, logits, probe_loss)
+
+        (contrast, labels, logits, probe_loss), learning_rate = replica_scaled_step(self, forward)
 
         self.loss_tracker.update_state(contrast.loss)
         self.contrast_acc.update_state(
@@ -175,7 +176,11 @@ class SimCLR(BuiltBeforeFit):
                 "temperature": self.temperature,
                 "hidden_norm": self.hidden_norm,
                 "ft_proj_selector": self.ft_proj_selector,
-                "augment": None if self.augment is None else dataclasses.asdict(self.augment),
+                "augment": (
+                    None
+                    if self.augment is None
+                    else keras.saving.serialize_keras_object(self.augment)
+                ),
                 "augment_seed": self.augment_seed,
             }
         )

@@ -56,6 +56,9 @@ class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
         }
 
 
+LR_SCALINGS = ("linear", "sqrt")  # see `scaled_learning_rate`
+
+
 def scaled_learning_rate(learning_rate: float, batch_size: int, scaling: str) -> float:
     """The peak learning rate for a global batch size (paper Appendix B.1).
 

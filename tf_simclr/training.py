@@ -1,17 +1,23 @@
-"""Training driver (pretraining and fine-tuning): a `Config` in, a checkpointed model out.
+"""The training loop the training modes share (`modes.pretrain`, `modes.finetune`).
 
-Order of work, so that bad input never touches an existing model directory:
+A mode reads top to bottom: data, model, optimizer, restore, fit, save. This
+module holds the parts of that story that are the same for every mode:
 
-1. open the data source and check the step plan (every failure here is a
-   `ConfigError`/`DataError`, which `run.py` turns into exit code 2);
-2. build the model and optimizer under the strategy scope;
-3. resume / initialise / start fresh (`tf_simclr.checkpoints`);
-4. write the resolved config, then `model.fit` in segments that start and
-   end on the exact step where a resumed run left off.
+- `check_replicas`, `StepPlan`: the step plan and the strategy checks, before
+  anything is written (every failure is a `ConfigError`, exit code 2);
+- `epoch_datasets`: one input pipeline per epoch, shuffled by (seed, epoch), so
+  a resumed run continues the exact data order;
+- `compile_model`: the optimizer with warmup + cosine, compiled and built;
+- `run_directory`: the directory this process writes to (a temporary one on
+  non-chief workers), created only after all checks passed;
+- `fit`: `model.fit` in segments that start and end on the exact step where a
+  resumed run left off, with checkpoints, the NaN guard, stop-on-signal and
+  TensorBoard scalars; `save_result` writes `train_result.json`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -19,20 +25,21 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 
 import keras
 import tensorflow as tf
 from absl import logging
 
-from tf_simclr import builders, checkpoints, distribute
+from tf_simclr import builders, distribute, run_dir
 from tf_simclr.callbacks import (
     CheckpointEvery,
     ScalarSummaries,
     StopOnSignal,
     WorkerLost,
 )
-from tf_simclr.config import Config, ConfigError, save_config
-from tf_simclr.data import pretrain_dataset, supervised_dataset
+from tf_simclr.config import Config, ConfigError, flags_for, save_config
+from tf_simclr.data import Source
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,14 +111,8 @@ def prepare_model_dir(model_dir: str, checkpoint_bytes: int = 0) -> None:
         raise ConfigError("model_dir", f"is not writable: {e.strerror}", model_dir) from e
 
 
-def train(config: Config, strategy: tf.distribute.Strategy) -> dict:
-    """Trains per `config` (`train_mode` pretrain or finetune); returns the final logs.
-
-    Under MultiWorkerMirroredStrategy every worker runs this; the chief writes
-    checkpoints, summaries and results to `model_dir`, the other workers write
-    theirs to a temporary directory that is removed at the end (all workers
-    take part in every save). Every worker resumes from `model_dir`.
-    """
+def check_replicas(config: Config, strategy: tf.distribute.Strategy) -> None:
+    """The global batch must split evenly over the replicas; XLA only on one replica."""
     replicas = strategy.num_replicas_in_sync
     if config.train_batch_size % replicas:
         raise ConfigError(
@@ -123,45 +124,61 @@ def train(config: Config, strategy: tf.distribute.Strategy) -> dict:
             "jit_compile",
             f"XLA is only supported on one replica here, not {replicas}; use --jit_compile=false",
         )
-    # Before anything random is built: the file order, the per-epoch shuffles (their
-    # seeds combine --seed with this global seed) and the weights. Every process of a
-    # job and every restart thus draws the same order.
-    keras.utils.set_random_seed(config.seed)
-    source = builders.train_source(config)
-    finetune = config.train_mode == "finetune"
-    if finetune and source.num_classes == 0:
-        raise ConfigError("train_mode", "finetune needs labels; this dataset has none")
-    if finetune and config.checkpoint:
-        checkpoints.resolve(config.checkpoint)  # fail now, not after building the model
-    plan = StepPlan.from_config(config, source.num_examples)
-    make_dataset = supervised_dataset if finetune else pretrain_dataset
 
+
+def epoch_datasets(
+    config: Config, strategy: tf.distribute.Strategy, source: Source, make_dataset: Callable
+) -> Callable[[int, int], tf.distribute.DistributedDataset]:
+    """`(epoch, skip_steps) ->` epoch `epoch` from its batch `skip_steps` on, per replica.
+
+    `make_dataset` is `pretrain_dataset` or `supervised_dataset`; one pipeline per
+    worker, each building its share of every global batch.
+    """
     if config.cache_dataset:
         # One cache for all epochs (each epoch builds its own pipeline on top of it).
         source = dataclasses.replace(source, dataset=source.dataset.cache())
+    augment = builders.augment_config(config)
 
-    def distributed_dataset(epoch: int, skip_steps: int):
-        """Epoch `epoch` from its batch `skip_steps` on, as per-replica batches: one
-        pipeline per worker, each building its share of every global batch."""
-        return strategy.distribute_datasets_from_function(
-            lambda context: make_dataset(
-                source,
-                builders.augment_config(config),
-                config.train_batch_size,
-                shuffle_buffer=config.shuffle_buffer or None,
-                seed=config.seed,
-                epoch=epoch,
-                skip_steps=skip_steps,
-                input_context=context,
-                augment_impl=config.augment_impl,
-            )
-        )
+    def distributed(epoch: int, skip_steps: int):
+        def one_worker(context):
+            with flags_for(batch_size="train_batch_size"):
+                return make_dataset(
+                    source,
+                    augment,
+                    config.train_batch_size,
+                    shuffle_buffer=config.shuffle_buffer or None,
+                    seed=config.seed,
+                    epoch=epoch,
+                    skip_steps=skip_steps,
+                    input_context=context,
+                    augment_impl=config.augment_impl,
+                )
 
-    with strategy.scope():
-        model = builders.build_model(config, source.num_classes)
-        optimizer = builders.build_training_optimizer(config, plan.warmup_steps, plan.total_steps)
-        model.compile(optimizer=optimizer, jit_compile=config.jit_compile)
-        optimizer.build(model.trainable_variables)
+        return strategy.distribute_datasets_from_function(one_worker)
+
+    return distributed
+
+
+def compile_model(config: Config, model: keras.Model, plan: StepPlan) -> keras.optimizers.Optimizer:
+    """Compiles `model` with the optimizer of `config` and builds its slots (call under the
+    strategy's scope)."""
+    optimizer = builders.build_training_optimizer(config, plan.warmup_steps, plan.total_steps)
+    model.compile(optimizer=optimizer, jit_compile=config.jit_compile)
+    optimizer.build(model.trainable_variables)
+    return optimizer
+
+
+@contextlib.contextmanager
+def run_directory(
+    config: Config, strategy: tf.distribute.Strategy, model, optimizer
+) -> Iterator[str]:
+    """The directory this process writes checkpoints and summaries to, checked and created.
+
+    Under MultiWorkerMirroredStrategy every worker trains; the chief writes to
+    `model_dir`, the other workers to a temporary directory that is removed at
+    the end (all workers take part in every save). Every worker resumes from
+    `model_dir`.
+    """
     checkpoint_bytes = sum(
         v.numpy().nbytes for v in list(model.variables) + list(optimizer.variables)
     )
@@ -169,42 +186,52 @@ def train(config: Config, strategy: tf.distribute.Strategy) -> dict:
     write_dir = config.model_dir if chief else tempfile.mkdtemp(prefix="tf_simclr_worker_")
     try:
         prepare_model_dir(write_dir, checkpoint_bytes)  # first write: all checks passed.
-        manager = checkpoints.manager_for(model, optimizer, write_dir, config.keep_checkpoint_max)
-        checkpoints.restore_or_initialize(
-            manager,
-            config.checkpoint if finetune else "",
-            builders.init_parts(model),
-            resume_dir=config.model_dir,
-        )
-        start = int(optimizer.iterations.numpy())
-        if chief:
-            save_config(config, config.model_dir)
-        logging.info(
-            "%s on %s: %d examples, %d steps/epoch, steps %d..%d, warmup %d, %d replicas%s",
-            "Fine-tuning" if finetune else "Pretraining",
-            source.name,
-            source.num_examples,
-            plan.steps_per_epoch,
-            start,
-            plan.total_steps,
-            plan.warmup_steps,
-            replicas,
-            "" if chief else f" (worker {distribute.task(strategy)}, writing to {write_dir})",
-        )
-        result = _fit(
-            config, model, optimizer, manager, plan, start, write_dir, distributed_dataset
-        )
+        yield write_dir
     finally:
         if not chief:
             shutil.rmtree(write_dir, ignore_errors=True)
-    if chief:
+
+
+def describe_run(config: Config, strategy: tf.distribute.Strategy, num_classes: int) -> None:
+    """Writes `config.json` and `model.json` (see `tf_simclr.run_dir`) on the chief."""
+    if distribute.is_chief(strategy):
+        save_config(config, config.model_dir)
+        run_dir.write(
+            os.path.join(config.model_dir, run_dir.MODEL_FILE),
+            run_dir.describe(config, num_classes),
+        )
+
+
+def log_start(config, strategy, what: str, source: Source, plan: StepPlan, start: int, write_dir):
+    chief = distribute.is_chief(strategy)
+    logging.info(
+        "%s on %s: %d examples, %d steps/epoch, steps %d..%d, warmup %d, %d replicas%s",
+        what,
+        source.name,
+        source.num_examples,
+        plan.steps_per_epoch,
+        start,
+        plan.total_steps,
+        plan.warmup_steps,
+        strategy.num_replicas_in_sync,
+        "" if chief else f" (worker {distribute.task(strategy)}, writing to {write_dir})",
+    )
+
+
+def save_result(config: Config, strategy: tf.distribute.Strategy, result: dict) -> dict:
+    """Writes `train_result.json` on the chief; returns `result`."""
+    if distribute.is_chief(strategy):
         with open(os.path.join(config.model_dir, "train_result.json"), "w") as f:
             json.dump(result, f, indent=2, sort_keys=True)
     return result
 
 
-def _fit(config, model, optimizer, manager, plan, start, write_dir, distributed_dataset) -> dict:
-    """`model.fit` over the remaining steps, segment by segment; the final logs."""
+def fit(config, model, optimizer, manager, plan, start, write_dir, distributed_dataset) -> dict:
+    """`model.fit` over steps [start, plan.total_steps), segment by segment; the final logs.
+
+    `distributed_dataset` is an `epoch_datasets` result; checkpoints go through
+    `manager` every `plan.checkpoint_steps` steps and at the end.
+    """
     saver = CheckpointEvery(manager, plan.checkpoint_steps, optimizer.iterations)
     stopper = StopOnSignal(saver)
     callbacks = [

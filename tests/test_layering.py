@@ -1,0 +1,97 @@
+"""The import graph follows docs/architecture.md; a violation fails here, naming the import.
+
+Every `import` and `from ... import` of every module is read with `ast`,
+function-level imports included (lazy imports are still dependencies).
+"""
+
+import ast
+import pathlib
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "tf_simclr"
+
+# Who may not import whom: the layer of a module is its first component below
+# tf_simclr (`tf_simclr.data.augment` -> "data"; `tf_simclr.run_dir` -> "run_dir").
+# Training drivers: everything that runs or configures a training job.
+DRIVERS = {"modes", "training", "builders", "run_dir", "callbacks", "config"}
+FORBIDDEN = {
+    "data": DRIVERS | {"models", "eval", "export", "optim", "losses", "checkpoints"},
+    "models": DRIVERS | {"data", "eval", "export", "checkpoints"},
+    "losses": DRIVERS | {"data", "models", "eval", "export"},
+    "optim": DRIVERS | {"data", "models", "eval", "export", "losses"},
+    "distribute": DRIVERS | {"data", "models", "eval", "export", "optim", "losses"},
+    "errors": DRIVERS | {"data", "models", "eval", "export", "optim", "losses", "distribute"},
+    "eval": DRIVERS | {"export", "checkpoints"},
+    "export": DRIVERS | {"eval", "optim", "losses", "checkpoints", "distribute"},
+    "checkpoints": DRIVERS | {"data", "models", "eval", "export", "optim", "losses"},
+    # config reads the allowed values of its choice flags from their owners, modes'
+    # MODES and TRAIN_MODES among them (constants only: see tf_simclr/modes/__init__.py).
+    "config": DRIVERS - {"config", "modes"} | {"eval", "export", "checkpoints"},
+    "builders": {"modes", "training", "run_dir", "callbacks"},
+    "run_dir": {"modes", "training", "callbacks"},
+    "training": {"modes"},
+}
+RUN_PY_MAY_IMPORT = {"config", "errors", "modes", "callbacks", "distribute"}
+
+
+def imports_of(path: pathlib.Path) -> list[tuple[int, str]]:
+    """(line, imported module) of every import in `path`, resolved to absolute names."""
+    tree = ast.parse(path.read_text(), str(path))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.append((node.lineno, node.module))
+            # `from tf_simclr import eval` imports the submodule tf_simclr.eval.
+            if node.module == "tf_simclr":
+                found += [(node.lineno, f"tf_simclr.{a.name}") for a in node.names]
+    return found
+
+
+def layer(module: str) -> str | None:
+    parts = module.split(".")
+    if parts[0] != "tf_simclr" or len(parts) < 2:
+        return None
+    return parts[1]
+
+
+def test_library_layers():
+    violations = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        own = layer("tf_simclr." + ".".join(path.relative_to(PACKAGE).with_suffix("").parts))
+        for line, module in imports_of(path):
+            target = layer(module)
+            if target and target != own and target in FORBIDDEN.get(own, ()):
+                violations.append(f"{path.relative_to(ROOT)}:{line} ({own}) imports {module}")
+    assert not violations, "\n".join(violations)
+
+
+def test_run_py_only_talks_to_the_modes():
+    imported = {layer(m) for _, m in imports_of(ROOT / "run.py")} - {None}
+    assert imported <= RUN_PY_MAY_IMPORT, imported - RUN_PY_MAY_IMPORT
+
+
+def test_only_run_py_reads_absl_flags():
+    readers = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for line, module in imports_of(path):
+            if module in ("absl.flags",) or (
+                module == "absl" and "flags" in path.read_text().splitlines()[line - 1]
+            ):
+                readers.append(f"{path.relative_to(ROOT)}:{line}")
+    assert not readers, readers
+
+
+def test_tools_do_not_import_run_py():
+    for path in sorted([*ROOT.glob("scripts/*.py"), *ROOT.glob("benchmarks/*.py")]):
+        modules = {m for _, m in imports_of(path)}
+        assert "run" not in modules, f"{path.relative_to(ROOT)} imports run.py"
+
+
+def test_the_checker_sees_a_violation(tmp_path):
+    """Negative control: the same rules flag a data module that imports models."""
+    bad = tmp_path / "bad.py"
+    bad.write_text("def f():\n    from tf_simclr.models import SimCLR\n")
+    (line, module), = imports_of(bad)
+    assert (line, layer(module)) == (2, "models") and "models" in FORBIDDEN["data"]

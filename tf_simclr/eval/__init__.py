@@ -1,0 +1,31 @@
+"""Evaluation protocols, one module each; every one is a function of a model and data.
+
+- `features`: `extract_features`, frozen features of a whole split;
+- `classifier`: `evaluate_classifier`, top-1/top-5 of a model with logits;
+- `knn`: `knn_predict` / `knn_accuracy`, weighted kNN on frozen features;
+- `linear`: `linear_eval` (the paper's protocol) and `linear_eval_on_features`.
+
+The command line, the scripts and notebooks call the same functions. This
+package imports models and data, never a training driver (`tf_simclr.modes`).
+"""
+
+from tf_simclr.eval.classifier import evaluate_classifier
+from tf_simclr.eval.features import extract_features
+from tf_simclr.eval.knn import knn_accuracy, knn_predict
+from tf_simclr.eval.linear import (
+    finetune_augment,
+    linear_classifier,
+    linear_eval,
+    linear_eval_on_features,
+)
+
+__all__ = [
+    "evaluate_classifier",
+    "extract_features",
+    "finetune_augment",
+    "knn_accuracy",
+    "knn_predict",
+    "linear_classifier",
+    "linear_eval",
+    "linear_eval_on_features",
+]

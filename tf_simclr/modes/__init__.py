@@ -1,0 +1,94 @@
+"""What `run.py --mode=... --train_mode=...` does: one module per mode, each with `run`.
+
+- `pretrain`: SimCLR contrastive pretraining (`--train_mode=pretrain`);
+- `finetune`: supervised fine-tuning, or linear evaluation with the encoder
+  frozen (`--train_mode=finetune`);
+- `evaluate`: the latest checkpoint of `model_dir` on `eval_split` (`--mode=eval`);
+- `export`: a SavedModel of the latest checkpoint (`--mode=export`).
+
+`run(config)` below is the one dispatcher: `train` runs the training mode and
+exports, `train_then_eval` trains, evaluates and exports. In a multi-worker
+job every worker trains; only the chief evaluates and exports. Before
+anything runs, the architecture saved in `model_dir/model.json` (or in the
+`--checkpoint` a fine-tune run starts from) is adopted: see `tf_simclr.run_dir`.
+
+A new mode is one new module here plus one entry in `TRAIN_MODES` or `MODES`.
+The constants are defined before any import so that `tf_simclr.config` can
+read them.
+"""
+
+from __future__ import annotations
+
+MODES = ("train", "eval", "train_then_eval", "export")
+TRAIN_MODES = ("pretrain", "finetune")
+
+
+def resolve(config, given: frozenset[str]):
+    """`config` completed from the saved model description it refers to (if any).
+
+    - `model_dir` holds a `model.json`: its architecture (and, to evaluate or
+      export, its dataset) is used; a given flag that contradicts it is an error.
+    - else, fine-tuning from a `--checkpoint` that has one: its encoder and head.
+    - else (directories written before model.json existed): the flags, as given.
+    """
+    import tensorflow as tf
+    from absl import logging
+
+    from tf_simclr import run_dir
+
+    exists = bool(config.model_dir) and tf.io.gfile.isdir(config.model_dir)
+    description = run_dir.read(config.model_dir) if exists else None
+    if description is not None:
+        config = run_dir.adopt(config, description, given, run_dir.MODEL_FIELDS, config.model_dir)
+        if config.mode in ("eval", "export"):
+            config = run_dir.adopt_data(config, description, given)
+    elif config.mode in ("eval", "export"):
+        logging.info(
+            "%s has no %s (written before model descriptions): the model is rebuilt from the flags",
+            config.model_dir,
+            run_dir.MODEL_FILE,
+        )
+    elif config.train_mode == "finetune" and config.checkpoint:
+        source = run_dir.read(config.checkpoint, "checkpoint")
+        if source is not None:
+            fields = run_dir.ENCODER_FIELDS + run_dir.HEAD_FIELDS
+            config = run_dir.adopt(config, source, given, fields, config.checkpoint, "checkpoint")
+            run_dir.check_stem(config, source, config.checkpoint)
+    config.validate()
+    return config
+
+
+def run(config, given: frozenset[str] | None = None) -> dict:
+    """Validates `config`, adopts the saved architecture, builds the strategy, dispatches.
+
+    Args:
+      config: a `tf_simclr.config.Config`.
+      given: the fields set explicitly (`run.py`: the flags on the command line);
+        None: those that differ from the defaults.
+
+    Returns:
+      `{"train": ..., "eval": ..., "export": ...}`, the parts that ran.
+    """
+    import tensorflow as tf
+
+    from tf_simclr import builders, distribute, run_dir
+    from tf_simclr.modes import evaluate, export, finetune, pretrain
+
+    config.validate()
+    config = resolve(config, run_dir.given_fields(config) if given is None else frozenset(given))
+    strategy = builders.build_strategy(config)
+    result: dict = {}
+    if config.mode in ("train", "train_then_eval"):
+        train = {"pretrain": pretrain.run, "finetune": finetune.run}[config.train_mode]
+        result["train"] = train(config, strategy)
+    if not distribute.is_chief(strategy):
+        return result  # evaluation and export are the chief's
+    if distribute.task(strategy)[0] is not None:
+        # The chief evaluates and exports alone: without the other workers, so without
+        # their collectives (the checkpoint holds everything).
+        strategy = tf.distribute.get_strategy()
+    if config.mode in ("eval", "train_then_eval"):
+        result["eval"] = evaluate.run(config, strategy)
+    if config.mode in ("train", "train_then_eval", "export"):
+        result["export"] = export.run(config, strategy)
+    return result

@@ -1,0 +1,79 @@
+"""`--train_mode=finetune`: supervised fine-tuning, and linear evaluation (SimCLR Sec. 4.2).
+
+Data: the (optionally class-balanced, `--label_fraction` / `--labels_per_class`)
+labelled training split with crop + flip views. Model: `Classifier` on the
+encoder (and, with `--ft_proj_selector`, the first head layers, SimCLRv2);
+`--fine_tune_after_block=4` freezes the whole encoder: linear evaluation, the
+same model as `tf_simclr.eval.linear`. Restore: resume from `model_dir`, else
+the encoder (and head) from `--checkpoint` (a model_dir, a `ckpt-N` prefix or
+one of our exported SavedModels), else fresh. Fit and save as pretraining.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from tf_simclr import builders, checkpoints, run_dir, training
+from tf_simclr.config import Config, ConfigError, flags_for
+from tf_simclr.data import supervised_dataset
+
+
+def _initial_model(config: Config) -> keras.Model | None:
+    """The model of a `--checkpoint` that is a SavedModel, rebuilt and restored; else None
+    (a checkpoint's parts are read straight from it)."""
+    if not (config.checkpoint and checkpoints.is_saved_model(config.checkpoint)):
+        return None
+    if run_dir.read(config.checkpoint, "checkpoint") is None:
+        raise ConfigError(
+            "checkpoint",
+            "this SavedModel has no tf_simclr model description (exported before they "
+            "existed, or not by tf_simclr); give the model_dir it was exported from",
+            config.checkpoint,
+        )
+    # Outside any strategy: only its values are needed, copied into the parts.
+    model, _, _ = run_dir.load_model(config.checkpoint, config, flag="checkpoint")
+    return model
+
+
+def run(config: Config, strategy: tf.distribute.Strategy) -> dict:
+    """Fine-tunes per `config` under `strategy`; returns the final training logs."""
+    training.check_replicas(config, strategy)
+    keras.utils.set_random_seed(config.seed)  # see modes.pretrain
+
+    # Data.
+    source = builders.train_source(config)
+    if source.num_classes == 0:
+        raise ConfigError("train_mode", "finetune needs labels; this dataset has none")
+    if config.checkpoint and not checkpoints.is_saved_model(config.checkpoint):
+        with flags_for(path="checkpoint"):
+            checkpoints.resolve(config.checkpoint)  # fail now, not after building the model
+    plan = training.StepPlan.from_config(config, source.num_examples)
+    datasets = training.epoch_datasets(config, strategy, source, supervised_dataset)
+
+    # Model and optimizer.
+    with strategy.scope():
+        model = builders.build_classifier(config, source.num_classes)
+        optimizer = training.compile_model(config, model, plan)
+
+    with training.run_directory(config, strategy, model, optimizer) as write_dir:
+        # Restore: resume, else initialise from --checkpoint, else fresh.
+        manager = checkpoints.manager_for(model, optimizer, write_dir, config.keep_checkpoint_max)
+        with flags_for(resume_dir="model_dir", init_checkpoint="checkpoint"):
+            initial = None
+            if not tf.train.latest_checkpoint(config.model_dir):
+                initial = _initial_model(config)
+            checkpoints.restore_or_initialize(
+                manager,
+                config.checkpoint,
+                builders.init_parts(model),
+                resume_dir=config.model_dir,
+                init_model=initial,
+            )
+        start = int(optimizer.iterations.numpy())
+        training.describe_run(config, strategy, source.num_classes)
+        training.log_start(config, strategy, "Fine-tuning", source, plan, start, write_dir)
+
+        # Fit and save.
+        result = training.fit(config, model, optimizer, manager, plan, start, write_dir, datasets)
+    return training.save_result(config, strategy, result)

@@ -1,0 +1,217 @@
+"""A self-describing model directory: what rebuilds a run's model, without its data or flags.
+
+At step 0 every training run writes `model_dir/model.json`: the architecture
+part of its config (`MODEL_FIELDS`), the number of classes, whether the
+encoder has the CIFAR stem, and for the record the dataset it was trained on.
+Every export copies it into the SavedModel (`assets.extra/tf_simclr_model.json`).
+Whatever rebuilds a model (`--mode=eval`, `--mode=export`, `--checkpoint=DIR`
+for fine-tuning, the scripts) reads it from there, so
+
+- `run.py --mode=export --model_dir=DIR` needs no other flag and no training data;
+- a flag given on the command line that contradicts the saved architecture is
+  a `ConfigError` naming the flag and both values;
+- a model_dir written before this file existed still works from the flags
+  (`read` returns None and the caller logs that).
+
+`load_model` is the one function that rebuilds and restores a model from a
+model_dir, a `ckpt-N` prefix or one of our exported SavedModels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import tensorflow as tf
+from absl import logging
+
+from tf_simclr import builders, checkpoints, export
+from tf_simclr.config import Config, ConfigError, flags_for
+
+MODEL_FILE = "model.json"
+FORMAT_VERSION = 1
+
+# What builds the encoder and the projection head (all a fine-tune run takes from its
+# --checkpoint), then what else shapes the model of a run.
+ENCODER_FIELDS = ("resnet_depth", "width_multiplier")
+HEAD_FIELDS = ("proj_head_mode", "proj_out_dim", "num_proj_layers")
+MODEL_FIELDS = (
+    "train_mode",
+    *ENCODER_FIELDS,
+    *HEAD_FIELDS,
+    "ft_proj_selector",
+    "lineareval_while_pretraining",
+    "fine_tune_after_block",
+    "image_size",
+)
+# Recorded, and adopted when the command line does not say otherwise.
+DATA_FIELDS = ("dataset", "data_dir", "train_split")
+
+
+def describe(config: Config, num_classes: int) -> dict:
+    """The description of the model that `config` builds with `num_classes` classes."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "model": {name: getattr(config, name) for name in MODEL_FIELDS},
+        "cifar_stem": config.cifar_stem,
+        "num_classes": int(num_classes),
+        "data": {name: getattr(config, name) for name in DATA_FIELDS},
+    }
+
+
+def write(path: str, description: dict) -> str:
+    """Writes `description` to `path` atomically (a temporary file, then a rename)."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(description, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)
+    return path
+
+
+def description_path(location: str) -> str:
+    """Where the description of a model_dir, a `ckpt-N` prefix or a SavedModel lives."""
+    if checkpoints.is_saved_model(location):
+        return os.path.join(location, export.DESCRIPTION_FILE)
+    if tf.io.gfile.isdir(location):
+        return os.path.join(location, MODEL_FILE)
+    return os.path.join(os.path.dirname(location) or ".", MODEL_FILE)
+
+
+def read(location: str, flag: str = "model_dir") -> dict | None:
+    """The description of `location` (see `description_path`), or None if it has none.
+
+    A file that exists but cannot be read as a description is a ConfigError on `flag`.
+    """
+    path = description_path(location)
+    if not tf.io.gfile.exists(path):
+        return None
+    try:
+        with tf.io.gfile.GFile(path) as f:
+            description = json.load(f)
+        if description.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"format_version {description.get('format_version')!r}")
+        missing = [name for name in MODEL_FIELDS if name not in description["model"]]
+        if missing or "num_classes" not in description:
+            raise ValueError(f"missing {', '.join(missing) or 'num_classes'}")
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise ConfigError(flag, f"{path} is not a model description ({e})", location) from e
+    return description
+
+
+def given_fields(config: Config) -> frozenset[str]:
+    """For library callers: the fields of `config` that differ from the defaults.
+
+    `run.py` passes the flags actually present on the command line instead.
+    """
+    return frozenset(
+        f.name for f in dataclasses.fields(Config) if getattr(config, f.name) != f.default
+    )
+
+
+def adopt(
+    config: Config,
+    description: dict,
+    given: frozenset[str],
+    fields: tuple[str, ...],
+    source: str,
+    flag: str = "model_dir",
+) -> Config:
+    """`config` with `fields` taken from `description`; a given field that differs is an error.
+
+    Args:
+      config: today's configuration.
+      description: a `read` result.
+      given: the fields set explicitly (on the command line).
+      fields: which fields to take (`MODEL_FIELDS`, or the encoder and head ones).
+      source: the location described, for messages.
+      flag: the flag that named `source`.
+    """
+    saved = description["model"]
+    changes = {}
+    for name in fields:
+        value = saved[name]
+        if value == getattr(config, name):
+            continue
+        if name in given:
+            raise ConfigError(
+                name,
+                f"contradicts the model in --{flag}={source}, which has --{name}={value}; "
+                "drop the flag (the saved architecture is used) or use another directory",
+                getattr(config, name),
+            )
+        changes[name] = value
+    if changes:
+        logging.info(
+            "Model of %s: %s",
+            source,
+            ", ".join(f"--{k}={v}" for k, v in sorted(changes.items())),
+        )
+    return config.replace(**changes)
+
+
+def adopt_data(config: Config, description: dict, given: frozenset[str]) -> Config:
+    """`config` with the recorded dataset, its directory and training split where the
+    command line gives none (evaluation and export need no other data flag)."""
+    data = description.get("data", {})
+    changes = {
+        name: data[name]
+        for name in ("dataset", "data_dir", "train_split")
+        if name in data and name not in given and data[name] != getattr(config, name)
+    }
+    if "dataset" in given and config.dataset != data.get("dataset"):
+        # Another dataset: the recorded directory and split are not its own.
+        changes.pop("data_dir", None)
+        changes.pop("train_split", None)
+    return config.replace(**changes)
+
+
+def check_stem(config: Config, description: dict, source: str) -> None:
+    """A fine-tune run's image size must give the encoder the stem it was trained with."""
+    if description["cifar_stem"] != config.cifar_stem:
+        stem = "CIFAR (image_size <= 32)" if description["cifar_stem"] else "ImageNet"
+        raise ConfigError(
+            "image_size",
+            f"the encoder in {source} has the {stem} stem; use an --image_size that "
+            "selects the same stem",
+            config.image_size,
+        )
+
+
+def load_model(
+    location: str,
+    config: Config | None = None,
+    strategy: tf.distribute.Strategy | None = None,
+    flag: str = "model_dir",
+):
+    """Rebuilds and restores the model of a model_dir, a `ckpt-N` prefix or our SavedModel.
+
+    The architecture comes from the saved description; without one (directories
+    written before descriptions existed) from `config`, which is then required.
+
+    Args:
+      location: a model_dir (its latest checkpoint), a `ckpt-N` prefix, or a
+        SavedModel directory exported by tf_simclr.
+      config: the configuration to complete (all non-architecture fields).
+      strategy: built under this strategy's scope (default: the current one).
+      flag: the flag that named `location`, for error messages.
+
+    Returns:
+      `(model, step, config)`: the built model with the variables restored, the
+      training step they were saved at, and the config the model was built from.
+    """
+    config = config or Config(model_dir=location)
+    description = read(location, flag)
+    if description is None:
+        logging.info("%s has no %s: rebuilding its model from the flags", location, MODEL_FILE)
+        num_classes = builders.train_source(config, subset=False).num_classes
+    else:
+        config = config.replace(**description["model"])
+        num_classes = description["num_classes"]
+    strategy = strategy or tf.distribute.get_strategy()
+    with strategy.scope():
+        model = builders.build_model(config, num_classes)
+    with flags_for(path=flag):
+        step = checkpoints.restore_model(model, location)
+    return model, step, config

@@ -49,6 +49,13 @@ def train_test_folder(tmp_path):
 
 
 @pytest.fixture(scope="session")
+def session_train_test_folder(tmp_path_factory):
+    """`train_test_folder` made once per session, for module-scoped runs (do not modify)."""
+    root = write_image_folder(tmp_path_factory.mktemp("session_images"), "train")
+    return write_image_folder(root, "test", per_class=4, seed=1)
+
+
+@pytest.fixture(scope="session")
 def mirrored_strategy():
     """One 2-replica MirroredStrategy shared by all tests.
 

@@ -20,6 +20,7 @@ model's, in order). Errors are `ArgumentError`s naming the argument (`path`,
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import keras
@@ -97,15 +98,64 @@ def restore_model(model: keras.Model, path: str, argument: str = "path") -> int:
         _restore_saved_model_variables(model, path, argument)
         return step_of(path)
     prefix = resolve(path, argument)
-    _restore(
-        tf.train.Checkpoint(model=model),
-        prefix,
-        "this model (another architecture? see the run's model.json and config.json)",
-        argument,
-        path,
-    )
+    legacy = _lacks_head(model, prefix)
+    with _legacy_head_layout(model, legacy):
+        _restore(
+            tf.train.Checkpoint(model=model),
+            prefix,
+            "this model (another architecture? see the run's model.json and config.json)",
+            argument,
+            path,
+        )
+    if legacy:
+        _restore_head_through_optimizer(model, prefix)
     logging.info("Restored %s", prefix)
     return step_of(prefix)
+
+
+def _lacks_head(model: keras.Model, prefix: str) -> bool:
+    """Whether `prefix` predates checkpoints that hold the projection head under the model.
+
+    Until the head tracked its layers as attributes, `tf.train.Checkpoint(model=...)`
+    reached none of its variables: its trainable ones were saved only through the
+    optimizer's variable list, its BatchNorm statistics not at all.
+    """
+    head = getattr(model, "head", None)
+    if head is None or not head.weights:
+        return False
+    keys = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
+    return not any(key.startswith("model/head/") for key in keys)
+
+
+@contextlib.contextmanager
+def _legacy_head_layout(model: keras.Model, legacy: bool):
+    """While restoring an old checkpoint: the head's object graph as it was then (no
+    children), so that its variables, absent from the checkpoint, are not demanded."""
+    layers = [*model.head.denses, *model.head.bns] if legacy else []
+    for layer in layers:
+        model.head._delete_tracking(layer.name)
+    try:
+        yield
+    finally:
+        for layer in layers:
+            model.head._track_trackable(layer, name=layer.name, overwrite=True)
+
+
+def _restore_head_through_optimizer(model: keras.Model, prefix: str) -> None:
+    """Restores the trainable variables of an old checkpoint through its optimizer's list.
+
+    The training optimizer was built on `model.trainable_variables`, in this order, so a
+    stand-in optimizer built the same way maps them back (`_trainable_variables/<i>`).
+    """
+    stand_in = keras.optimizers.SGD()
+    stand_in.build(model.trainable_variables)
+    tf.train.Checkpoint(optimizer=stand_in).restore(prefix).expect_partial()
+    logging.warning(
+        "%s was written before checkpoints held the projection head: its trainable "
+        "variables were restored through the optimizer's list; its BatchNorm moving "
+        "statistics were never saved and keep their initial values",
+        prefix,
+    )
 
 
 def _restore_saved_model_variables(model: keras.Model, path: str, argument: str) -> None:
@@ -156,6 +206,15 @@ def load_parts(parts: dict[str, keras.Model | keras.layers.Layer], path: str) ->
     ArgumentError (`init_checkpoint`) naming the variable.
     """
     prefix = resolve(path, "init_checkpoint")
+    keys = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
+    if "head" in parts and not any(key.startswith("model/head/") for key in keys):
+        raise ArgumentError(
+            "init_checkpoint",
+            "was written before checkpoints held the projection head, so its head cannot "
+            "be loaded on its own; fine-tune from the encoder output (ft_proj_selector=0), "
+            "or export the run again with this version and start from that SavedModel",
+            path,
+        )
     checkpoint = tf.train.Checkpoint(model=tf.train.Checkpoint(**parts))
     what = f"the {' and '.join(parts)} of this model"
     _restore(checkpoint, prefix, what, "init_checkpoint", path)
@@ -202,13 +261,24 @@ def restore_or_initialize(
     resume_dir = resume_dir or manager.directory
     latest = tf.train.latest_checkpoint(resume_dir)
     if latest:
-        _restore(
-            manager.checkpoint,
-            latest,
-            "this model (was it written with other flags? see its model.json)",
-            "resume_dir",
-            resume_dir,
-        )
+        model = manager.checkpoint.model
+        legacy = _lacks_head(model, latest)
+        # An old checkpoint: the head's trainable variables come back through the
+        # optimizer's variable list, which is part of this checkpoint.
+        with _legacy_head_layout(model, legacy):
+            _restore(
+                manager.checkpoint,
+                latest,
+                "this model (was it written with other flags? see its model.json)",
+                "resume_dir",
+                resume_dir,
+            )
+        if legacy:
+            logging.warning(
+                "%s was written before checkpoints held the projection head: its BatchNorm "
+                "moving statistics start again from their initial values",
+                latest,
+            )
         logging.info("Resumed from %s", latest)
         return "resumed"
     if init_model is not None:

@@ -152,6 +152,13 @@ class ProjectionHead(keras.layers.Layer):
             bn.build(shape)
         self.denses = [dense for dense, _ in layers]
         self.bns = [bn for _, bn in layers]
+        # Also one attribute per layer: TensorFlow checkpoints follow attributes that hold
+        # a layer, not Keras' tracked lists, so without these `tf.train.Checkpoint(model=...)`
+        # saved none of the head's variables under the model (only through the optimizer's
+        # variable list, which holds no BatchNorm statistics).
+        for dense, bn in layers:
+            setattr(self, dense.name, dense)
+            setattr(self, bn.name, bn)
 
     def call_with_hiddens(self, inputs, training=None) -> list:
         """Returns `[inputs, h_1, ..., h_L]`; `h_L` is the projection.

@@ -79,7 +79,9 @@ class Config:
     mode: str = _field(
         "train",
         "train; eval (the latest checkpoint in --model_dir on --eval_split); "
-        "train_then_eval (train, evaluate, export); export (SavedModel of the latest checkpoint).",
+        "train_then_eval (train, evaluate, export); export (SavedModel of the latest checkpoint). "
+        "eval and export rebuild the model from --model_dir/model.json: no architecture or "
+        "data flags needed (a flag that contradicts it is an error).",
         MODES,
     )
     train_mode: str = _field(
@@ -90,8 +92,10 @@ class Config:
     )
     checkpoint: str = _field(
         "",
-        "Fine-tuning starts from this pretraining checkpoint (a ckpt-N prefix or a model_dir); "
-        "ignored when --model_dir already holds a checkpoint (then the run resumes).",
+        "Fine-tuning starts from this pretraining checkpoint: a ckpt-N prefix, a model_dir, or "
+        "a SavedModel exported by tf_simclr (model_dir/saved_model/<step>); its model.json "
+        "gives the encoder and head architecture. Ignored when --model_dir already holds a "
+        "checkpoint (then the run resumes).",
     )
     model_dir: str = _field(
         "", "Directory for checkpoints, TensorBoard logs and the resolved config. Required."

@@ -310,8 +310,10 @@ def load_keras(path: str, compile: bool = True) -> keras.Model:
     """Loads a `.keras` file written by `save_keras`.
 
     Same as `keras.saving.load_model(path)`, which needs the tf_simclr classes
-    registered, i.e. `tf_simclr.models` imported; this function imports it.
+    registered, i.e. `tf_simclr.models` (and, for a model that augments on the
+    device, `tf_simclr.data`) imported; this function imports both.
     """
+    import tf_simclr.data  # noqa: F401  (registers DeviceViews, the on-device augmentation)
     import tf_simclr.models  # noqa: F401  (registers the classes for deserialization)
 
     return keras.saving.load_model(os.fspath(path), compile=compile)

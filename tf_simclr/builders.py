@@ -13,7 +13,7 @@ import tensorflow as tf
 from tf_simclr import distribute
 from tf_simclr.config import Config, ConfigError, flags_for
 from tf_simclr.data import AugmentConfig, DeviceViews, Source, make_source
-from tf_simclr.data.subsets import subset_source
+from tf_simclr.data.subsets import subset_source, unlabel_outside_subset
 from tf_simclr.eval.linear import finetune_augment
 from tf_simclr.models import Classifier, ProjectionHead, ResNet, SimCLR
 from tf_simclr.optim import WarmupCosineDecay, build_optimizer, scaled_learning_rate
@@ -22,7 +22,7 @@ from tf_simclr.optim import WarmupCosineDecay, build_optimizer, scaled_learning_
 def augment_config(config: Config) -> AugmentConfig:
     """Training augmentation. Pretraining: the full SimCLR recipe (paper Appendix A);
     fine-tuning and linear evaluation: random crop and flip only (paper Appendix B.5)."""
-    if config.train_mode == "finetune":
+    if config.train_mode in ("finetune", "distill"):
         return finetune_augment(config.image_size)
     return AugmentConfig(
         image_size=config.image_size,
@@ -39,8 +39,9 @@ IMAGENET_SUBSETS = "imagenet2012_subset"
 
 
 def train_source(config: Config, subset: bool = True) -> Source:
-    """The training split, reduced to a class-balanced label subset when asked
-    (`subset=False`: the whole split, e.g. to know its classes)."""
+    """The training split, reduced to a class-balanced label subset when asked (for
+    distillation: all of it, labelled only on the subset); `subset=False`: the whole
+    split, e.g. to know its classes."""
     dataset, split = config.dataset, config.train_split
     if split.startswith(IMAGENET_SUBSETS + "/"):
         # The official semi-supervised ImageNet subsets (SimCLRv2): a TFDS dataset of its
@@ -53,7 +54,9 @@ def train_source(config: Config, subset: bool = True) -> Source:
     if subset and (config.label_fraction or config.labels_per_class):
         if source.num_classes == 0:
             raise ConfigError("label_fraction", "needs a labelled dataset")
-        source = subset_source(
+        # Distillation trains on every image; only the subset keeps its labels.
+        choose = unlabel_outside_subset if config.train_mode == "distill" else subset_source
+        source = choose(
             source,
             fraction=config.label_fraction or None,
             per_class=config.labels_per_class or None,
@@ -145,7 +148,9 @@ def build_classifier(config: Config, num_classes: int) -> Classifier:
 
 
 def build_model(config: Config, num_classes: int) -> SimCLR | Classifier:
-    if config.train_mode == "finetune":
+    """The model a run of `config` saves: SimCLR, or a Classifier (fine-tuned, or the
+    student of a distillation)."""
+    if config.train_mode in ("finetune", "distill"):
         return build_classifier(config, num_classes)
     return build_pretrain_model(config, num_classes)
 

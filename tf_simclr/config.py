@@ -87,7 +87,8 @@ class Config:
     train_mode: str = _field(
         "pretrain",
         "pretrain: SimCLR contrastive pretraining; finetune: supervised fine-tuning or, with "
-        "--fine_tune_after_block=4, linear evaluation on frozen features.",
+        "--fine_tune_after_block=4, linear evaluation on frozen features; distill: train the "
+        "student of these flags on --teacher's predictions (SimCLRv2 Sec. 2.3).",
         TRAIN_MODES,
     )
     checkpoint: str = _field(
@@ -96,6 +97,20 @@ class Config:
         "a SavedModel exported by tf_simclr (model_dir/saved_model/<step>); its model.json "
         "gives the encoder and head architecture. Ignored when --model_dir already holds a "
         "checkpoint (then the run resumes).",
+    )
+    teacher: str = _field(
+        "",
+        "--train_mode=distill: the teacher, a fine-tuned model_dir, ckpt-N prefix or exported "
+        "SavedModel of tf_simclr. It runs in inference mode and is not saved with the student.",
+    )
+    distill_temperature: float = _field(
+        1.0, "Distillation temperature T of both softmaxes (SimCLRv2 eq. 2; the paper: 1)."
+    )
+    distill_label_weight: float = _field(
+        0.0,
+        "Adds this times the supervised cross-entropy on the labelled images "
+        "(--label_fraction / --labels_per_class choose them; all when neither) to the "
+        "distillation loss; 0 (the paper's main results): labels ignored.",
     )
     model_dir: str = _field(
         "", "Directory for checkpoints, TensorBoard logs and the resolved config. Required."
@@ -339,8 +354,20 @@ class Config:
             raise ConfigError("labels_per_class", "must be >= 0 (0: all labels)")
         if self.label_fraction and self.labels_per_class:
             raise ConfigError("labels_per_class", "give --label_fraction or this, not both")
-        if (self.label_fraction or self.labels_per_class) and self.train_mode != "finetune":
-            raise ConfigError("label_fraction", "label subsets apply to --train_mode=finetune")
+        if (self.label_fraction or self.labels_per_class) and self.train_mode == "pretrain":
+            raise ConfigError(
+                "label_fraction", "label subsets apply to --train_mode=finetune or distill"
+            )
+        if self.train_mode == "distill" and not self.teacher:
+            raise ConfigError("teacher", "is required with --train_mode=distill")
+        if self.teacher and self.train_mode != "distill":
+            raise ConfigError("teacher", "applies to --train_mode=distill only")
+        if self.distill_temperature <= 0:
+            raise ConfigError("distill_temperature", f"must be > 0, got {self.distill_temperature}")
+        if self.distill_label_weight < 0:
+            raise ConfigError(
+                "distill_label_weight", f"must be >= 0, got {self.distill_label_weight}"
+            )
         if self.knn_temperature <= 0:
             raise ConfigError("knn_temperature", "must be > 0")
         if self.num_cpu_devices < 0:

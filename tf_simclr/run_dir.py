@@ -23,6 +23,7 @@ import dataclasses
 import json
 import os
 
+import keras
 import tensorflow as tf
 from absl import logging
 
@@ -215,3 +216,20 @@ def load_model(
     with flags_for(path=flag):
         step = checkpoints.restore_model(model, location)
     return model, step, config
+
+
+def init_model(config: Config) -> keras.Model | None:
+    """The model of a `--checkpoint` that is a SavedModel, rebuilt and restored; else None
+    (a checkpoint's parts are read straight from it)."""
+    if not (config.checkpoint and checkpoints.is_saved_model(config.checkpoint)):
+        return None
+    if read(config.checkpoint, "checkpoint") is None:
+        raise ConfigError(
+            "checkpoint",
+            "this SavedModel has no tf_simclr model description (exported before they "
+            "existed, or not by tf_simclr); give the model_dir it was exported from",
+            config.checkpoint,
+        )
+    # Outside any strategy: only its values are needed, copied into the parts.
+    model, _, _ = load_model(config.checkpoint, config, flag="checkpoint")
+    return model

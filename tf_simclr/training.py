@@ -269,6 +269,7 @@ def fit(config, model, optimizer, manager, plan, start, write_dir, distributed_d
     saver.save()
     return {
         "global_step": int(optimizer.iterations.numpy()),
+        "start_step": start,
         "seconds": time.time() - began,
         **logs,
     }

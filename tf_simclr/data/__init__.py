@@ -24,7 +24,11 @@ from tf_simclr.data.sources import (
     scan_image_folder,
     tfds_source,
 )
-from tf_simclr.data.subsets import balanced_subset_indices, subset_source
+from tf_simclr.data.subsets import (
+    balanced_subset_indices,
+    subset_source,
+    unlabel_outside_subset,
+)
 
 __all__ = [
     "FOLDER_LAYOUT",
@@ -48,4 +52,5 @@ __all__ = [
     "supervised_dataset",
     "tfds_source",
     "two_views",
+    "unlabel_outside_subset",
 ]

@@ -109,6 +109,27 @@ def _keys_and_labels(dataset: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(keys), np.concatenate(labels)
 
 
+def _membership(source: Source, fraction, per_class, seed):
+    """`(is_chosen(example) -> bool tensor, examples chosen, rule text)` of the subset that
+    `balanced_subset_indices` picks from one pass over `source` (see `subset_source`)."""
+    if source.num_classes == 0:
+        raise ValueError(f"{source.name} {source.split!r} has no labels; a subset needs labels.")
+    keys, labels = _keys_and_labels(source.dataset)
+    indices = balanced_subset_indices(labels, fraction=fraction, per_class=per_class, seed=seed)
+    chosen = np.unique(keys[indices])  # sorted, for the membership test below
+    num_examples = int(np.isin(keys, chosen).sum())
+    chosen_keys = tf.constant(chosen, tf.int64)
+    last = len(chosen) - 1
+
+    def is_chosen(example):
+        key = _example_key(example)
+        position = tf.minimum(tf.searchsorted(chosen_keys, key[None])[0], last)
+        return tf.equal(chosen_keys[position], key)
+
+    rule = f"{fraction * 100:g}%" if fraction is not None else f"{per_class}"
+    return is_chosen, num_examples, rule
+
+
 def subset_source(
     source: Source,
     *,
@@ -149,25 +170,38 @@ def subset_source(
     Raises:
       ValueError: as `balanced_subset_indices`, or if ``source`` is unlabelled.
     """
-    if source.num_classes == 0:
-        raise ValueError(f"{source.name} {source.split!r} has no labels; a subset needs labels.")
-    keys, labels = _keys_and_labels(source.dataset)
-    indices = balanced_subset_indices(labels, fraction=fraction, per_class=per_class, seed=seed)
-    chosen = np.unique(keys[indices])  # sorted, for the membership test below
-    num_examples = int(np.isin(keys, chosen).sum())
-
-    chosen_keys = tf.constant(chosen, tf.int64)
-    last = len(chosen) - 1
-
-    def is_chosen(example):
-        key = _example_key(example)
-        position = tf.minimum(tf.searchsorted(chosen_keys, key[None])[0], last)
-        return tf.equal(chosen_keys[position], key)
-
-    rule = f"{fraction * 100:g}%" if fraction is not None else f"{per_class}"
+    is_chosen, num_examples, rule = _membership(source, fraction, per_class, seed)
     return dataclasses.replace(
         source,
         dataset=source.dataset.filter(is_chosen),
         num_examples=num_examples,
         name=f"{source.name}[{rule}/class]",
+    )
+
+
+def unlabel_outside_subset(
+    source: Source,
+    *,
+    fraction: float | None = None,
+    per_class: int | None = None,
+    seed: int = 0,
+) -> Source:
+    """All of ``source``'s examples, with the label kept only on the `subset_source` subset.
+
+    The examples outside the seeded, class-balanced subset get label -1 (unlabelled), so
+    that one pass trains on every image while a supervised term sees only the subset:
+    distillation with labels (SimCLRv2 Sec. 2.3). The same arguments choose the same
+    examples as `subset_source`.
+    """
+    is_chosen, _, rule = _membership(source, fraction, per_class, seed)
+
+    def mark(example):
+        keep = is_chosen(example)
+        label = tf.where(keep, example["label"], tf.constant(-1, example["label"].dtype))
+        return {**example, "label": label}
+
+    return dataclasses.replace(
+        source,
+        dataset=source.dataset.map(mark, num_parallel_calls=tf.data.AUTOTUNE),
+        name=f"{source.name}[labels {rule}/class]",
     )

@@ -3,6 +3,8 @@
 - `pretrain`: SimCLR contrastive pretraining (`--train_mode=pretrain`);
 - `finetune`: supervised fine-tuning, or linear evaluation with the encoder
   frozen (`--train_mode=finetune`);
+- `distill`: a student trained on a teacher's predictions on unlabelled images
+  (`--train_mode=distill`, SimCLRv2's third step);
 - `evaluate`: the latest checkpoint of `model_dir` on `eval_split` (`--mode=eval`);
 - `export`: a SavedModel of the latest checkpoint (`--mode=export`).
 
@@ -20,7 +22,7 @@ read them.
 from __future__ import annotations
 
 MODES = ("train", "eval", "train_then_eval", "export")
-TRAIN_MODES = ("pretrain", "finetune")
+TRAIN_MODES = ("pretrain", "finetune", "distill")
 
 
 def resolve(config, given: frozenset[str]):
@@ -48,7 +50,7 @@ def resolve(config, given: frozenset[str]):
             config.model_dir,
             run_dir.MODEL_FILE,
         )
-    elif config.train_mode == "finetune" and config.checkpoint:
+    elif config.train_mode in ("finetune", "distill") and config.checkpoint:
         source = run_dir.read(config.checkpoint, "checkpoint")
         if source is not None:
             fields = run_dir.ENCODER_FIELDS + run_dir.HEAD_FIELDS
@@ -72,14 +74,16 @@ def run(config, given: frozenset[str] | None = None) -> dict:
     import tensorflow as tf
 
     from tf_simclr import builders, distribute, run_dir
-    from tf_simclr.modes import evaluate, export, finetune, pretrain
+    from tf_simclr.modes import distill, evaluate, export, finetune, pretrain
 
     config.validate()
     config = resolve(config, run_dir.given_fields(config) if given is None else frozenset(given))
     strategy = builders.build_strategy(config)
     result: dict = {}
     if config.mode in ("train", "train_then_eval"):
-        train = {"pretrain": pretrain.run, "finetune": finetune.run}[config.train_mode]
+        train = {"pretrain": pretrain.run, "finetune": finetune.run, "distill": distill.run}[
+            config.train_mode
+        ]
         result["train"] = train(config, strategy)
     if not distribute.is_chief(strategy):
         return result  # evaluation and export are the chief's

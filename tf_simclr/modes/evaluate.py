@@ -4,7 +4,7 @@ The model is rebuilt from `model_dir/model.json` (see `tf_simclr.run_dir`), so
 only the data it is evaluated on must be on disk. A pretrained model reports
 its online probe's top-1/top-5 (when it has one) and weighted kNN top-1 on
 encoder features (`tf_simclr.eval.knn`, against the features of the whole
-`train_split`); a fine-tuned one its classifier's top-1/top-5. Results go to
+`train_split`); a fine-tuned or distilled one its classifier's top-1/top-5. Results go to
 the log and to `model_dir/eval_results.json` and `eval_<split>_<step>.json`.
 """
 
@@ -69,8 +69,9 @@ def run(config: Config, strategy: tf.distribute.Strategy) -> dict:
         "eval_split": config.eval_split,
         "train_mode": config.train_mode,
     }
-    if config.train_mode == "finetune" or getattr(model, "probe", None) is not None:
-        prefix = "" if config.train_mode == "finetune" else "probe_"
+    classifier = config.train_mode in ("finetune", "distill")  # a distilled student is one
+    if classifier or getattr(model, "probe", None) is not None:
+        prefix = "" if classifier else "probe_"
         metrics = evaluate_classifier(model, dataset, verbose=config.verbose)
         results.update({f"{prefix}{k}": v for k, v in metrics.items()})
     if config.train_mode == "pretrain" and config.eval_knn:

@@ -19,23 +19,6 @@ from tf_simclr.config import Config, ConfigError, flags_for
 from tf_simclr.data import supervised_dataset
 
 
-def _initial_model(config: Config) -> keras.Model | None:
-    """The model of a `--checkpoint` that is a SavedModel, rebuilt and restored; else None
-    (a checkpoint's parts are read straight from it)."""
-    if not (config.checkpoint and checkpoints.is_saved_model(config.checkpoint)):
-        return None
-    if run_dir.read(config.checkpoint, "checkpoint") is None:
-        raise ConfigError(
-            "checkpoint",
-            "this SavedModel has no tf_simclr model description (exported before they "
-            "existed, or not by tf_simclr); give the model_dir it was exported from",
-            config.checkpoint,
-        )
-    # Outside any strategy: only its values are needed, copied into the parts.
-    model, _, _ = run_dir.load_model(config.checkpoint, config, flag="checkpoint")
-    return model
-
-
 def run(config: Config, strategy: tf.distribute.Strategy) -> dict:
     """Fine-tunes per `config` under `strategy`; returns the final training logs."""
     training.check_replicas(config, strategy)
@@ -62,7 +45,7 @@ def run(config: Config, strategy: tf.distribute.Strategy) -> dict:
         with flags_for(resume_dir="model_dir", init_checkpoint="checkpoint"):
             initial = None
             if not tf.train.latest_checkpoint(config.model_dir):
-                initial = _initial_model(config)
+                initial = run_dir.init_model(config)
             checkpoints.restore_or_initialize(
                 manager,
                 config.checkpoint,

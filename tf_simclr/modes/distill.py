@@ -1,0 +1,142 @@
+"""`--train_mode=distill`: SimCLRv2's third step (Sec. 2.3, eq. 2).
+
+Data: every image of the training split with crop + flip views, labels ignored
+(or, with `--distill_label_weight`, kept on the `--label_fraction` /
+`--labels_per_class` subset). Model: the student of the architecture flags
+(`Classifier`: smaller than the teacher, or the same for self-distillation),
+and the teacher from `--teacher` (one of our fine-tuned model_dirs, checkpoints
+or SavedModels), frozen and in inference mode. Restore: resume the student from
+`model_dir`, else initialise its encoder from `--checkpoint` (a pretrained run),
+else fresh. Fit: `Distiller` minimises the cross-entropy against the teacher's
+softened predictions. Save: the student alone, so `model_dir` is a classifier
+run that `--mode=eval`, `--mode=export` and fine-tuning take as any other.
+"""
+
+from __future__ import annotations
+
+import time
+
+import keras
+import tensorflow as tf
+from absl import logging
+
+from tf_simclr import builders, checkpoints, run_dir, training
+from tf_simclr.config import Config, ConfigError, flags_for
+from tf_simclr.data import supervised_dataset
+from tf_simclr.models import Distiller
+
+
+def load_teacher(config: Config, strategy: tf.distribute.Strategy, num_classes: int):
+    """The teacher of `--teacher`, rebuilt from its description and restored; checked against
+    the student's classes and preprocessing."""
+    description = run_dir.read(config.teacher, "teacher")
+    if description is None:
+        raise ConfigError(
+            "teacher",
+            "has no tf_simclr model description (model.json, or assets.extra in an export); "
+            "give a model_dir, checkpoint or SavedModel written by tf_simclr",
+            config.teacher,
+        )
+    saved = description["model"]
+    has_logits = saved["train_mode"] != "pretrain" or saved["lineareval_while_pretraining"]
+    if not has_logits or description["num_classes"] < 1:
+        raise ConfigError("teacher", "has no classifier (fine-tune it first)", config.teacher)
+    if description["num_classes"] != num_classes:
+        raise ConfigError(
+            "teacher",
+            f"predicts {description['num_classes']} classes, the training data has "
+            f"{num_classes} (another --dataset?)",
+            config.teacher,
+        )
+    if saved["image_size"] != config.image_size:
+        raise ConfigError(
+            "image_size",
+            f"the teacher was trained at --image_size={saved['image_size']}; teacher and "
+            "student must see the same input preprocessing",
+            config.image_size,
+        )
+    teacher_config = config.replace(train_mode="finetune", checkpoint="", teacher="")
+    teacher, step, _ = run_dir.load_model(config.teacher, teacher_config, strategy, "teacher")
+    teacher.trainable = False
+    logging.info("Teacher: %s (step %d, %d classes)", config.teacher, step, num_classes)
+    return teacher
+
+
+def run(config: Config, strategy: tf.distribute.Strategy) -> dict:
+    """Distils `--teacher` into the student of `config`; returns the final training logs."""
+    training.check_replicas(config, strategy)
+    keras.utils.set_random_seed(config.seed)  # see modes.pretrain
+
+    # Data.
+    source = builders.train_source(config)
+    if source.num_classes == 0:
+        raise ConfigError("train_mode", "distill needs the number of classes; this data has none")
+    if config.checkpoint and not checkpoints.is_saved_model(config.checkpoint):
+        with flags_for(path="checkpoint"):
+            checkpoints.resolve(config.checkpoint)
+    plan = training.StepPlan.from_config(config, source.num_examples)
+    datasets = training.epoch_datasets(config, strategy, source, supervised_dataset)
+
+    # Models and optimizer: the teacher (frozen), the student, the distiller training it.
+    teacher = load_teacher(config, strategy, source.num_classes)
+    with strategy.scope():
+        student = builders.build_classifier(config, source.num_classes)
+        distiller = Distiller(
+            student,
+            teacher,
+            temperature=config.distill_temperature,
+            label_weight=config.distill_label_weight,
+            name="distiller",
+        )
+        optimizer = training.compile_model(config, distiller, plan)
+
+    with training.run_directory(config, strategy, student, optimizer) as write_dir:
+        # Restore the student: resume, else initialise from --checkpoint, else fresh.
+        manager = checkpoints.manager_for(student, optimizer, write_dir, config.keep_checkpoint_max)
+        with flags_for(resume_dir="model_dir", init_checkpoint="checkpoint"):
+            initial = None
+            if not tf.train.latest_checkpoint(config.model_dir):
+                initial = run_dir.init_model(config)
+            checkpoints.restore_or_initialize(
+                manager,
+                config.checkpoint,
+                builders.init_parts(student),
+                resume_dir=config.model_dir,
+                init_model=initial,
+            )
+        start = int(optimizer.iterations.numpy())
+        training.describe_run(config, strategy, source.num_classes)
+        training.log_start(config, strategy, "Distilling", source, plan, start, write_dir)
+
+        # Fit and save.
+        result = training.fit(
+            config, distiller, optimizer, manager, plan, start, write_dir, datasets
+        )
+    result["teacher_share"] = _teacher_share(distiller, datasets, result)
+    return training.save_result(config, strategy, result)
+
+
+def _teacher_share(distiller: Distiller, datasets, result: dict, batches: int = 3) -> float | None:
+    """The share of a training step spent on the teacher's forward pass, estimated by timing
+    the teacher alone on a few batches against the run's mean step time (logged)."""
+    steps = result["global_step"] - result.get("start_step", 0)
+    if steps <= 0 or not result.get("seconds"):
+        return None
+    forward = tf.function(lambda images: distiller.teacher_logits(images), reduce_retracing=True)
+    strategy = distiller.distribute_strategy
+    iterator = iter(datasets(0, 0))
+    timed = []
+    for i in range(batches + 1):  # the first call traces
+        batch = next(iterator)
+        began = time.time()
+        strategy.run(forward, args=(batch["image"],))
+        if i:
+            timed.append(time.time() - began)
+    share = min(1.0, (sum(timed) / len(timed)) / (result["seconds"] / steps))
+    logging.info(
+        "Teacher predictions took about %.0f%% of each training step (one forward pass, "
+        "timed alone on %d batches)",
+        100 * share,
+        batches,
+    )
+    return share

@@ -15,6 +15,13 @@ parameters by path:
 - `block_group{g}_block{b}_{conv1,bn1,...,shortcut_conv,shortcut_bn,...}` for
   residual block `b` of stage `g` (g in 1..4), so a stage is selected by the
   name prefix `block_group{g}` (used to freeze "everything up to block N");
+- with `sk_ratio > 0` (SimCLRv2's ResNet-SK): `stem_conv{1,2,3}`/`stem_bn{1,2,3}`
+  for the ResNet-D stem, `..._shortcut_pool` before the projection conv, and
+  `..._sk_conv`, `..._sk_bn`, `..._sk_gate_conv1`, `..._sk_gate_bn`,
+  `..._sk_gate_conv2`, `..._sk_mix` in place of a bottleneck's `conv2`/`bn2`;
+- with `se_ratio > 0`: `..._se_pool`, `..._se_reduce`, `..._se_relu`,
+  `..._se_expand`, `..._se_gate`, `..._se_scale` after the last BN of the
+  residual branch;
 - every BatchNormalization layer name contains `bn` (LARS excludes BN
   variables from weight decay and trust-ratio adaptation by path).
 
@@ -24,13 +31,20 @@ half the step time of the Keras ops on a CPU; see `batch_norm.py`).
 
 Deviations from the reference, all deliberate:
 
-- Selective-kernel (SK) convolutions of SimCLRv2's ResNet-SK are not
-  implemented (`sk_ratio=0` in the reference).
 - The width multiplier may be fractional (e.g. 0.125) so tests and smoke runs
   can use tiny networks; channels are `max(1, round(base * width_multiplier))`.
   The reference only uses integer multipliers, for which this is identical.
 - The reference's `stop_gradient` after block group N (fine-tuning) is not
   built into the graph; callers freeze layers by the `block_group{g}` prefix.
+- The reference's DropBlock (off in every published model) is not implemented.
+- Under a `mixed_*` policy the SK and SE global means and the SK softmax are
+  computed in float32 (the reference has no mixed precision).
+
+Selective kernels (`sk_ratio > 0`) follow the reference exactly: the ResNet-D
+stem and average-pool shortcuts (He et al. 2019, "Bag of Tricks", Fig. 2) in
+every network, basic-block ResNet-18/34 included, and the selective-kernel 3x3
+conv (Li et al. 2019) in bottleneck blocks only; the reference's basic block
+has no SK conv. SimCLRv2 (Chen et al. 2020, Section 4) uses sk_ratio 0.0625.
 """
 
 from __future__ import annotations
@@ -58,6 +72,8 @@ _GROUP_FILTERS = (64, 128, 256, 512)
 _GROUP_STRIDES = (1, 2, 2, 2)
 _STEM_FILTERS = 64
 _BOTTLENECK_EXPANSION = 4
+# Fewest channels of the selective-kernel gate's hidden layer (reference `min_dim`).
+_SK_MIN_GATE_CHANNELS = 32
 
 
 def min_image_size(cifar_stem: bool) -> int:
@@ -95,6 +111,15 @@ class ResNet(keras.Model):
             `synchronized=True`, i.e. batch statistics are aggregated across
             replicas under a `tf.distribute` strategy ("global BN", SimCLR
             paper Section 2.3).
+        sk_ratio: Selective-kernel ratio (>= 0). 0 gives the plain ResNet v1;
+            > 0 (SimCLRv2 uses 0.0625) gives the ResNet-D stem (three 3x3
+            convs) and average-pool projection shortcuts, and replaces the 3x3
+            conv of each bottleneck block by a selective-kernel conv whose gate
+            has `max(int(filters * sk_ratio), 32)` hidden channels.
+        se_ratio: Squeeze-excitation ratio (>= 0). > 0 adds an SE layer with
+            `max(1, int(filters * se_ratio))` hidden channels at the end of
+            every residual branch (`filters` is the block's base width, also
+            in bottleneck blocks, as in the reference). 0 disables it.
         dtype: Keras dtype policy (a name such as `"mixed_bfloat16"` or a
             `keras.DTypePolicy`) given to every layer; None takes the global
             policy. Under a `mixed_*` policy weights stay float32 and the
@@ -122,6 +147,8 @@ class ResNet(keras.Model):
         batch_norm_decay: float = 0.9,
         batch_norm_epsilon: float = 1e-5,
         synchronized_bn: bool = False,
+        sk_ratio: float = 0.0,
+        se_ratio: float = 0.0,
         dtype: str | keras.DTypePolicy | None = None,
         name: str = "resnet",
         **kwargs,
@@ -137,6 +164,10 @@ class ResNet(keras.Model):
             raise ValueError(f"`batch_norm_decay` must be in [0, 1], got {batch_norm_decay!r}.")
         if not batch_norm_epsilon > 0:
             raise ValueError(f"`batch_norm_epsilon` must be > 0, got {batch_norm_epsilon!r}.")
+        if not sk_ratio >= 0:
+            raise ValueError(f"sk_ratio must be >= 0, got {sk_ratio}")
+        if not se_ratio >= 0:
+            raise ValueError(f"se_ratio must be >= 0, got {se_ratio}")
 
         # Resolved now, so the policy is fixed at construction, not at first call.
         policy = keras.dtype_policies.get(dtype) if dtype is not None else None
@@ -147,6 +178,8 @@ class ResNet(keras.Model):
             batch_norm_decay=batch_norm_decay,
             batch_norm_epsilon=batch_norm_epsilon,
             synchronized_bn=synchronized_bn,
+            sk_ratio=sk_ratio,
+            se_ratio=se_ratio,
             dtype=policy,
         )
 
@@ -182,11 +215,13 @@ class ResNet(keras.Model):
         self.batch_norm_decay = batch_norm_decay
         self.batch_norm_epsilon = batch_norm_epsilon
         self.synchronized_bn = synchronized_bn
+        self.sk_ratio = sk_ratio
+        self.se_ratio = se_ratio
         expansion = _BOTTLENECK_EXPANSION if bottleneck else 1
         self.feature_dim = expansion * scaled_channels(_GROUP_FILTERS[-1], width_multiplier)
 
     def get_config(self) -> dict:
-        return {
+        config = {
             "name": self.name,
             "trainable": self.trainable,
             "depth": self.depth,
@@ -197,6 +232,13 @@ class ResNet(keras.Model):
             "synchronized_bn": self.synchronized_bn,
             "dtype": keras.dtype_policies.serialize(self.dtype_policy),
         }
+        # Written only when used, so a plain ResNet's config is the same as
+        # before these options existed (and equal to the configs saved then).
+        if self.sk_ratio:
+            config["sk_ratio"] = self.sk_ratio
+        if self.se_ratio:
+            config["se_ratio"] = self.se_ratio
+        return config
 
     @classmethod
     def from_config(cls, config: dict, custom_objects=None) -> ResNet:
@@ -204,7 +246,7 @@ class ResNet(keras.Model):
 
 
 class _Builder:
-    """Creates the layers of one ResNet with shared BN/width settings."""
+    """Creates the layers of one ResNet with shared BN/width/SK/SE settings."""
 
     def __init__(
         self,
@@ -212,12 +254,16 @@ class _Builder:
         batch_norm_decay: float,
         batch_norm_epsilon: float,
         synchronized_bn: bool,
+        sk_ratio: float,
+        se_ratio: float,
         dtype: keras.DTypePolicy,
     ):
         self.width_multiplier = width_multiplier
         self.batch_norm_decay = batch_norm_decay
         self.batch_norm_epsilon = batch_norm_epsilon
         self.synchronized_bn = synchronized_bn
+        self.sk_ratio = sk_ratio
+        self.se_ratio = se_ratio
         self.dtype = dtype
 
     def conv(self, x, filters: int, kernel_size: int, strides: int, name: str):
@@ -228,15 +274,7 @@ class _Builder:
         the padding does not depend on the input size; stride 1 uses SAME.
         """
         if strides > 1:
-            pad_total = kernel_size - 1
-            if pad_total > 0:
-                pad_begin = pad_total // 2
-                pad_end = pad_total - pad_begin
-                x = keras.layers.ZeroPadding2D(
-                    padding=((pad_begin, pad_end), (pad_begin, pad_end)),
-                    dtype=self.dtype,
-                    name=f"{name}_pad",
-                )(x)
+            x = self.fixed_padding(x, kernel_size, name=f"{name}_pad")
             padding = "valid"
         else:
             padding = "same"
@@ -253,6 +291,17 @@ class _Builder:
             name=name,
         )(x)
 
+    def fixed_padding(self, x, kernel_size: int, name: str):
+        """Zero-pads by `kernel_size - 1`, `(kernel_size - 1) // 2` of it before."""
+        pad_total = kernel_size - 1
+        if pad_total == 0:
+            return x
+        pad_begin = pad_total // 2
+        pad_end = pad_total - pad_begin
+        return keras.layers.ZeroPadding2D(
+            padding=((pad_begin, pad_end), (pad_begin, pad_end)), dtype=self.dtype, name=name
+        )(x)
+
     def batch_norm(self, x, name: str, zero_gamma: bool = False):
         """BatchNormalization; `zero_gamma` starts a residual branch at zero."""
         return FusedBatchNormalization(
@@ -267,49 +316,180 @@ class _Builder:
             name=name,
         )(x)
 
+    def relu(self, x, name: str):
+        return keras.layers.Activation("relu", dtype=self.dtype, name=name)(x)
+
     def stem(self, x, cifar_stem: bool):
         filters = scaled_channels(_STEM_FILTERS, self.width_multiplier)
         if cifar_stem:
+            # The reference keeps this stem with SK too.
             x = self.conv(x, filters, kernel_size=3, strides=1, name="stem_conv")
+        elif self.sk_ratio > 0:
+            # ResNet-D stem: 3x3 convs with 32w, 32w, 64w channels (stride 2 on
+            # the first) in place of the 7x7; BN-ReLU after each.
+            half = max(1, filters // 2)
+            x = self.conv(x, half, kernel_size=3, strides=2, name="stem_conv1")
+            x = self.relu(self.batch_norm(x, name="stem_bn1"), name="stem_relu1")
+            x = self.conv(x, half, kernel_size=3, strides=1, name="stem_conv2")
+            x = self.relu(self.batch_norm(x, name="stem_bn2"), name="stem_relu2")
+            x = self.conv(x, filters, kernel_size=3, strides=1, name="stem_conv3")
+            x = self.relu(self.batch_norm(x, name="stem_bn3"), name="stem_relu3")
+            return self.stem_pool(x)
         else:
             x = self.conv(x, filters, kernel_size=7, strides=2, name="stem_conv")
         x = self.batch_norm(x, name="stem_bn")
-        x = keras.layers.Activation("relu", dtype=self.dtype, name="stem_relu")(x)
+        x = self.relu(x, name="stem_relu")
         if not cifar_stem:
-            x = keras.layers.MaxPooling2D(
-                pool_size=3, strides=2, padding="same", dtype=self.dtype, name="stem_pool"
-            )(x)
+            x = self.stem_pool(x)
         return x
+
+    def stem_pool(self, x):
+        return keras.layers.MaxPooling2D(
+            pool_size=3, strides=2, padding="same", dtype=self.dtype, name="stem_pool"
+        )(x)
 
     def shortcut(self, x, filters: int, strides: int, use_projection: bool, prefix: str):
         if not use_projection:
             return x
+        if self.sk_ratio > 0:
+            # ResNet-D: a 2x2 average pool does the striding, then a stride-1
+            # 1x1 conv. Strided: fixed padding (0 before, 1 after) and VALID;
+            # stride 1 (group 1): SAME, which averages over the valid pixels only.
+            if strides > 1:
+                x = self.fixed_padding(x, kernel_size=2, name=f"{prefix}shortcut_pad")
+            x = keras.layers.AveragePooling2D(
+                pool_size=2,
+                strides=strides,
+                padding="same" if strides == 1 else "valid",
+                dtype=self.dtype,
+                name=f"{prefix}shortcut_pool",
+            )(x)
+            strides = 1
         x = self.conv(x, filters, kernel_size=1, strides=strides, name=f"{prefix}shortcut_conv")
         return self.batch_norm(x, name=f"{prefix}shortcut_bn")
 
+    def selective_kernel_conv(self, x, filters: int, strides: int, prefix: str):
+        """Selective-kernel 3x3 conv with BN-ReLU, `filters` output channels.
+
+        One 3x3 conv with `2 * filters` channels (BN-ReLU) gives two streams,
+        its first and second halves. A gate on the global mean of their sum
+        (1x1 conv to `max(int(filters * sk_ratio), 32)` channels, BN-ReLU, 1x1
+        conv to `2 * filters`) gives per-channel logits for each stream; the
+        output is the softmax-weighted (over the two streams) sum of the streams.
+        """
+        x = self.conv(x, 2 * filters, kernel_size=3, strides=strides, name=f"{prefix}sk_conv")
+        x = self.relu(self.batch_norm(x, name=f"{prefix}sk_bn"), name=f"{prefix}sk_relu")
+        gate = _StreamSumMean(dtype=self.dtype, name=f"{prefix}sk_pool")(x)
+        gate_filters = max(int(filters * self.sk_ratio), _SK_MIN_GATE_CHANNELS)
+        gate = self.conv(
+            gate, gate_filters, kernel_size=1, strides=1, name=f"{prefix}sk_gate_conv1"
+        )
+        gate = self.batch_norm(gate, name=f"{prefix}sk_gate_bn")
+        gate = self.relu(gate, name=f"{prefix}sk_gate_relu")
+        logits = self.conv(
+            gate, 2 * filters, kernel_size=1, strides=1, name=f"{prefix}sk_gate_conv2"
+        )
+        return _StreamSoftmaxMix(dtype=self.dtype, name=f"{prefix}sk_mix")([x, logits])
+
+    def squeeze_excitation(self, x, filters: int, prefix: str):
+        """x * sigmoid(expand(relu(reduce(mean_hw(x))))), 1x1 convs with bias."""
+        # Mean in float32 under any policy, as the final pooling.
+        se = keras.layers.GlobalAveragePooling2D(
+            keepdims=True, dtype="float32", name=f"{prefix}se_pool"
+        )(x)
+        se = self.se_conv(se, max(1, int(filters * self.se_ratio)), name=f"{prefix}se_reduce")
+        se = self.relu(se, name=f"{prefix}se_relu")
+        se = self.se_conv(se, x.shape[-1], name=f"{prefix}se_expand")
+        se = keras.layers.Activation("sigmoid", dtype=self.dtype, name=f"{prefix}se_gate")(se)
+        return keras.layers.Multiply(dtype=self.dtype, name=f"{prefix}se_scale")([x, se])
+
+    def se_conv(self, x, filters: int, name: str):
+        """The reference's SE convs: 1x1 with bias, VarianceScaling kernels."""
+        return keras.layers.Conv2D(
+            filters,
+            kernel_size=1,
+            padding="same",
+            use_bias=True,
+            kernel_initializer=keras.initializers.VarianceScaling(),
+            dtype=self.dtype,
+            name=name,
+        )(x)
+
     def basic_block(self, x, filters: int, strides: int, use_projection: bool, prefix: str):
-        """Two 3x3 convs (stride on the first); output has `filters` channels."""
+        """Two 3x3 convs (stride on the first); output has `filters` channels.
+
+        The reference's basic block has no SK conv; `sk_ratio > 0` changes only
+        its projection shortcut (ResNet-D).
+        """
         shortcut = self.shortcut(x, filters, strides, use_projection, prefix)
         x = self.conv(x, filters, kernel_size=3, strides=strides, name=f"{prefix}conv1")
         x = self.batch_norm(x, name=f"{prefix}bn1")
-        x = keras.layers.Activation("relu", dtype=self.dtype, name=f"{prefix}relu1")(x)
+        x = self.relu(x, name=f"{prefix}relu1")
         x = self.conv(x, filters, kernel_size=3, strides=1, name=f"{prefix}conv2")
         # Zero gamma: the block starts as relu(shortcut) (Goyal et al. 2017).
         x = self.batch_norm(x, name=f"{prefix}bn2", zero_gamma=True)
+        if self.se_ratio > 0:
+            x = self.squeeze_excitation(x, filters, prefix)
         x = keras.layers.Add(dtype=self.dtype, name=f"{prefix}add")([x, shortcut])
-        return keras.layers.Activation("relu", dtype=self.dtype, name=f"{prefix}out")(x)
+        return self.relu(x, name=f"{prefix}out")
 
     def bottleneck_block(self, x, filters: int, strides: int, use_projection: bool, prefix: str):
-        """1x1 -> 3x3 (strided) -> 1x1 with `4 * filters` output channels."""
+        """1x1 -> 3x3 (strided; SK if sk_ratio > 0) -> 1x1 with `4 * filters` channels."""
         filters_out = _BOTTLENECK_EXPANSION * filters
         shortcut = self.shortcut(x, filters_out, strides, use_projection, prefix)
         x = self.conv(x, filters, kernel_size=1, strides=1, name=f"{prefix}conv1")
         x = self.batch_norm(x, name=f"{prefix}bn1")
-        x = keras.layers.Activation("relu", dtype=self.dtype, name=f"{prefix}relu1")(x)
-        x = self.conv(x, filters, kernel_size=3, strides=strides, name=f"{prefix}conv2")
-        x = self.batch_norm(x, name=f"{prefix}bn2")
-        x = keras.layers.Activation("relu", dtype=self.dtype, name=f"{prefix}relu2")(x)
+        x = self.relu(x, name=f"{prefix}relu1")
+        if self.sk_ratio > 0:
+            x = self.selective_kernel_conv(x, filters, strides, prefix)
+        else:
+            x = self.conv(x, filters, kernel_size=3, strides=strides, name=f"{prefix}conv2")
+            x = self.batch_norm(x, name=f"{prefix}bn2")
+            x = self.relu(x, name=f"{prefix}relu2")
         x = self.conv(x, filters_out, kernel_size=1, strides=1, name=f"{prefix}conv3")
         x = self.batch_norm(x, name=f"{prefix}bn3", zero_gamma=True)
+        if self.se_ratio > 0:
+            # SE hidden width from `filters`, not `filters_out`, as the reference.
+            x = self.squeeze_excitation(x, filters, prefix)
         x = keras.layers.Add(dtype=self.dtype, name=f"{prefix}add")([x, shortcut])
-        return keras.layers.Activation("relu", dtype=self.dtype, name=f"{prefix}out")(x)
+        return self.relu(x, name=f"{prefix}out")
+
+
+@keras.saving.register_keras_serializable(package="tf_simclr")
+class _StreamSumMean(keras.layers.Layer):
+    """Global mean of the sum of the two channel halves (the SK gate's input).
+
+    Call:
+        streams: `[B, H, W, 2F]`, the two streams concatenated on channels.
+        Returns `[B, 1, 1, F]` in the compute dtype; the mean is taken in float32.
+    """
+
+    def call(self, streams):
+        first, second = keras.ops.split(keras.ops.cast(streams, "float32"), 2, axis=-1)
+        mean = keras.ops.mean(first + second, axis=(1, 2), keepdims=True)
+        return keras.ops.cast(mean, self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], 1, 1, input_shape[-1] // 2)
+
+
+@keras.saving.register_keras_serializable(package="tf_simclr")
+class _StreamSoftmaxMix(keras.layers.Layer):
+    """Sum of the two streams weighted by a per-channel softmax over the streams.
+
+    Call:
+        inputs: `[streams, logits]`, streams `[B, H, W, 2F]` and logits
+            `[B, 1, 1, 2F]`, each the two streams' halves concatenated.
+        Returns `[B, H, W, F]` in the compute dtype; the softmax is float32.
+    """
+
+    def call(self, inputs):
+        streams, logits = inputs
+        logits = keras.ops.stack(keras.ops.split(keras.ops.cast(logits, "float32"), 2, axis=-1))
+        weights = keras.ops.cast(keras.ops.softmax(logits, axis=0), streams.dtype)
+        streams = keras.ops.stack(keras.ops.split(streams, 2, axis=-1))
+        return keras.ops.sum(streams * weights, axis=0)
+
+    def compute_output_shape(self, input_shape):
+        streams_shape, _ = input_shape
+        return (*streams_shape[:-1], streams_shape[-1] // 2)

@@ -91,6 +91,8 @@ def build_encoder(config: Config) -> ResNet:
         depth=config.resnet_depth,
         width_multiplier=config.width_multiplier,
         cifar_stem=config.cifar_stem,
+        sk_ratio=config.sk_ratio,
+        se_ratio=config.se_ratio,
         batch_norm_decay=config.batch_norm_decay,
         synchronized_bn=_synchronized(config),
         dtype=config.precision,

@@ -161,6 +161,12 @@ class Config:
     width_multiplier: float = _field(
         1.0, "ResNet width multiplier; fractions such as 0.5 shrink it."
     )
+    sk_ratio: float = _field(
+        0.0,
+        "Selective kernels (SimCLRv2): the gate's channel ratio, 0.0625 in the paper; > 0 also "
+        "gives the ResNet-D stem and average-pool shortcuts. 0: a plain ResNet.",
+    )
+    se_ratio: float = _field(0.0, "Squeeze-excitation ratio in each block; 0: none.")
     batch_norm_decay: float = _field(0.9, "BatchNorm moving-average momentum.")
     global_bn: bool = _field(
         True, "Synchronise BatchNorm statistics across replicas (global BN, paper Sec. 2.3)."
@@ -321,6 +327,9 @@ class Config:
             raise ConfigError("train_epochs", "set --train_epochs or --train_steps to > 0")
         if self.checkpoint_steps == 0 and self.checkpoint_epochs == 0:
             raise ConfigError("checkpoint_epochs", "set it or --checkpoint_steps to > 0")
+        for name in ("sk_ratio", "se_ratio"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(name, f"must be >= 0, got {getattr(self, name)}")
         if self.width_multiplier <= 0:
             raise ConfigError("width_multiplier", f"must be > 0, got {self.width_multiplier}")
         if self.image_size < 8:
@@ -358,7 +367,8 @@ class Config:
             raise ConfigError(
                 "label_fraction", "label subsets apply to --train_mode=finetune or distill"
             )
-        if self.train_mode == "distill" and not self.teacher:
+        training = self.mode in ("train", "train_then_eval")
+        if self.train_mode == "distill" and training and not self.teacher:
             raise ConfigError("teacher", "is required with --train_mode=distill")
         if self.teacher and self.train_mode != "distill":
             raise ConfigError("teacher", "applies to --train_mode=distill only")

@@ -35,7 +35,7 @@ FORMAT_VERSION = 1
 
 # What builds the encoder and the projection head (all a fine-tune run takes from its
 # --checkpoint), then what else shapes the model of a run.
-ENCODER_FIELDS = ("resnet_depth", "width_multiplier")
+ENCODER_FIELDS = ("resnet_depth", "width_multiplier", "sk_ratio", "se_ratio")
 HEAD_FIELDS = ("proj_head_mode", "proj_out_dim", "num_proj_layers")
 MODEL_FIELDS = (
     "train_mode",
@@ -93,9 +93,12 @@ def read(location: str, flag: str = "model_dir") -> dict | None:
             description = json.load(f)
         if description.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"format_version {description.get('format_version')!r}")
-        missing = [name for name in MODEL_FIELDS if name not in description["model"]]
-        if missing or "num_classes" not in description:
-            raise ValueError(f"missing {', '.join(missing) or 'num_classes'}")
+        if "num_classes" not in description or "train_mode" not in description["model"]:
+            raise ValueError("missing num_classes or the model's train_mode")
+        # A field added after the description was written has its default value.
+        defaults = {f.name: f.default for f in dataclasses.fields(Config)}
+        for name in MODEL_FIELDS:
+            description["model"].setdefault(name, defaults[name])
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise ConfigError(flag, f"{path} is not a model description ({e})", location) from e
     return description

@@ -100,6 +100,8 @@ class Distiller(BuiltBeforeFit):
         return tf.stop_gradient(tf.cast(outputs["logits"], tf.float32))
 
     def train_step(self, data):
+        if isinstance(data, (tuple, list)):  # `(batch, None, None)` from train_on_batch
+            data = data[0] if isinstance(data[0], dict) else {"image": data[0], "label": data[1]}
         images, labels = data["image"], tf.cast(data["label"], tf.int64)
         teacher_logits = self.teacher_logits(images)
 

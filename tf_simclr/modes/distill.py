@@ -118,16 +118,15 @@ def run(config: Config, strategy: tf.distribute.Strategy) -> dict:
 
 def _teacher_share(distiller: Distiller, datasets, result: dict, batches: int = 3) -> float | None:
     """The share of a training step spent on the teacher's forward pass, estimated by timing
-    the teacher alone on a few batches against the run's mean step time (logged)."""
+    the teacher alone on a training batch against the run's mean step time (logged)."""
     steps = result["global_step"] - result.get("start_step", 0)
     if steps <= 0 or not result.get("seconds"):
         return None
     forward = tf.function(lambda images: distiller.teacher_logits(images), reduce_retracing=True)
     strategy = distiller.distribute_strategy
-    iterator = iter(datasets(0, 0))
+    batch = next(iter(datasets(0, 0)))
     timed = []
     for i in range(batches + 1):  # the first call traces
-        batch = next(iterator)
         began = time.time()
         strategy.run(forward, args=(batch["image"],))
         if i:
@@ -135,7 +134,7 @@ def _teacher_share(distiller: Distiller, datasets, result: dict, batches: int = 
     share = min(1.0, (sum(timed) / len(timed)) / (result["seconds"] / steps))
     logging.info(
         "Teacher predictions took about %.0f%% of each training step (one forward pass, "
-        "timed alone on %d batches)",
+        "timed alone, %d calls)",
         100 * share,
         batches,
     )

@@ -279,3 +279,21 @@ def test_checkpoints_hold_the_projection_head_and_old_ones_still_restore(tmp_pat
     assert checkpoints.restore_or_initialize(manager, resume_dir=str(tmp_path)) == "resumed"
     for a, b in zip(model.trainable_variables, resumed.trainable_variables, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+
+
+def test_selective_kernel_encoder_trains_exports_and_is_rebuilt(
+    session_train_test_folder, tmp_path
+):
+    model_dir = tmp_path / "sk"
+    config = tiny_config(model_dir, session_train_test_folder, sk_ratio=0.0625, se_ratio=0.25)
+    result = modes.run(config)
+    assert np.isfinite(result["train"]["loss"])
+    description = json.loads((model_dir / "model.json").read_text())
+    assert (description["model"]["sk_ratio"], description["model"]["se_ratio"]) == (0.0625, 0.25)
+    model, _, rebuilt = run_dir.load_model(str(model_dir))
+    assert rebuilt.sk_ratio == 0.0625 and model.encoder.sk_ratio == 0.0625
+    names = [layer.name for layer in model.encoder.layers]
+    assert any(n.endswith("shortcut_pool") for n in names)  # SK: average-pool shortcuts
+    assert any(n.endswith("se_reduce") for n in names)
+    with pytest.raises(ConfigError, match="^--sk_ratio=0.0: contradicts .*--sk_ratio=0.0625"):
+        modes.run(Config(mode="export", model_dir=str(model_dir), sk_ratio=0.0), given={"sk_ratio"})

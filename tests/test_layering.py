@@ -93,5 +93,5 @@ def test_the_checker_sees_a_violation(tmp_path):
     """Negative control: the same rules flag a data module that imports models."""
     bad = tmp_path / "bad.py"
     bad.write_text("def f():\n    from tf_simclr.models import SimCLR\n")
-    (line, module), = imports_of(bad)
+    ((line, module),) = imports_of(bad)
     assert (line, layer(module)) == (2, "models") and "models" in FORBIDDEN["data"]

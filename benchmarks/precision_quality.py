@@ -18,13 +18,12 @@ import argparse
 import json
 import os
 import statistics
-import tempfile
 import time
 
 import keras
 import numpy as np
 
-from benchmarks.run_benchmarks import CIFAR_ARCHIVE, CIFAR_EXTRACTED, cifar_folder
+from benchmarks.run_benchmarks import CIFAR_ARCHIVE, find_cifar10
 from tf_simclr import builders
 from tf_simclr.config import Config
 from tf_simclr.data import pretrain_dataset
@@ -74,7 +73,7 @@ def run_config(data_dir: str, precision: str, seed: int, steps: int) -> Config:
 
 
 def train_curve(config: Config) -> dict:
-    """Per-step losses of `config.train_steps` steps, built exactly as `train.train` does."""
+    """Per-step losses of `config.train_steps` steps, with the builders `modes.pretrain` uses."""
     source = builders.train_source(config)
     dataset = pretrain_dataset(
         source, builders.augment_config(config), config.train_batch_size, seed=config.seed
@@ -120,11 +119,11 @@ def compare(a: dict, b: dict) -> dict:
     }
 
 
-def data_dir() -> str:
-    """The CIFAR-10 image folder (extracted into a temporary directory if need be)."""
-    folder = cifar_folder(tempfile.mkdtemp(prefix="cifar10_jpg_"))
+def data_dir(flag: str = "") -> str:
+    """The CIFAR-10 image folder: `--data_dir`, else the shared archive, extracted once."""
+    folder = find_cifar10(flag)
     if folder is None:
-        raise SystemExit(f"need {CIFAR_EXTRACTED} or {CIFAR_ARCHIVE} (see ../shared/data/README)")
+        raise SystemExit(f"need --data_dir or {CIFAR_ARCHIVE} (see ../shared/data/README.md)")
     return folder
 
 
@@ -132,9 +131,12 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", default="float32:0,float32:1,mixed_bfloat16:0,mixed_bfloat16:1")
     parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument(
+        "--data_dir", default="", help="CIFAR-10 JPEG folder; default: the shared archive"
+    )
     parser.add_argument("--output", default="benchmarks/results/precision_quality.json")
     args = parser.parse_args(argv)
-    root = data_dir()
+    root = data_dir(args.data_dir)
     runs = []
     for entry in args.runs.split(","):
         precision, seed = entry.split(":")

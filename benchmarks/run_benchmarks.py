@@ -18,6 +18,10 @@ are measured within one process run.
 
     PYTHONPATH=. python benchmarks/run_benchmarks.py            # full run, < ~10 min
     PYTHONPATH=. python benchmarks/run_benchmarks.py --quick    # smoke run, ~1-2 min
+
+The model is the one run.py builds (`tf_simclr.builders`, from a `Config`). The
+pipeline part reads CIFAR-10 JPEGs from `--data_dir`, or else from
+`../shared/data/cifar10-jpg.tar.gz` extracted once into a cache (`find_cifar10`).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -38,14 +43,13 @@ import time
 import keras
 import tensorflow as tf
 
+from tf_simclr import builders
+from tf_simclr.config import Config
 from tf_simclr.data.augment import AugmentConfig, simclr_view
 from tf_simclr.data.augment_batch import simclr_view_batch
 from tf_simclr.data.pipeline import pretrain_dataset
 from tf_simclr.data.sources import make_source
-from tf_simclr.models.heads import ProjectionHead
-from tf_simclr.models.resnet import ResNet
-from tf_simclr.models.simclr import SimCLR
-from tf_simclr.optim import build_optimizer
+from tf_simclr.models import SimCLR
 
 PARTS = ("step", "pipeline", "memory")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
@@ -57,7 +61,8 @@ CIFAR_ARCHIVE = os.path.join(
     "data",
     "cifar10-jpg.tar.gz",
 )
-CIFAR_EXTRACTED = "/tmp/data/cifar10_jpg"
+# Where `find_cifar10` extracts the archive once (reused by later runs).
+CIFAR_CACHE = os.path.join(tempfile.gettempdir(), "tf_simclr_cache", "cifar10_jpg")
 # Side of the tiny views that measure the per-image path's fixed (per-op) cost: blur
 # still runs (kernel 10% of the side, radius 1), the pixel work is ~1/100 of 224 px.
 FIXED_COST_SIDE = 24
@@ -80,6 +85,10 @@ class StepConfig:
     warmup_steps: int = 1
     windows: int = 3
     steps_per_window: int = 2
+
+    def __post_init__(self):
+        if self.cifar_stem != (self.image_size <= 32):
+            raise ValueError("cifar_stem must be image_size <= 32 (the rule of Config.cifar_stem)")
 
 
 # --- Reference matmul -------------------------------------------------------------------
@@ -148,28 +157,31 @@ def conv_stage_flops_per_second(
 # --- Pretraining step -------------------------------------------------------------------
 
 
-def build_pretrain_model(cfg: StepConfig, num_classes: int = 10) -> SimCLR:
-    """SimCLR (ResNet + 3-layer head + online probe) compiled with LARS, as `--precision`
-    builds it (encoder in the dtype policy, the rest float32, loss scaling for float16)."""
-    encoder = ResNet(
-        cfg.depth,
+def model_config(cfg: StepConfig) -> Config:
+    """The run.py `Config` of the measured model: ResNet + 3-layer head + online probe,
+    LARS at a constant-looking rate (cosine decay over a million steps), no weight decay."""
+    return Config(
+        model_dir="",
+        resnet_depth=cfg.depth,
         width_multiplier=cfg.width,
-        cifar_stem=cfg.cifar_stem,
-        dtype=cfg.precision,
-        name="encoder",
-    )
-    model = SimCLR(
-        encoder,
-        ProjectionHead(dtype="float32", name="projection_head"),
-        num_classes=num_classes,
+        image_size=cfg.image_size,
+        train_batch_size=cfg.batch_size,
         temperature=0.5,
-        name="simclr",
+        optimizer="lars",
+        learning_rate=1.0,
+        weight_decay=0.0,
+        precision=cfg.precision,
+        jit_compile=cfg.jit_compile,
     )
-    model(tf.zeros([1, cfg.image_size, cfg.image_size, 3]))  # create the variables
-    optimizer = build_optimizer("lars", 1.0)
-    if cfg.precision == "mixed_float16":
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    model.compile(optimizer=optimizer, jit_compile=cfg.jit_compile)
+
+
+def build_pretrain_model(cfg: StepConfig, num_classes: int = 10) -> SimCLR:
+    """SimCLR compiled with its training optimizer, as run.py builds them for `--precision`
+    (encoder in the dtype policy, the rest float32, loss scaling for float16)."""
+    config = model_config(cfg)
+    model = builders.build_pretrain_model(config, num_classes)
+    optimizer = builders.build_training_optimizer(config, warmup_steps=0, total_steps=10**6)
+    model.compile(optimizer=optimizer, jit_compile=config.jit_compile)
     return model
 
 
@@ -330,16 +342,30 @@ def bench_step(cfg: StepConfig, precisions: list[str]) -> dict:
 # --- Input pipeline ---------------------------------------------------------------------
 
 
-def cifar_folder(workdir: str) -> str | None:
-    """A directory holding `train/<class>/*.jpg` of CIFAR-10, or None if unavailable."""
-    if os.path.isdir(os.path.join(CIFAR_EXTRACTED, "train")):
-        return CIFAR_EXTRACTED
+def find_cifar10(data_dir: str = "") -> str | None:
+    """A directory holding CIFAR-10's `train/<class>/*.jpg` (and `test/`), or None.
+
+    `data_dir` (a `--data_dir` flag) when given, which must hold `train/`; else the
+    archive beside the checkout (`CIFAR_ARCHIVE`) extracted into `CIFAR_CACHE` (once:
+    later calls reuse it); None when there is no archive either.
+    """
+    if data_dir:
+        if not os.path.isdir(os.path.join(data_dir, "train")):
+            raise SystemExit(f"--data_dir={data_dir} holds no train/ folder of CIFAR-10 JPEGs")
+        return data_dir
+    if os.path.isdir(os.path.join(CIFAR_CACHE, "train")):
+        return CIFAR_CACHE
     if not os.path.exists(CIFAR_ARCHIVE):
         return None
-    target = os.path.join(workdir, "cifar10_jpg")
+    os.makedirs(os.path.dirname(CIFAR_CACHE), exist_ok=True)
+    partial = tempfile.mkdtemp(prefix="cifar10_jpg.", dir=os.path.dirname(CIFAR_CACHE))
     with tarfile.open(CIFAR_ARCHIVE) as archive:
-        archive.extractall(target, filter="data")
-    return target
+        archive.extractall(partial, filter="data")
+    try:
+        os.rename(partial, CIFAR_CACHE)  # complete, or not there at all
+    except OSError:  # another process finished first
+        shutil.rmtree(partial, ignore_errors=True)
+    return CIFAR_CACHE
 
 
 def upscaled_folder(cifar_root: str, workdir: str, count: int, size: int = 256) -> str:
@@ -558,12 +584,14 @@ def per_image_fixed_cost(augment: AugmentConfig, images: tf.Tensor, large: dict)
     }
 
 
-def bench_pipeline(workdir: str, quick: bool, train_images_per_s: float | None) -> dict:
+def bench_pipeline(
+    workdir: str, quick: bool, train_images_per_s: float | None, data_dir: str = ""
+) -> dict:
     """CIFAR recipe at 32 px and ImageNet recipe at 224 px: per-image vs batched
     augmentation, with and without `--cache_dataset`, per core and vs training."""
-    cifar_root = cifar_folder(workdir)
+    cifar_root = find_cifar10(data_dir)
     if cifar_root is None:
-        reason = f"{CIFAR_ARCHIVE} not found and {CIFAR_EXTRACTED} absent"
+        reason = f"no --data_dir, and {CIFAR_ARCHIVE} not found"
         print(f"[pipeline] skipped: {reason}")
         return {"skipped": reason}
     cores = os.cpu_count() or 1
@@ -850,6 +878,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--parts", default=",".join(PARTS), help="comma list of " + str(PARTS))
     parser.add_argument("--output", default="benchmarks/results/latest.json")
     parser.add_argument("--quick", action="store_true", help="tiny width, few steps")
+    parser.add_argument(
+        "--data_dir",
+        default="",
+        help="CIFAR-10 JPEG folder (train/<class>/*.jpg) for the pipeline part; default: "
+        "../shared/data/cifar10-jpg.tar.gz, extracted once into " + CIFAR_CACHE,
+    )
     parser.add_argument("--depth", type=int, default=18)
     parser.add_argument("--width", type=float, default=None, help="default 1.0 (quick: 0.125)")
     parser.add_argument("--image_size", type=int, default=32)
@@ -909,7 +943,7 @@ def main(argv=None) -> None:
         print("[pipeline] measuring ...", flush=True)
         train_rate = results["step"]["source_images_per_s"] if "step" in results else None
         with tempfile.TemporaryDirectory() as workdir:
-            results["pipeline"] = bench_pipeline(workdir, args.quick, train_rate)
+            results["pipeline"] = bench_pipeline(workdir, args.quick, train_rate, args.data_dir)
     if "memory" in parts:
         print("[memory] measuring ...", flush=True)
         batches = [int(b) for b in args.memory_batches.split(",") if b]

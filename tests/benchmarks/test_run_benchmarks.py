@@ -143,3 +143,42 @@ def test_stage_breakdown_and_fixed_cost_at_a_tiny_size(bench):
     assert fixed["image_size"] == bench.FIXED_COST_SIDE
     assert fixed["share_cpu"] == pytest.approx(fixed["per_image_cpu"] / 1000.0)
     assert 1.0 < fixed["batching_ceiling_cpu"] < 1.01
+
+
+def test_the_model_is_run_pys(bench):
+    """The step's model and optimizer come from tf_simclr.builders, loss scaling included."""
+    import keras
+
+    from tf_simclr import builders
+
+    cfg = bench.StepConfig(depth=18, width=0.125, image_size=16, batch_size=2)
+    model = bench.build_pretrain_model(cfg)
+    reference = builders.build_pretrain_model(bench.model_config(cfg), 10)
+    assert model.count_params() == reference.count_params()
+    assert type(model.optimizer).__name__ == "LARS" and model.probe is not None
+    half = bench.build_pretrain_model(bench.dataclasses.replace(cfg, precision="mixed_float16"))
+    assert isinstance(half.optimizer, keras.optimizers.LossScaleOptimizer)
+    with pytest.raises(ValueError, match="cifar_stem"):
+        bench.StepConfig(image_size=224)  # cifar_stem=True is the 32 px default
+
+
+def test_find_cifar10(bench, tmp_path, monkeypatch):
+    import tarfile
+
+    folder = tmp_path / "given"
+    (folder / "train" / "cat").mkdir(parents=True)
+    assert bench.find_cifar10(str(folder)) == str(folder)
+    with pytest.raises(SystemExit, match="holds no train/ folder"):
+        bench.find_cifar10(str(tmp_path / "empty"))
+
+    cache = tmp_path / "cache" / "cifar10_jpg"
+    monkeypatch.setattr(bench, "CIFAR_CACHE", str(cache))
+    monkeypatch.setattr(bench, "CIFAR_ARCHIVE", str(tmp_path / "missing.tar.gz"))
+    assert bench.find_cifar10() is None
+    archive = tmp_path / "cifar.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder / "train", arcname="train")
+    monkeypatch.setattr(bench, "CIFAR_ARCHIVE", str(archive))
+    assert bench.find_cifar10() == str(cache) and (cache / "train" / "cat").is_dir()
+    archive.unlink()  # extracted once: later calls reuse the cache
+    assert bench.find_cifar10() == str(cache)

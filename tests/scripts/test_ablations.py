@@ -1,6 +1,8 @@
-"""scripts/ablations.py: arm definitions, flag parsing, resumable runs, the report."""
+"""scripts/ablations.py (+ ablation_arms.py, ablations_report.py): the arms' flag files,
+flag parsing, resumable runs, the report."""
 
-import importlib.util
+import dataclasses
+import importlib
 import json
 import pathlib
 import subprocess
@@ -9,28 +11,256 @@ import sys
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+ARMS_DIR = ROOT / "experiments" / "ablations"
+
+# The study as the `ARMS` table of scripts/ablations.py defined it before the arms
+# became flag files (printed from that table, in its priority order): name, group,
+# label, paper direction, kind, overrides of base.flags.
+OLD_ARMS = [
+    ("base", "augmentation", "crop+flip+colour (base)", "best of the single pairs", "pretrain", {}),
+    (
+        "no_color",
+        "augmentation",
+        "crop+flip only",
+        "far below crop+colour (Fig. 5/6: colour is what crop needs)",
+        "pretrain",
+        {"use_color_jitter": False, "use_grayscale": False},
+    ),
+    ("random_init", "baselines", "random init encoder", "far below SimCLR", "random_init", {}),
+    (
+        "crop_only",
+        "augmentation",
+        "crop only",
+        "weak alone (Fig. 5 diagonal)",
+        "pretrain",
+        {"use_crop": True, "use_flip": False, "use_color_jitter": False, "use_grayscale": False},
+    ),
+    (
+        "color_only",
+        "augmentation",
+        "colour only",
+        "weak alone (Fig. 5 diagonal)",
+        "pretrain",
+        {"use_crop": False, "use_flip": False, "use_color_jitter": True, "use_grayscale": True},
+    ),
+    (
+        "head_none",
+        "projection_head",
+        "no head",
+        "worst (Fig. 8: ~10 points below non-linear)",
+        "pretrain",
+        {"proj_head_mode": "none"},
+    ),
+    (
+        "head_linear",
+        "projection_head",
+        "linear head",
+        "between none and non-linear (Fig. 8: ~3 points below)",
+        "pretrain",
+        {"proj_head_mode": "linear", "num_proj_layers": 1},
+    ),
+    (
+        "temp_0.1",
+        "loss",
+        "l2, T=0.1",
+        "T=0.1 best at ImageNet batch 4096 (Table 5); CIFAR uses T=0.5",
+        "pretrain",
+        {"temperature": 0.1},
+    ),
+    (
+        "temp_1.0",
+        "loss",
+        "l2, T=1.0",
+        "worse than T=0.1/0.5 (Table 5)",
+        "pretrain",
+        {"temperature": 1.0},
+    ),
+    (
+        "nol2_temp_0.5",
+        "loss",
+        "no l2, T=0.5",
+        "much worse without l2 normalisation (Table 5)",
+        "pretrain",
+        {"hidden_norm": False},
+    ),
+    (
+        "supervised",
+        "baselines",
+        "supervised, same epochs",
+        "above SimCLR at short training",
+        "supervised",
+        {
+            "train_mode": "finetune",
+            "fine_tune_after_block": -1,
+            "optimizer": "momentum",
+            "learning_rate": 0.1,
+            "weight_decay": 0.0005,
+            "lineareval_while_pretraining": False,
+        },
+    ),
+    (
+        "blur",
+        "augmentation",
+        "crop+flip+colour+blur",
+        "blur helps ImageNet; the paper leaves it out for CIFAR",
+        "pretrain",
+        {"use_blur": True},
+    ),
+    (
+        "no_grayscale",
+        "augmentation",
+        "crop+flip+colour, no grayscale",
+        "a little worse than with grayscale (Table 1 / B.3)",
+        "pretrain",
+        {"use_grayscale": False},
+    ),
+    (
+        "head_3layer",
+        "projection_head",
+        "non-linear, 3 layers",
+        "about equal to 2 layers (SimCLRv2: 3 layers help fine-tuning)",
+        "pretrain",
+        {"num_proj_layers": 3},
+    ),
+    (
+        "batch_128",
+        "batch_size",
+        "batch 128",
+        "below 256 (Fig. 9)",
+        "pretrain",
+        {"train_batch_size": 128},
+    ),
+    (
+        "batch_512",
+        "batch_size",
+        "batch 512",
+        "above 256 (Fig. 9)",
+        "pretrain",
+        {"train_batch_size": 512},
+    ),
+    ("batch_64", "batch_size", "batch 64", "lowest (Fig. 9)", "pretrain", {"train_batch_size": 64}),
+    (
+        "base_seed1",
+        "augmentation",
+        "crop+flip+colour (base), seed 1",
+        "noise",
+        "pretrain",
+        {"seed": 1},
+    ),
+    (
+        "no_color_seed1",
+        "augmentation",
+        "crop+flip only, seed 1",
+        "noise",
+        "pretrain",
+        {"use_color_jitter": False, "use_grayscale": False, "seed": 1},
+    ),
+    (
+        "nol2_temp_0.1",
+        "loss",
+        "no l2, T=0.1",
+        "",
+        "pretrain",
+        {"hidden_norm": False, "temperature": 0.1},
+    ),
+    (
+        "nol2_temp_1.0",
+        "loss",
+        "no l2, T=1.0",
+        "",
+        "pretrain",
+        {"hidden_norm": False, "temperature": 1.0},
+    ),
+    (
+        "nol2_lr_0.1",
+        "loss",
+        "no l2, T=0.5, learning rate 0.1",
+        "below l2 at the same rate (Table 5)",
+        "pretrain",
+        {"hidden_norm": False, "learning_rate": 0.1},
+    ),
+    ("lr_0.1", "loss", "l2, T=0.5, learning rate 0.1", "", "pretrain", {"learning_rate": 0.1}),
+]
+# The Config fields base.flags set, with the values the old table's parser gave them.
+OLD_BASE = {
+    "mode": "train",
+    "train_mode": "pretrain",
+    "dataset": "image_folder",
+    "train_split": "train",
+    "eval_split": "test",
+    "cache_dataset": True,
+    "image_size": 32,
+    "resnet_depth": 18,
+    "width_multiplier": 0.25,
+    "proj_head_mode": "nonlinear",
+    "num_proj_layers": 2,
+    "proj_out_dim": 128,
+    "train_batch_size": 256,
+    "train_epochs": 3,
+    "warmup_epochs": 0.5,
+    "optimizer": "lars",
+    "learning_rate": 1.0,
+    "learning_rate_scaling": "linear",
+    "weight_decay": 0.0001,
+    "temperature": 0.5,
+    "hidden_norm": True,
+    "color_jitter_strength": 0.5,
+    "use_crop": True,
+    "use_flip": True,
+    "use_color_jitter": True,
+    "use_grayscale": True,
+    "use_blur": False,
+    "lineareval_while_pretraining": True,
+    "checkpoint_epochs": 1,
+    "keep_checkpoint_max": 20,
+    "train_summary_steps": 10,
+    "verbose": 2,
+    "seed": 0,
+}
+
+
+def _script(name):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    return importlib.import_module(name)
+
+
+@pytest.fixture(scope="module")
+def arms():
+    return _script("ablation_arms")
 
 
 @pytest.fixture(scope="module")
 def ablations():
-    spec = importlib.util.spec_from_file_location("ablations", ROOT / "scripts" / "ablations.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["ablations"] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
+    return _script("ablations")
 
 
-def test_every_arm_is_a_valid_config(ablations):
-    for arm in ablations.ARMS:
-        config = ablations.arm_config(arm, "/data", f"/runs/{arm.name}")
+@pytest.fixture(scope="module")
+def report():
+    return _script("ablations_report")
+
+
+def test_arm_files_are_the_old_table(arms):
+    """Every arm's flag file gives the metadata, order and Config of the old `ARMS` table."""
+    from tf_simclr.config import Config
+
+    assert [arm.name for arm in arms.ARMS] == [row[0] for row in OLD_ARMS]
+    for arm, (name, group, label, paper, kind, overrides) in zip(arms.ARMS, OLD_ARMS, strict=True):
+        assert (arm.group, arm.label, arm.paper, arm.kind) == (group, label, paper, kind), name
+        assert arm.flags == overrides and [type(v) for v in arm.flags.values()] == [
+            type(v) for v in overrides.values()
+        ], name
+        config = arms.arm_config(arm, "/data", f"/runs/{name}")
+        expected = Config(
+            **{**OLD_BASE, **overrides, "data_dir": "/data", "model_dir": f"/runs/{name}"}
+        )
+        assert config == expected, name
         config.validate()
-        for name, value in arm.flags.items():
-            assert getattr(config, name) == value, (arm.name, name)
+    assert len(arms.ARMS_BY_NAME) == len(arms.ARMS)
 
 
-def test_arms_cover_the_issue(ablations):
+def test_arms_cover_the_issue(arms):
     groups = {}
-    for arm in ablations.ARMS:
+    for arm in arms.ARMS:
         groups.setdefault(arm.group, set()).add(arm.name)
     assert {"base", "no_color", "crop_only", "color_only", "blur", "no_grayscale"} <= groups[
         "augmentation"
@@ -40,36 +270,70 @@ def test_arms_cover_the_issue(ablations):
     assert {"batch_64", "batch_128", "batch_512"} <= groups["batch_size"]
     assert {"random_init", "supervised"} <= groups["baselines"]
     assert {"base_seed1", "no_color_seed1"} <= groups["augmentation"]
-    assert len(ablations.ARMS_BY_NAME) == len(ablations.ARMS)
 
 
-def test_flagfile_parsing_matches_run_py(ablations):
-    """The study's own flag parsing gives the Config run.py builds from the same flags."""
-    arm = ablations.ARMS_BY_NAME["no_color"]
-    flags = ablations.arm_flags(arm, "/data", "/runs/x")
+def test_arm_files_are_ordered_by_priority_and_checked(arms, tmp_path):
+    (tmp_path / "base.flags").write_text(
+        "# priority: 20\n# group: g\n# label: base\n# kind: pretrain\n--seed=0\n"
+    )
+    (tmp_path / "first.flags").write_text(
+        "# priority: 5\n# group: g\n# label: l: with a colon\n# paper:\n# kind: pretrain\n"
+        "# free text\n--flagfile=base.flags\n--nouse_blur\n--seed=3\n"
+    )
+    found = arms.load_arms(str(tmp_path))
+    assert [arm.name for arm in found] == ["first", "base"]
+    assert found[0].label == "l: with a colon" and found[0].paper == ""
+    assert found[0].flags == {"use_blur": False, "seed": 3} and found[1].flags == {}
+    (tmp_path / "same.flags").write_text(
+        "# priority: 5\n# group: g\n# label: x\n# kind: pretrain\n"
+    )
+    with pytest.raises(SystemExit, match="same priority 5"):
+        arms.load_arms(str(tmp_path))
+    (tmp_path / "same.flags").write_text("# group: g\n# label: x\n# kind: pretrain\n")
+    with pytest.raises(SystemExit, match="no `# priority: ...` line"):
+        arms.load_arms(str(tmp_path))
+    (tmp_path / "same.flags").write_text("# priority: 1\n# group: g\n# label: x\n# kind: other\n")
+    with pytest.raises(SystemExit, match="kind 'other'"):
+        arms.load_arms(str(tmp_path))
+
+
+def _run_py_config(args, cwd=ROOT):
     code = (
         f"import sys, json, dataclasses; sys.path.insert(0, {str(ROOT)!r}); import run;"
         "run.parse_flags(['run.py'] + sys.argv[1:]);"
         "print(json.dumps(dataclasses.asdict(run.config_from_flags())))"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code] + [f"--{k}={v}" for k, v in flags.items()],
-        capture_output=True,
-        text=True,
-        check=True,
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, check=True, cwd=cwd
     ).stdout
-    import dataclasses
+    return json.loads(out.strip().splitlines()[-1])
 
-    assert json.loads(out.strip().splitlines()[-1]) == dataclasses.asdict(
-        ablations.arm_config(arm, "/data", "/runs/x")
+
+def test_flagfile_parsing_matches_run_py(arms):
+    """`tf_simclr.flagfiles` gives the Config run.py builds from the same flags."""
+    from tf_simclr import flagfiles
+
+    # The flags the study passes to run.py (booleans, a negative integer, floats).
+    arm = arms.ARMS_BY_NAME["supervised"]
+    flags = arms.arm_flags(arm, "/data", "/runs/x")
+    assert _run_py_config([f"--{k}={v}" for k, v in flags.items()]) == dataclasses.asdict(
+        flagfiles.config_from_flags(flags)
+    )
+    # The arm's flag file itself (absl reads the nested base.flags relative to the working
+    # directory, flagfiles relative to the file: the same file from the arms' folder).
+    path = arms.ARMS_BY_NAME["no_color"].path
+    assert _run_py_config([f"--flagfile={path}", "--use_blur"], cwd=ARMS_DIR) == (
+        dataclasses.asdict(flagfiles.load(path, {"use_blur": "true"}))
     )
 
 
-def test_unknown_flag_and_bad_set_are_clear_errors(ablations):
+def test_unknown_flag_and_bad_set_are_clear_errors(ablations, arms):
     from tf_simclr.config import ConfigError
 
-    with pytest.raises(ConfigError, match="no_such_flag"):
-        ablations.arm_config(ablations.ARMS[0], "/d", "/m", {"no_such_flag": "1"})
+    with pytest.raises(ConfigError, match="no_such_flag.*is not a run.py flag"):
+        arms.arm_config(arms.ARMS[0], "/d", "/m", {"no_such_flag": "1"})
+    with pytest.raises(ConfigError, match="--seed=x: expects int"):
+        arms.arm_config(arms.ARMS[0], "/d", "/m", {"seed": "x"})
     with pytest.raises(SystemExit, match="NAME=VALUE"):
         ablations.parse_set(["train_epochs"])
     assert ablations.parse_set(["--train_epochs=2", "seed=3"]) == {"train_epochs": "2", "seed": "3"}
@@ -89,11 +353,11 @@ def _fake_result(arm, knn):
     }
 
 
-def test_report_writes_tables_between_markers_and_figures(ablations, tmp_path):
+def test_report_writes_tables_between_markers_and_figures(ablations, arms, tmp_path):
     results = tmp_path / "results"
     results.mkdir()
     for arm, knn in (("base", 0.5), ("no_color", 0.3), ("head_none", 0.4), ("base_seed1", 0.48)):
-        arm = ablations.ARMS_BY_NAME[arm]
+        arm = arms.ARMS_BY_NAME[arm]
         (results / f"{arm.name}.json").write_text(json.dumps(_fake_result(arm, knn)))
     markdown = tmp_path / "results.md"
     markdown.write_text(
@@ -178,7 +442,7 @@ def test_run_without_data_is_a_clear_error(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_a_diverged_arm_records_and_reports_the_nan_step(ablations, tmp_path):
+def test_a_diverged_arm_records_and_reports_the_nan_step(ablations, arms, report, tmp_path):
     model_dir = tmp_path / "arm"
     model_dir.mkdir()
     assert ablations.diverged_step(str(model_dir)) is None  # no log yet
@@ -187,8 +451,8 @@ def test_a_diverged_arm_records_and_reports_the_nan_step(ablations, tmp_path):
         "stopped without saving\n"
     )
     assert ablations.diverged_step(str(model_dir)) == 74
-    arm = ablations.ARMS_BY_NAME["nol2_temp_0.5"]
+    arm = arms.ARMS_BY_NAME["nol2_temp_0.5"]
     result = {**_fake_result(arm, 0.0), "status": "diverged", "diverged_at_step": 74}
     del result["metrics"]
-    table = ablations.markdown_table("loss", {arm.name: result})
+    table = report.markdown_table("loss", {arm.name: result})
     assert "| no l2, T=0.5 (diverged: NaN loss at step 74) | – | – | – |" in table

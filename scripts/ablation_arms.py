@@ -1,8 +1,8 @@
 """The arms of the CIFAR-10 ablation study: one flag file each, `experiments/ablations/`.
 
 `base.flags` is the base setting and the `base` arm; every other `<arm>.flags`
-holds `--flagfile=base.flags` and the arm's overrides. The arm's name is its file
-name without `.flags`. Its metadata are comment lines of the form `# key: value`:
+holds `--flagfile=experiments/ablations/base.flags` and the arm's overrides. The arm's
+name is its file name without `.flags`. Its metadata are comment lines of the form `# key: value`:
 
     # priority: 20          the study runs arms in ascending priority (unique
                             integers; the arms with results first, gaps of 10

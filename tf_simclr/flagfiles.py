@@ -13,9 +13,11 @@ their own and must not import `run.py`; they use this module instead:
 Flag file syntax, as absl's: one `--name=value` per line; blank lines and lines
 starting with `#` or `//` are ignored; `--name` alone sets a boolean flag to
 true and `--noname` to false; a later value of a flag replaces an earlier one;
-`--flagfile=OTHER` includes OTHER at that place. One difference: a nested
-`--flagfile=` path is relative to the file that names it (absl reads it relative
-to the working directory), so a file can include its neighbours from anywhere.
+`--flagfile=OTHER` includes OTHER at that place. A nested `--flagfile=` path is
+read as absl reads it, relative to the working directory, when it exists there;
+else relative to the folder of the file that names it or one of that folder's
+parents (the repository's flag files name `experiments/...` paths, so they work
+from the repository root with `run.py` and from anywhere with these scripts).
 """
 
 from __future__ import annotations
@@ -93,6 +95,18 @@ def values_from_args(args: list[str], base_dir: str = "") -> dict[str, str]:
     return values
 
 
+def _nested_path(value: str, including: str) -> str:
+    """Where a nested `--flagfile=value` of the file `including` is (see the docstring)."""
+    if os.path.isabs(value) or os.path.exists(value):
+        return value
+    folder = os.path.dirname(os.path.abspath(including))
+    while True:
+        candidate = os.path.join(folder, value)
+        if os.path.exists(candidate) or os.path.dirname(folder) == folder:
+            return candidate if os.path.exists(candidate) else value
+        folder = os.path.dirname(folder)
+
+
 def read_flagfile(path: str, _including: tuple[str, ...] = ()) -> dict[str, str]:
     """`{name: value string}` of a flag file (see the module docstring for the syntax).
 
@@ -118,8 +132,7 @@ def read_flagfile(path: str, _including: tuple[str, ...] = ()) -> dict[str, str]
             raise ConfigError("flagfile", f"line {number} is not a --name=value flag", path)
         name, value = _split(line, kinds)
         if name == "flagfile":
-            nested = os.path.join(os.path.dirname(path), value or "")
-            values.update(read_flagfile(nested, (*_including, real)))
+            values.update(read_flagfile(_nested_path(value or "", path), (*_including, real)))
         else:
             values[name] = "true" if value is None else value
     return values

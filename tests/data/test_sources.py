@@ -316,7 +316,8 @@ def test_make_source_image_folder_needs_data_dir():
     with pytest.raises(DataError) as info:
         sources.make_source("image_folder", "train", data_dir="")
     assert info.value.argument == "data_dir"
-    assert "image_folder" in str(info.value)
+    assert "required for an image folder" in str(info.value)
+    assert "<data_dir>/<split>/<label>/<image>" in str(info.value)
 
 
 def test_make_source_dispatches_to_tfds(tmp_path):

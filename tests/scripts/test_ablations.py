@@ -319,12 +319,13 @@ def test_flagfile_parsing_matches_run_py(arms):
     assert _run_py_config([f"--{k}={v}" for k, v in flags.items()]) == dataclasses.asdict(
         flagfiles.config_from_flags(flags)
     )
-    # The arm's flag file itself (absl reads the nested base.flags relative to the working
-    # directory, flagfiles relative to the file: the same file from the arms' folder).
+    # The arm's flag file itself, from the repository root (absl reads the nested
+    # experiments/ablations/base.flags relative to the working directory); flagfiles
+    # finds it from anywhere.
     path = arms.ARMS_BY_NAME["no_color"].path
-    assert _run_py_config([f"--flagfile={path}", "--use_blur"], cwd=ARMS_DIR) == (
-        dataclasses.asdict(flagfiles.load(path, {"use_blur": "true"}))
-    )
+    want = _run_py_config([f"--flagfile={path}", "--use_blur"], cwd=ROOT)
+    assert want == dataclasses.asdict(flagfiles.load(path, {"use_blur": "true"}))
+    assert want["use_color_jitter"] is False and want["resnet_depth"] == 18
 
 
 def test_unknown_flag_and_bad_set_are_clear_errors(ablations, arms):

@@ -324,13 +324,13 @@ def image_folder_source(
     if not root or not os.path.isdir(root):
         raise DataError(
             "data_dir",
-            f"directory does not exist; dataset={IMAGE_FOLDER!r} expects {FOLDER_LAYOUT}",
+            f"directory does not exist; an image folder is laid out as {FOLDER_LAYOUT}",
             root,
         )
     if not any(not name.startswith(".") for name in os.listdir(root)):
         raise DataError(
             "data_dir",
-            f"directory is empty; dataset={IMAGE_FOLDER!r} expects {FOLDER_LAYOUT}",
+            f"directory is empty; an image folder is laid out as {FOLDER_LAYOUT}",
             root,
         )
     split_dir = os.path.join(root, split)
@@ -338,7 +338,7 @@ def image_folder_source(
         hint = " (TFDS-style slicing is not supported for image folders)" if "[" in split else ""
         raise DataError(
             "split",
-            f"no folder {split_dir!r}{hint}; dataset={IMAGE_FOLDER!r} expects {FOLDER_LAYOUT}",
+            f"no folder {split_dir!r}{hint}; an image folder is laid out as {FOLDER_LAYOUT}",
             split,
         )
 
@@ -392,7 +392,7 @@ def make_source(
         if not data_dir:
             raise DataError(
                 "data_dir",
-                f"required with dataset={IMAGE_FOLDER!r}; expected layout {FOLDER_LAYOUT}",
+                f"required for an image folder, laid out as {FOLDER_LAYOUT}",
             )
         return image_folder_source(data_dir, split, shuffle_files=shuffle_files, seed=seed)
     return tfds_source(

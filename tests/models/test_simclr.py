@@ -32,17 +32,37 @@ def as_dataset(data, repeat=1):
     return tf.data.Dataset.from_tensors(data).repeat(repeat)
 
 
+def numpy_contrast_metrics(model, data):
+    """Accuracy and entropy of the view-1 -> view-2 logits, in float64 NumPy, from
+    the model's training-mode projections (independent of `tf_simclr.losses`)."""
+    images = tf.concat([data["view1"], data["view2"]], 0)
+    z = model(images, training=True)["projection"].numpy().astype(np.float64)
+    z /= np.linalg.norm(z, axis=1, keepdims=True)
+    logits = z[:BATCH] @ z[BATCH:].T / model.temperature  # [8, 8]
+    logits -= logits.max(axis=1, keepdims=True)
+    p = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    entropy = -(p * np.log(p)).sum(axis=1).mean()
+    accuracy = np.mean(logits.argmax(axis=1) == np.arange(BATCH))
+    return accuracy, entropy
+
+
 @pytest.mark.parametrize("mode", ["none", "linear", "nonlinear"])
 def test_fit_runs_and_reports_metrics(mode):
     model = tiny_model(mode=mode)
     model.compile(optimizer=keras.optimizers.SGD(0.01))
-    history = model.fit(as_dataset(batch(), 2), epochs=1, verbose=0)
+    data = batch()
+    # The metrics of a step are computed before its update: from the initial weights.
+    # (A training-mode call only changes BN moving statistics, which it does not use.)
+    accuracy, entropy = numpy_contrast_metrics(model, data)
+    history = model.fit(as_dataset(data, 1), epochs=1, verbose=0)
     logs = {k: v[-1] for k, v in history.history.items()}
     for key in ("loss", "contrast_acc", "contrast_entropy", "probe_loss", "probe_acc"):
         assert np.isfinite(logs[key]), key
     assert logs["learning_rate"] == pytest.approx(0.01)
-    # The entropy is taken over one row of logits, at most log(row length).
-    assert 0 < logs["contrast_entropy"] <= np.log(2 * BATCH)
+    # Entropy of softmax over the 8 view-2 columns of each [8, 8] row: in (0, log 8].
+    assert 0 < entropy <= np.log(BATCH)
+    assert logs["contrast_entropy"] == pytest.approx(entropy, rel=1e-4)
+    assert logs["contrast_acc"] == pytest.approx(accuracy)
 
 
 def test_every_trainable_variable_gets_a_gradient():

@@ -112,6 +112,7 @@ def test_linear_evaluation_freezes_encoder_head_and_bn_statistics():
     # Keras freezing is not a stop-gradient: watched explicitly, most frozen weights get
     # a non-zero gradient of the training loss. So the bit-identical weights above show
     # that the train step left them out, not merely that their gradients were zero.
+    # (Should the model ever stop gradients at the frozen part, expect None here instead.)
     images, labels = batch(1)
     frozen = model.encoder.weights + model.head.weights
     with tf.GradientTape(watch_accessed_variables=False) as tape:

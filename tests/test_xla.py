@@ -42,19 +42,19 @@ def run_steps(jit_compile, steps=3):
     return initial, losses, [v.numpy() for v in model.variables]
 
 
-def test_xla_train_steps_match_the_graph_executor():
+def test_xla_train_steps_match_the_graph_executor(worst_relative_step):
     init_xla, losses_xla, after_xla = run_steps(jit_compile=True)
     init_ref, losses_ref, after_ref = run_steps(jit_compile=False)
-    for a, b in zip(init_xla, init_ref, strict=True):
-        np.testing.assert_array_equal(a, b)
     assert len(set(losses_ref)) == 3  # the steps really train
     np.testing.assert_allclose(losses_xla, losses_ref, rtol=1e-4)
-    moved = 0
-    for a0, a, b in zip(init_ref, after_xla, after_ref, strict=True):
-        moved += not np.array_equal(a0, b)
-        # Different kernels and summation orders: equal to float32 round-off.
-        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5 * max(np.abs(b).max(), 1.0))
-    assert moved > len(after_ref) // 2
+    moved = sum(not np.array_equal(a0, b) for a0, b in zip(init_ref, after_ref, strict=True))
+    assert moved == len(after_ref)  # every weight and BN statistic, after 3 steps
+    # Compared with how far each tensor moved, not with its value: LARS moves a kernel
+    # by ~5e-5 of its norm in 3 steps, so a value-relative tolerance would accept an
+    # XLA step that skipped the kernels. Measured worst: 1.5e-4 (float32 round-off of
+    # different kernels and summation orders); a skipped update gives 1.
+    worst = worst_relative_step(init_ref, after_ref, init_xla, after_xla)
+    assert worst < 1e-2, worst
 
 
 def test_jit_compile_with_several_replicas_is_a_config_error(tmp_path, mirrored_strategy):

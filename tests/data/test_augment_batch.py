@@ -74,6 +74,12 @@ def _assert_same_rate(a, b, what):
     assert abs(np.mean(a) - np.mean(b)) < 4 * sd + 1e-9, (what, np.mean(a), np.mean(b))
 
 
+def _assert_rate(flags, p, what):
+    """Boolean sample: rate within four binomial standard deviations of p."""
+    tolerance = 4 * math.sqrt(p * (1 - p) / len(flags))
+    assert abs(np.mean(flags) - p) < tolerance, (what, np.mean(flags), p, tolerance)
+
+
 def _per_image_views(image, cfg, n):
     """n views of `image` by `augment.simclr_view` inside tf.data.Dataset.map."""
     ds = tf.data.Dataset.from_tensors(image).repeat(n)
@@ -431,13 +437,30 @@ def test_flip_grayscale_jitter_blur_rates_match(mode):
         per_image = detect(_per_image_views(image, cfg, N))
         batched = detect(_batched_views(image, cfg, N, mode))
         _assert_same_rate(per_image, batched, name)
-        expected = np.full(N, p) > np.random.default_rng(0).uniform(size=N)
-        _assert_same_rate(batched, expected, f"{name} vs p={p}")
+        _assert_rate(batched, p, name)
     # Power: a rate of 0.45 instead of 0.2 is detected at this sample size.
     gray = _is_gray(_batched_views(image, _only(24, grayscale=True), N, mode))
     other = _is_gray(_batched_views(image, _only(24, grayscale=True, grayscale_prob=0.45), N, mode))
     with pytest.raises(AssertionError):
         _assert_same_rate(gray, other, "grayscale 0.2 vs 0.45")
+
+
+@pytest.mark.parametrize("path", ["per_image", "batched"])
+def test_grayscale_rate_does_not_depend_on_the_jitter(path):
+    """Jitter (p = 0.8) and grayscale (p = 0.2) together: 20% of the views are gray.
+
+    4000 views make four standard deviations 0.025, so a grayscale drawn only
+    for jittered images (rate 0.16) fails; the N = 400 above would accept it.
+    """
+    n_rate = 4000
+    image = _colour_image(8, 8)
+    cfg = _only(8, color_jitter=True, grayscale=True)
+    if path == "per_image":
+        views = _per_image_views(image, cfg, n_rate)
+    else:
+        images = tf.constant(np.broadcast_to(image, (n_rate, 8, 8, 3)))
+        views = ab.simclr_view_batch(images, cfg).numpy()
+    _assert_rate(_is_gray(views), 0.2, path)
 
 
 def _colour_stats(views):

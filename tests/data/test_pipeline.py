@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from tf_simclr.data import pipeline
 from tf_simclr.data.augment import AugmentConfig
+from tf_simclr.data.augment_batch import two_views_batch
 from tf_simclr.data.sources import DataError, Source
 
 SIZE = 8
@@ -293,6 +294,49 @@ def test_pretrain_batched_views(source):
             assert views.shape == (3, SIZE, SIZE, 3) and views.dtype == np.float32
             assert views.min() >= 0.0 and views.max() <= 1.0
         assert np.abs(batch["view1"].numpy() - batch["view2"].numpy()).max() > 1e-3
+
+
+def _images_by_label(source):
+    return {int(ex["label"]): ex["image"] for ex in source.dataset.as_numpy_iterator()}
+
+
+@pytest.mark.parametrize("source", [_source, _mixed_size_source])
+def test_pretrain_batched_views_with_everything_off_are_the_resized_images(source):
+    off = dict(crop=False, flip=False, color_jitter=False, grayscale=False, blur=False)
+    cfg = AugmentConfig(image_size=SIZE, **off)
+    ds = pipeline.pretrain_dataset(source(), cfg, batch_size=3, seed=0, augment_impl="batched")
+    images = _images_by_label(source())
+    for batch in ds.take(3):
+        for i, label in enumerate(batch["label"].numpy()):
+            # Each image at its own size (a padded batch must not resize the padding).
+            expected = tf.image.resize(images[label] / 255.0, [SIZE, SIZE], method="bilinear")
+            for key in ("view1", "view2"):
+                np.testing.assert_allclose(batch[key][i], expected, atol=1e-5, err_msg=key)
+
+
+def test_pretrain_batched_views_are_two_views_batch_of_the_batch():
+    """The pipeline's views are `two_views_batch` of its batch: same draws under the same
+    global seed. The views come from stateful random ops, whose op seeds TensorFlow
+    derives from the global seed when the augmentation is traced; the config is unique
+    to this test, so its traced function (cached per config) is traced here."""
+    cfg = AugmentConfig(image_size=SIZE, color_jitter_strength=0.5, blur_prob=0.7)
+    try:
+        tf.random.set_seed(3)
+        ds = pipeline.pretrain_dataset(
+            _source(), cfg, batch_size=NUM, seed=0, repeat=False, augment_impl="batched"
+        )
+        (batch,) = list(ds)  # one map call: no parallel calls reorder the draws
+        images = _images_by_label(_source())
+        labels = batch["label"].numpy()
+        tf.random.set_seed(3)
+        direct = tf.function(lambda b: two_views_batch(b, cfg, one_by_one=True))(
+            {"image": np.stack([images[i] for i in labels]), "label": labels}
+        )
+    finally:
+        tf.random.set_seed(None)
+    for key in ("view1", "view2", "label"):
+        np.testing.assert_array_equal(batch[key], direct[key], err_msg=key)
+    assert np.abs(batch["view1"].numpy() - batch["view2"].numpy()).max() > 1e-2
 
 
 def test_pretrain_batched_one_epoch_and_fresh_cached_views():

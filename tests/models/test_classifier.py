@@ -109,15 +109,42 @@ def test_linear_evaluation_freezes_encoder_head_and_bn_statistics():
     assert changed(head, model.head) == set()
     assert changed(classifier, model.supervised_head) == set(classifier)
 
+    # Keras freezing is not a stop-gradient: watched explicitly, most frozen weights get
+    # a non-zero gradient of the training loss. So the bit-identical weights above show
+    # that the train step left them out, not merely that their gradients were zero.
+    # (Should the model ever stop gradients at the frozen part, expect None here instead.)
     images, labels = batch(1)
-    with tf.GradientTape(persistent=True) as tape:
+    frozen = model.encoder.weights + model.head.weights
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+        tape.watch([v.value for v in frozen] + [v.value for v in model.supervised_head.weights])
         logits = model(images, training=True)["logits"]
         loss = model.compute_loss(y=labels, y_pred=logits)
-    frozen = model.encoder.trainable_variables + model.head.trainable_variables
-    assert tape.gradient(loss, frozen) == []
-    assert all(
-        g is not None for g in tape.gradient(loss, model.supervised_head.trainable_variables)
+    grads = tape.gradient(loss, [v.value for v in frozen + model.supervised_head.weights])
+    nonzero = {v.path for v, g in zip(frozen, grads, strict=False) if g is not None and np.any(g)}
+    parts = ("stem_", "block_group1_", "block_group2_", "block_group3_", "block_group4_", "nl_0_")
+    assert all(any(part in path for path in nonzero) for part in parts), sorted(nonzero)
+    assert all(g is not None and np.any(g) for g in grads[len(frozen) :])
+
+
+def test_frozen_layers_run_in_inference_mode():
+    """A frozen layer called with training=True uses its moving statistics: the frozen
+    part gives the same output in both modes, the trained part does not."""
+    images = batch(1)[0]
+    linear = built(Classifier(tiny_encoder(), CLASSES, fine_tune_after_block=4))
+    np.testing.assert_array_equal(
+        linear(images, training=True)["embedding"], linear(images, training=False)["embedding"]
     )
+
+    model = built(Classifier(tiny_encoder(), CLASSES, fine_tune_after_block=2))
+    frozen_part = keras.Model(
+        model.encoder.inputs, model.encoder.get_layer("block_group2_block1_out").output
+    )
+    np.testing.assert_array_equal(
+        frozen_part(images, training=True), frozen_part(images, training=False)
+    )
+    # Block groups 3 and 4 train: batch statistics, a visibly different output.
+    train, infer = model(images, training=True), model(images, training=False)
+    assert np.abs(train["embedding"] - infer["embedding"]).max() > 1e-2
 
 
 def test_full_fine_tuning_trains_everything_and_updates_bn_statistics():

@@ -31,7 +31,7 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from tf_simclr import builders, distribute, run_dir
+from tf_simclr import builders, checkpoints, distribute, run_dir
 from tf_simclr.callbacks import (
     CheckpointEvery,
     ScalarSummaries,
@@ -190,6 +190,31 @@ def run_directory(
     finally:
         if not chief:
             shutil.rmtree(write_dir, ignore_errors=True)
+
+
+def check_init_checkpoint(config: Config) -> None:
+    """A `--checkpoint` to initialise from must exist: fail now, not after building models."""
+    if config.checkpoint and not checkpoints.is_saved_model(config.checkpoint):
+        with flags_for(path="checkpoint"):
+            checkpoints.resolve(config.checkpoint)
+
+
+def restore(config: Config, manager: tf.train.CheckpointManager, init_parts: dict | None) -> str:
+    """Resume from `model_dir`; else, given `init_parts` (e.g. the encoder and head),
+    initialise them from `--checkpoint` (a checkpoint, a model_dir or our SavedModel);
+    else start fresh. See `checkpoints.restore_or_initialize`."""
+    init_checkpoint = config.checkpoint if init_parts else ""
+    with flags_for(resume_dir="model_dir", init_checkpoint="checkpoint"):
+        initial = None
+        if init_checkpoint and not tf.train.latest_checkpoint(config.model_dir):
+            initial = run_dir.init_model(config)
+        return checkpoints.restore_or_initialize(
+            manager,
+            init_checkpoint,
+            init_parts,
+            resume_dir=config.model_dir,
+            init_model=initial,
+        )
 
 
 def describe_run(config: Config, strategy: tf.distribute.Strategy, num_classes: int) -> None:

@@ -21,7 +21,7 @@ import tensorflow as tf
 from absl import logging
 
 from tf_simclr import builders, checkpoints, run_dir, training
-from tf_simclr.config import Config, ConfigError, flags_for
+from tf_simclr.config import Config, ConfigError
 from tf_simclr.data import supervised_dataset
 from tf_simclr.models import Distiller
 
@@ -71,9 +71,7 @@ def run(config: Config, strategy: tf.distribute.Strategy) -> dict:
     source = builders.train_source(config)
     if source.num_classes == 0:
         raise ConfigError("train_mode", "distill needs the number of classes; this data has none")
-    if config.checkpoint and not checkpoints.is_saved_model(config.checkpoint):
-        with flags_for(path="checkpoint"):
-            checkpoints.resolve(config.checkpoint)
+    training.check_init_checkpoint(config)
     plan = training.StepPlan.from_config(config, source.num_examples)
     datasets = training.epoch_datasets(config, strategy, source, supervised_dataset)
 
@@ -93,17 +91,7 @@ def run(config: Config, strategy: tf.distribute.Strategy) -> dict:
     with training.run_directory(config, strategy, student, optimizer) as write_dir:
         # Restore the student: resume, else initialise from --checkpoint, else fresh.
         manager = checkpoints.manager_for(student, optimizer, write_dir, config.keep_checkpoint_max)
-        with flags_for(resume_dir="model_dir", init_checkpoint="checkpoint"):
-            initial = None
-            if not tf.train.latest_checkpoint(config.model_dir):
-                initial = run_dir.init_model(config)
-            checkpoints.restore_or_initialize(
-                manager,
-                config.checkpoint,
-                builders.init_parts(student),
-                resume_dir=config.model_dir,
-                init_model=initial,
-            )
+        training.restore(config, manager, builders.init_parts(student))
         start = int(optimizer.iterations.numpy())
         training.describe_run(config, strategy, source.num_classes)
         training.log_start(config, strategy, "Distilling", source, plan, start, write_dir)

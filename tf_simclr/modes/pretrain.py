@@ -13,7 +13,7 @@ import keras
 import tensorflow as tf
 
 from tf_simclr import builders, checkpoints, training
-from tf_simclr.config import Config, flags_for
+from tf_simclr.config import Config
 from tf_simclr.data import pretrain_dataset
 
 
@@ -38,8 +38,7 @@ def run(config: Config, strategy: tf.distribute.Strategy) -> dict:
     with training.run_directory(config, strategy, model, optimizer) as write_dir:
         # Restore: resume, else fresh.
         manager = checkpoints.manager_for(model, optimizer, write_dir, config.keep_checkpoint_max)
-        with flags_for(resume_dir="model_dir"):
-            checkpoints.restore_or_initialize(manager, resume_dir=config.model_dir)
+        training.restore(config, manager, init_parts=None)
         start = int(optimizer.iterations.numpy())
         training.describe_run(config, strategy, source.num_classes)
         training.log_start(config, strategy, "Pretraining", source, plan, start, write_dir)

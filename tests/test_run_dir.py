@@ -297,3 +297,28 @@ def test_selective_kernel_encoder_trains_exports_and_is_rebuilt(
     assert any(n.endswith("se_reduce") for n in names)
     with pytest.raises(ConfigError, match="^--sk_ratio=0.0: contradicts .*--sk_ratio=0.0625"):
         modes.run(Config(mode="export", model_dir=str(model_dir), sk_ratio=0.0), given={"sk_ratio"})
+
+
+def _scalar_steps(log_dir):
+    steps = {}
+    for path in sorted(log_dir.rglob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                steps.setdefault(value.tag, set()).add(event.step)
+    return steps
+
+
+def test_short_runs_write_their_last_step_and_evaluation_to_tensorboard(
+    session_train_test_folder, tmp_path
+):
+    model_dir = tmp_path / "run"
+    config = tiny_config(model_dir, session_train_test_folder, train_steps=3)
+    modes.run(config.replace(mode="train_then_eval", train_summary_steps=100))
+    train = _scalar_steps(model_dir / "train")
+    # Not on the 100-step cadence, written all the same: the last step of each epoch (2 steps).
+    assert train["train/loss"] == {2, 3}
+    evaluation = _scalar_steps(model_dir / "eval_test")
+    assert evaluation["eval_test/knn_top1"] == {3} and "eval_test/probe_top1" in evaluation
+    quiet = tmp_path / "quiet"
+    modes.run(tiny_config(quiet, session_train_test_folder, train_summary_steps=0))
+    assert not (quiet / "train").exists()

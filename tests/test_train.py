@@ -172,6 +172,7 @@ def test_eval_without_checkpoint_and_bad_init_checkpoint_are_config_errors(tmp_p
                 )
             )
     assert not (tmp_path / "ft").exists()
+    assert not (tmp_path / "wide_old").exists()  # no empty model_dir left behind
 
 
 def test_nan_loss_stops_without_saving_and_names_the_step(tmp_path):

@@ -171,17 +171,44 @@ class StopOnSignal(keras.callbacks.Callback):
 
 
 class ScalarSummaries(keras.callbacks.Callback):
-    """Writes the train_step logs to TensorBoard every `every` steps, keyed by global step."""
+    """Writes the train_step logs to TensorBoard every `every` steps, keyed by global step,
+    and always those of a `fit`'s last step (so a short run's events file is never empty).
+    `every=0` writes nothing."""
 
     def __init__(self, log_dir: str, every: int, step: tf.Variable):
         super().__init__()
-        self.writer = tf.summary.create_file_writer(log_dir)
+        self.writer = tf.summary.create_file_writer(log_dir) if every > 0 else None
         self.every, self.step = every, step
+        self.last: tuple[int, dict] | None = None  # the latest step's logs, if not written
+
+    def _write(self, step: int, logs: dict) -> None:
+        with self.writer.as_default(step=step):
+            for name, value in logs.items():
+                tf.summary.scalar(f"train/{name}", float(value))
+        self.writer.flush()
 
     def on_train_batch_end(self, batch, logs=None):
+        if self.writer is None or not logs:
+            return
         step = int(self.step.numpy())
-        if step % self.every == 0 and logs:
-            with self.writer.as_default(step=step):
-                for name, value in logs.items():
-                    tf.summary.scalar(f"train/{name}", float(value))
-            self.writer.flush()
+        if step % self.every == 0:
+            self._write(step, logs)
+            self.last = None
+        else:
+            self.last = (step, {name: float(value) for name, value in logs.items()})
+
+    def on_train_end(self, logs=None):
+        if self.last is not None:
+            self._write(*self.last)
+            self.last = None
+
+
+def write_scalars(log_dir: str, step: int, values: dict, prefix: str) -> None:
+    """Writes the numeric `values` as TensorBoard scalars `<prefix>/<name>` at `step`."""
+    writer = tf.summary.create_file_writer(log_dir)
+    with writer.as_default(step=step):
+        for name, value in values.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                tf.summary.scalar(f"{prefix}/{name}", float(value))
+    writer.flush()
+    writer.close()

@@ -236,7 +236,10 @@ class Config:
     checkpoint_epochs: int = _field(1, "Save a checkpoint every this many epochs.")
     checkpoint_steps: int = _field(0, "Save every this many steps; overrides epochs when > 0.")
     keep_checkpoint_max: int = _field(5, "Checkpoints to keep.")
-    train_summary_steps: int = _field(100, "Write TensorBoard scalars every this many steps.")
+    train_summary_steps: int = _field(
+        100,
+        "Write TensorBoard scalars every this many steps, and at the last step of a run; 0: none.",
+    )
     verbose: int = _field(1, "Keras fit verbosity: 0 silent, 1 progress bar, 2 one line/epoch.")
 
     # --- Speed ----------------------------------------------------------------------
@@ -315,12 +318,17 @@ class Config:
             "image_size",
             "proj_out_dim",
             "keep_checkpoint_max",
-            "train_summary_steps",
         )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(name, f"must be > 0, got {getattr(self, name)}")
-        for name in ("train_steps", "train_epochs", "checkpoint_steps", "checkpoint_epochs"):
+        for name in (
+            "train_steps",
+            "train_epochs",
+            "checkpoint_steps",
+            "checkpoint_epochs",
+            "train_summary_steps",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigError(name, f"must be >= 0, got {getattr(self, name)}")
         if self.train_steps == 0 and self.train_epochs == 0:

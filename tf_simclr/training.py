@@ -184,9 +184,16 @@ def run_directory(
     )
     chief = distribute.is_chief(strategy)
     write_dir = config.model_dir if chief else tempfile.mkdtemp(prefix="tf_simclr_worker_")
+    created = not os.path.exists(write_dir)
     try:
         prepare_model_dir(write_dir, checkpoint_bytes)  # first write: all checks passed.
         yield write_dir
+    except ConfigError:
+        # Bad input found while restoring (a checkpoint that does not fit): leave no
+        # empty model_dir behind (what was there before stays).
+        if chief and created and os.path.isdir(write_dir) and not os.listdir(write_dir):
+            os.rmdir(write_dir)
+        raise
     finally:
         if not chief:
             shutil.rmtree(write_dir, ignore_errors=True)

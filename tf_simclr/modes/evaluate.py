@@ -5,7 +5,8 @@ only the data it is evaluated on must be on disk. A pretrained model reports
 its online probe's top-1/top-5 (when it has one) and weighted kNN top-1 on
 encoder features (`tf_simclr.eval.knn`, against the features of the whole
 `train_split`); a fine-tuned or distilled one its classifier's top-1/top-5. Results go to
-the log and to `model_dir/eval_results.json` and `eval_<split>_<step>.json`.
+the log, to `model_dir/eval_results.json` and `eval_<split>_<step>.json`, and to
+TensorBoard (`model_dir/eval_<split>/`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import tensorflow as tf
 from absl import logging
 
 from tf_simclr import builders, run_dir
+from tf_simclr.callbacks import write_scalars
 from tf_simclr.config import Config, flags_for
 from tf_simclr.data import eval_dataset
 from tf_simclr.eval import evaluate_classifier, extract_features, knn_accuracy
@@ -82,6 +84,9 @@ def run(config: Config, strategy: tf.distribute.Strategy) -> dict:
             results["knn_top1"] = knn_top1(config, features, source.num_classes)
     results["eval_seconds"] = time.time() - began
     logging.info("Evaluation at step %d on %s: %s", step, config.eval_split, results)
+    # TensorBoard too, beside the training scalars: eval_<split>/<metric> at the step.
+    split = config.eval_split.replace("/", "_")
+    write_scalars(os.path.join(config.model_dir, f"eval_{split}"), step, results, f"eval_{split}")
     for name in ("eval_results.json", f"eval_{config.eval_split}_{step}.json"):
         with open(os.path.join(config.model_dir, name.replace("/", "_")), "w") as f:
             json.dump(results, f, indent=2, sort_keys=True)

@@ -202,3 +202,19 @@ def test_teacher_mismatches_are_one_line_errors(teacher_dir, session_train_test_
     with pytest.raises(ConfigError, match="^--teacher=.*no tf_simclr model description"):
         distill(teacher=str(tmp_path))
     assert not (tmp_path / "s").exists()
+
+
+def test_teacher_as_exported_saved_model_and_resume(
+    teacher_dir, session_train_test_folder, tmp_path
+):
+    saved = teacher_dir / "saved_model" / "2"
+    assert (saved / "saved_model.pb").exists()
+    student_dir = tmp_path / "student"
+    config = base_config(
+        student_dir, session_train_test_folder, train_mode="distill", teacher=str(saved)
+    )
+    first = modes.run(config)["train"]
+    assert first["global_step"] == 2
+    # The same command with more steps resumes the student where it stopped.
+    resumed = modes.run(config.replace(train_steps=3))["train"]
+    assert resumed["global_step"] == 3 and resumed["start_step"] == 2

@@ -311,7 +311,8 @@ def infer_architecture(source: Source, ft_proj_selector: int | None = None) -> A
         ft_proj_selector=0,
     )
     # What the supervised head reads: hiddens[k], k = 0 (encoder) .. number of head layers.
-    widths = [architecture.feature_dim] * len(layers) + [out_dim if layers else -1]
+    widths = [architecture.feature_dim] * len(layers) + ([out_dim] if layers else [])
+    widths = widths or [architecture.feature_dim]
     candidates = tuple(k for k, w in enumerate(widths) if classes and w == classes[0])
     if ft_proj_selector is not None:
         if classes and ft_proj_selector not in candidates:

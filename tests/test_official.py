@@ -309,6 +309,15 @@ def test_not_a_reference_model(tmp_path):
     tf.train.Checkpoint(other=module).write(str(tmp_path / "ckpt-1"))
     with pytest.raises(ArgumentError, match="holds no variables of a reference SimCLR model"):
         official.load_official(str(tmp_path / "ckpt-1"))
+    v1 = str(tmp_path / "model.ckpt-250228")
+    tf.raw_ops.SaveV2(
+        prefix=v1,
+        tensor_names=["base_model/conv2d/kernel"],
+        shape_and_slices=[""],
+        tensors=[tf.zeros([7, 7, 3, 64])],
+    )
+    with pytest.raises(ArgumentError, match=r"name-based \(TF1\) checkpoint .*base_model/conv2d"):
+        official.load_official(v1)
     with pytest.raises(ArgumentError, match="no such checkpoint"):
         official.load_official(str(tmp_path / "missing"))
 

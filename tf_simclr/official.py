@@ -165,8 +165,19 @@ def read_source(path: str) -> Source:
         kind, prefix = "checkpoint", checkpoints.resolve(path, "path")
     try:
         reader = tf.train.load_checkpoint(prefix)
+        if not reader.has_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"):
+            first = sorted(reader.get_variable_to_shape_map())[:1]
+            raise ArgumentError(
+                "path",
+                f"is a name-based (TF1) checkpoint (first variable {first}); only the "
+                "reference's TF2 SavedModels and checkpoints can be imported (the TF1 "
+                "`model.ckpt-*` files are published as TF2 SavedModels too)",
+                path,
+            )
         graph = trackable_object_graph_pb2.TrackableObjectGraph()
         graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+    except ArgumentError:
+        raise
     except (tf.errors.OpError, ValueError) as e:
         detail = " ".join(str(getattr(e, "message", e)).split())[:200]
         raise ArgumentError("path", f"cannot read its variables ({detail})", path) from None

@@ -8,7 +8,7 @@
 Extracts encoder features of the train and eval splits once (eval preprocessing,
 no augmentation), then reports weighted kNN top-1 (k=--knn_k, cosine,
 temperature --knn_temperature) and a linear classifier on standardised
-features (`tf_simclr.evaluate.linear_eval_on_features`: the cheap variant of
+features (`tf_simclr.eval.linear.linear_eval_on_features`: the cheap variant of
 the linear protocol, without augmentation). `--random_init` evaluates the same
 architecture at its initialisation (seed --seed): the baseline that shows what
 pretraining learned.
@@ -23,7 +23,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
-import run  # noqa: E402  (defines the run.py flags, the same names and meanings)
+from tf_simclr.config import Config, flag_specs  # noqa: E402
+
+# The run.py flags, the same names and meanings (defined here: tools do not import run.py).
+for _name, _kind, _default, _help, _ in flag_specs():
+    {str: flags.DEFINE_string, int: flags.DEFINE_integer, float: flags.DEFINE_float}.get(
+        _kind, flags.DEFINE_bool
+    )(_name, _default, _help)
 
 flags.DEFINE_bool("random_init", False, "Evaluate the randomly initialised encoder.")
 flags.DEFINE_string("output", "", "Write the results as JSON here.")
@@ -37,9 +43,11 @@ def main(argv):
     import numpy as np
     import tensorflow as tf
 
-    from tf_simclr import builders, evaluate, runner
+    from tf_simclr import builders
+    from tf_simclr.eval.linear import linear_eval_on_features
+    from tf_simclr.modes.evaluate import frozen_features, knn_top1
 
-    config = run.config_from_flags()
+    config = Config(**{name: FLAGS[name].value for name, *_ in flag_specs()})
     train_source = builders.train_source(config, subset=False)
     keras.utils.set_random_seed(config.seed)
     model = builders.build_pretrain_model(config, train_source.num_classes)
@@ -49,11 +57,11 @@ def main(argv):
         status = tf.train.Checkpoint(model=model).restore(latest)
         status.assert_existing_objects_matched().expect_partial()
         step = int(latest.rsplit("-", 1)[1])
-    features = runner.frozen_features(config, model, verbose=1)
+    features = frozen_features(config, model, verbose=1)
     (train_x, train_y), (test_x, test_y) = features["train"], features["test"]
-    knn = runner.knn_top1(config, features, train_source.num_classes)
+    knn = knn_top1(config, features, train_source.num_classes)
     mean, std = train_x.mean(0), train_x.std(0) + 1e-6
-    probe = evaluate.linear_eval_on_features(
+    probe = linear_eval_on_features(
         (train_x - mean) / std,
         train_y,
         (test_x - mean) / std,
@@ -79,4 +87,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=run.parse_flags)
+    app.run(main)

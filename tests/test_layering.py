@@ -24,6 +24,8 @@ FORBIDDEN = {
     "eval": DRIVERS | {"export", "checkpoints"},
     "export": DRIVERS | {"eval", "optim", "losses", "checkpoints", "distribute"},
     "checkpoints": DRIVERS | {"data", "models", "eval", "export", "optim", "losses"},
+    # The importer of the reference's published models: models, checkpoints, errors.
+    "official": DRIVERS | {"data", "eval", "export", "optim", "losses", "distribute"},
     # config reads the allowed values of its choice flags from their owners, modes'
     # MODES and TRAIN_MODES among them (constants only: see tf_simclr/modes/__init__.py).
     "config": DRIVERS - {"config", "modes"} | {"eval", "export", "checkpoints"},

@@ -4,6 +4,7 @@ Notebook use::
 
     from tf_simclr import ResNet, ProjectionHead, SimCLR, LARS, WarmupCosineDecay
     from tf_simclr.data import AugmentConfig, make_source, pretrain_dataset
+    from tf_simclr import load_official  # the published SimCLR v1/v2 models
 
 Names are imported lazily so that `run.py` can validate flags before
 TensorFlow loads.
@@ -29,6 +30,8 @@ _EXPORTS = {
     "make_source": "tf_simclr.data",
     "pretrain_dataset": "tf_simclr.data",
     "eval_dataset": "tf_simclr.data",
+    "load_official": "tf_simclr.official",
+    "import_official": "tf_simclr.official",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -79,7 +79,10 @@ class Config:
     mode: str = _field(
         "train",
         "train; eval (the latest checkpoint in --model_dir on --eval_split); "
-        "train_then_eval (train, evaluate, export); export (SavedModel of the latest checkpoint). "
+        "train_then_eval (train, evaluate, export); export (SavedModel of the latest checkpoint); "
+        "import (a published SimCLR v1/v2 model, the reference's TF2 SavedModel or checkpoint "
+        "given as --checkpoint, into a new --model_dir: checkpoint, model.json, SavedModel; "
+        "its architecture is read from the variables, see docs/official_models.md). "
         "eval and export rebuild the model from --model_dir/model.json: no architecture or "
         "data flags needed (a flag that contradicts it is an error).",
         MODES,
@@ -96,7 +99,7 @@ class Config:
         "Fine-tuning starts from this pretraining checkpoint: a ckpt-N prefix, a model_dir, or "
         "a SavedModel exported by tf_simclr (model_dir/saved_model/<step>); its model.json "
         "gives the encoder and head architecture. Ignored when --model_dir already holds a "
-        "checkpoint (then the run resumes).",
+        "checkpoint (then the run resumes). --mode=import: the reference model to import.",
     )
     teacher: str = _field(
         "",

@@ -36,9 +36,10 @@ SHARED_REFERENCE = (
 # Layers of one block, stem or group in the reference's order of variable
 # creation (`BottleneckBlock`/`ResidualBlock.__init__` create the projection
 # first, then the residual branch, then the SE layer); our functional model
-# lists its layers in another (topological) order. This table is the mapping a
-# weight importer needs: reference variable i <-> the i-th of our variables in
-# this order.
+# lists its layers in another (topological) order. Reference variable i <-> the
+# i-th of our variables in this order. The importer of the published models maps by
+# the reference's attribute paths instead (`tf_simclr.official.encoder_variable_map`,
+# tested in tests/test_official.py).
 REFERENCE_STEM_ORDER = [
     "stem_conv1",
     "stem_bn1",

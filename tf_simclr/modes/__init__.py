@@ -6,7 +6,9 @@
 - `distill`: a student trained on a teacher's predictions on unlabelled images
   (`--train_mode=distill`, SimCLRv2's third step);
 - `evaluate`: the latest checkpoint of `model_dir` on `eval_split` (`--mode=eval`);
-- `export`: a SavedModel of the latest checkpoint (`--mode=export`).
+- `export`: a SavedModel of the latest checkpoint (`--mode=export`);
+- `import_official`: a published SimCLR model (the reference's TF2 SavedModel or
+  checkpoint, `--checkpoint`) as a model_dir of ours (`--mode=import`).
 
 `run(config)` below is the one dispatcher: `train` runs the training mode and
 exports, `train_then_eval` trains, evaluates and exports. In a multi-worker
@@ -21,7 +23,7 @@ read them.
 
 from __future__ import annotations
 
-MODES = ("train", "eval", "train_then_eval", "export")
+MODES = ("train", "eval", "train_then_eval", "export", "import")
 TRAIN_MODES = ("pretrain", "finetune", "distill")
 
 
@@ -38,6 +40,10 @@ def resolve(config, given: frozenset[str]):
 
     from tf_simclr import run_dir
 
+    if config.mode == "import":
+        # The source decides the architecture (modes.import_official); nothing to adopt.
+        config.validate()
+        return config
     exists = bool(config.model_dir) and tf.io.gfile.isdir(config.model_dir)
     description = run_dir.read(config.model_dir) if exists else None
     if description is not None:
@@ -74,12 +80,16 @@ def run(config, given: frozenset[str] | None = None) -> dict:
     import tensorflow as tf
 
     from tf_simclr import builders, distribute, run_dir
-    from tf_simclr.modes import distill, evaluate, export, finetune, pretrain
+    from tf_simclr.modes import distill, evaluate, export, finetune, import_official, pretrain
 
     config.validate()
     config = resolve(config, run_dir.given_fields(config) if given is None else frozenset(given))
     strategy = builders.build_strategy(config)
     result: dict = {}
+    if config.mode == "import":
+        if distribute.is_chief(strategy):
+            result["import"] = import_official.run(config, strategy)
+        return result
     if config.mode in ("train", "train_then_eval"):
         train = {"pretrain": pretrain.run, "finetune": finetune.run, "distill": distill.run}[
             config.train_mode

@@ -123,8 +123,12 @@ def _lacks_head(model: keras.Model, prefix: str) -> bool:
     head = getattr(model, "head", None)
     if head is None or not head.weights:
         return False
-    keys = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
-    return not any(key.startswith("model/head/") for key in keys)
+    return not _saves_head(tf.train.load_checkpoint(prefix).get_variable_to_shape_map())
+
+
+def _saves_head(keys) -> bool:
+    """Whether checkpoint keys hold the projection head under the model (see `_lacks_head`)."""
+    return any(key.startswith("model/head/") for key in keys)
 
 
 @contextlib.contextmanager
@@ -207,7 +211,7 @@ def load_parts(parts: dict[str, keras.Model | keras.layers.Layer], path: str) ->
     """
     prefix = resolve(path, "init_checkpoint")
     keys = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
-    if "head" in parts and not any(key.startswith("model/head/") for key in keys):
+    if "head" in parts and not _saves_head(keys):
         raise ArgumentError(
             "init_checkpoint",
             "was written before checkpoints held the projection head, so its head cannot "
@@ -219,7 +223,7 @@ def load_parts(parts: dict[str, keras.Model | keras.layers.Layer], path: str) ->
     what = f"the {' and '.join(parts)} of this model"
     _restore(checkpoint, prefix, what, "init_checkpoint", path)
     used = sum(len(p.weights) for p in parts.values())
-    total = len(tf.train.load_checkpoint(prefix).get_variable_to_shape_map())
+    total = len(keys)
     logging.info(
         "Loaded %s from %s (%d variables); ignored %d other checkpoint entries "
         "(optimizer, online probe, counters)",

@@ -1,0 +1,106 @@
+r"""tf_simclr command line: SimCLR on TensorFlow 2 / Keras 3.
+
+Pretrain, then linear evaluation on frozen features, then export:
+
+    python run.py --mode=train_then_eval --dataset=cifar10 --eval_split=test \
+        --image_size=32 --resnet_depth=18 --train_batch_size=512 --train_epochs=1000 \
+        --learning_rate=1.0 --weight_decay=1e-4 --temperature=0.5 --use_blur=False \
+        --color_jitter_strength=0.5 --model_dir=runs/cifar10_r18
+    python run.py --mode=train_then_eval --train_mode=finetune --fine_tune_after_block=4 \
+        --checkpoint=runs/cifar10_r18 --optimizer=momentum --learning_rate=0.1 \
+        --weight_decay=0 --warmup_epochs=0 --zero_init_logits_layer --global_bn=false \
+        --dataset=cifar10 --eval_split=test --image_size=32 --resnet_depth=18 \
+        --train_epochs=90 --model_dir=runs/cifar10_r18_linear
+
+Intentionally thin: define the flags (one per field of `tf_simclr.config.Config`),
+build the config, call `tf_simclr.modes.run` with the names of the flags given
+on the command line (those may not contradict a saved model's architecture).
+Bad input (unknown flag, bad value, missing data) prints one line naming the
+flag and exits with code 2;
+SIGTERM/SIGINT save a checkpoint and exit with 128 + the signal number; a NaN
+loss stops without saving and exits with 3; losing a worker of a multi-worker
+job exits with 4. A TPU that cannot be reached is bad input (exit 2, naming
+--tpu_name).
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags, logging  # noqa: E402
+
+from tf_simclr.config import Config, ConfigError, flag_specs  # noqa: E402
+
+_DEFINE = {
+    str: flags.DEFINE_string,
+    int: flags.DEFINE_integer,
+    float: flags.DEFINE_float,
+    bool: flags.DEFINE_bool,
+}
+for _name, _kind, _default, _help, _choices in flag_specs():
+    if _choices is not None:
+        _help = f"{_help} One of: {', '.join(str(c) for c in _choices)}."
+    _DEFINE[_kind](_name, _default, _help)
+
+FLAGS = flags.FLAGS
+
+
+def usage_error(message: str) -> None:
+    """One line on stderr and exit code 2: the contract for every bad input."""
+    print(f"run.py: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def parse_flags(argv):
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        usage_error(str(e).splitlines()[0])
+
+
+def config_from_flags() -> Config:
+    return Config(**{name: FLAGS[name].value for name, *_ in flag_specs()})
+
+
+def given_flags() -> frozenset[str]:
+    """The flags set on the command line or in a --flagfile (not left at their default)."""
+    return frozenset(name for name, *_ in flag_specs() if FLAGS[name].present)
+
+
+def main(argv):
+    if len(argv) > 1:
+        usage_error(f"unexpected positional arguments: {' '.join(argv[1:])}")
+    config = config_from_flags()
+    try:
+        config.validate()
+    except ConfigError as e:
+        usage_error(str(e))
+    from tf_simclr import callbacks, distribute, modes
+    from tf_simclr.errors import ArgumentError
+
+    try:
+        distribute.configure_cpu_devices(config.num_cpu_devices)
+        result = modes.run(config, given=given_flags())
+    except ConfigError as e:
+        usage_error(str(e))
+    except ArgumentError as e:  # an argument no flag maps to: still one line
+        usage_error(str(e))
+    except callbacks.TrainingInterrupted as e:
+        print(f"run.py: {e}", file=sys.stderr)
+        sys.exit(128 + e.signum)
+    except callbacks.TrainingDiverged as e:
+        print(f"run.py: error: {e}", file=sys.stderr)
+        sys.exit(3)
+    except callbacks.WorkerLost as e:
+        print(f"run.py: error: {e}", file=sys.stderr)
+        sys.exit(4)
+    logging.info("Done: %s", result)
+
+
+def run() -> None:
+    """The command line (`python run.py`, the `tf-simclr` script, `python -m tf_simclr`)."""
+    # absl prints the __main__ module's docstring at the top of --help: make it this
+    # module's whichever file was started.
+    sys.modules["__main__"].__doc__ = __doc__
+    app.run(main, flags_parser=parse_flags)

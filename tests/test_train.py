@@ -125,6 +125,9 @@ def test_warmup_longer_than_the_run_ramps_as_the_reference_and_warns(caplog):
         (0, 25, 10, [(0, 0, 10), (1, 0, 10), (2, 0, 5)]),
         (13, 25, 10, [(1, 3, 7), (2, 0, 5)]),
         (25, 25, 10, []),
+        # 1 and 2 reference epochs of 32 examples in batches of 8 (5 and 9 steps).
+        (0, 5, 4, [(0, 0, 4), (1, 0, 1)]),
+        (5, 9, 4, [(1, 1, 3), (2, 0, 1)]),
     ],
 )
 def test_fit_segments_cover_exactly_the_remaining_steps(start, total, per_epoch, expected):
@@ -171,6 +174,7 @@ def test_resume_continues_step_and_learning_rate(tmp_path):
     assert resumed["learning_rate"] == pytest.approx(peak / 2, rel=1e-4)
 
 
+@pytest.mark.slow  # about 3 minutes on the shared 2-core machine
 def test_epoch_run_ends_on_a_short_epoch_and_resumes_across_it(tmp_path):
     # 32 examples, batch 8: epochs of 4 steps; 1 epoch is 32 * 1 // 8 + 1 = 5 steps
     # (the reference's count), so the run ends one step into its second epoch.

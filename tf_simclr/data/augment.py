@@ -343,9 +343,11 @@ def random_blur(
     """
 
     # Deviation: the reference blurs in the model, on the batch of views, with
-    # zero padding; we blur each view in the input pipeline (the same
-    # distribution: each view is blurred independently with probability p) and
-    # pad by reflection, so that blurred views do not get dark borders.
+    # one sigma per batch and zero padding; we blur each view in the input
+    # pipeline with its own sigma (each view is blurred independently with
+    # probability p, as there) and pad by reflection, so that blurred views do
+    # not get dark borders (at 224 px zero padding darkens the outer pixel
+    # frame by about 26%: docs/reference_differences.md).
     def blur(x: tf.Tensor) -> tf.Tensor:
         sigma = sample_blur_sigma(RandomStream(), (), sigma_range)
         return gaussian_blur(x, blur_kernel_size(tf.shape(x)[0]), sigma, padding="REFLECT")

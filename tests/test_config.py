@@ -84,3 +84,14 @@ def test_library_errors_speak_python_and_the_cli_maps_them_to_flags():
     with pytest.raises(DataError, match="^not_a_flag: "):
         with flags_for():
             raise DataError("not_a_flag", "whatever")
+
+
+def test_colour_flags_reach_the_augmentation():
+    from tf_simclr import builders
+
+    config = Config(model_dir="/x", color_jitter_impl="simclrv1", color_jitter_strength=0.5)
+    augment = builders.augment_config(config)
+    assert augment.color_jitter_impl == "simclrv1" and augment.color_jitter_strength == 0.5
+    assert builders.augment_config(Config(model_dir="/x")).color_jitter_impl == "simclrv2"
+    with pytest.raises(ConfigError, match="--color_jitter_impl"):
+        Config(model_dir="/x", color_jitter_impl="simclrv3").validate()

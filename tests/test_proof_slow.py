@@ -65,10 +65,10 @@ def test_scaled_down_proof_run_end_to_end(tmp_path):
         *small,
     )
     pre_eval = json.loads((pre / "eval_results.json").read_text())
-    assert pre_eval["global_step"] == 20
+    assert pre_eval["global_step"] == 21  # 1000 * 2 // 100 + 1, as the reference
     assert 0.1 < pre_eval["knn_top1"] <= 1.0  # above 10-class chance
     assert 0.0 <= pre_eval["probe_top1"] <= 1.0
-    assert (pre / "saved_model" / "20" / "saved_model.pb").exists()
+    assert (pre / "saved_model" / "21" / "saved_model.pb").exists()
 
     results = {}
     for name, init in (("pretrained", [f"--checkpoint={pre}"]), ("random", [])):
@@ -82,5 +82,5 @@ def test_scaled_down_proof_run_end_to_end(tmp_path):
             *init,
         )
         results[name] = json.loads((out / "eval_results.json").read_text())
-        assert results[name]["global_step"] == 20
+        assert results[name]["global_step"] == 21
         assert 0.0 <= results[name]["top1"] <= 1.0

@@ -1,6 +1,8 @@
 """Tests of the pretraining driver: step plan, fit segments, a real run on mock TFDS data."""
 
+import dataclasses
 import json
+import logging
 import shutil
 
 import numpy as np
@@ -8,7 +10,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from tf_simclr import modes, training
+from tf_simclr import builders, modes, training
 from tf_simclr.config import Config, ConfigError
 from tf_simclr.modes import pretrain
 
@@ -36,14 +38,83 @@ def tiny_config(model_dir, **changes):
 
 
 def test_step_plan_follows_reference_units():
+    # Reference (tf2 `get_train_steps`, `WarmUpAndCosineDecay`): N * epochs // B + 1
+    # steps, floor(warmup_epochs * N / B) warmup steps; the epoch of our pipeline
+    # (which drops the remainder) is N // B steps.
     config = tiny_config("/tmp/x", train_steps=0, train_epochs=3, checkpoint_steps=0)
     plan = training.StepPlan.from_config(config, num_examples=100)
     assert plan.steps_per_epoch == 12  # drop_remainder: 100 // 8
-    assert plan.total_steps == 36
+    assert plan.total_steps == 38  # 100 * 3 // 8 + 1
     assert plan.checkpoint_steps == 12
-    assert plan.warmup_steps == 6
+    assert plan.warmup_steps == 6  # floor(0.5 * 100 / 8 = 6.25)
+    config = tiny_config("/tmp/x", train_steps=0, train_epochs=3, warmup_epochs=0.6)
+    assert training.StepPlan.from_config(config, num_examples=100).warmup_steps == 7  # 7.5
     with pytest.raises(ConfigError, match="--train_batch_size"):
         training.StepPlan.from_config(config, num_examples=7)
+
+
+@pytest.mark.parametrize(
+    "num_examples, batch, epochs, total, warmup",
+    [
+        (50_000, 512, 1000, 97_657, 976),  # CIFAR-10 README command
+        (1_281_167, 4096, 100, 31_279, 3_127),  # ImageNet README command
+        (50_000, 256, 3, 586, 97),  # experiments/ablations/base.flags (0.5 warmup epochs)
+    ],
+)
+def test_step_plan_of_the_reference_commands(num_examples, batch, epochs, total, warmup):
+    config = Config(
+        train_batch_size=batch,
+        train_epochs=epochs,
+        warmup_epochs=10 if epochs > 3 else 0.5,
+        model_dir="/tmp/x",
+    )
+    plan = training.StepPlan.from_config(config, num_examples)
+    assert (plan.total_steps, plan.warmup_steps) == (total, warmup)
+    # --train_steps overrides the total only.
+    config = dataclasses.replace(config, train_steps=123)
+    plan = training.StepPlan.from_config(config, num_examples)
+    assert (plan.total_steps, plan.warmup_steps) == (123, warmup)
+
+
+def _learning_rates(config, num_examples, steps):
+    plan = training.StepPlan.from_config(config, num_examples)
+    optimizer = builders.build_training_optimizer(config, plan.warmup_steps, plan.total_steps)
+    rates = []
+    for step in steps:  # the rate the optimizer applies at each step
+        optimizer.iterations.assign(step)
+        rates.append(np.float32(optimizer.learning_rate.numpy()))
+    return plan, rates
+
+
+def test_learning_rates_equal_the_references_own_values():
+    """The values of the reference's `WarmUpAndCosineDecay` (run at commit 383d414, float32)
+    for the CIFAR-10 command: B=512, 1000 epochs, learning rate 1.0 linear (peak 2.0)."""
+    config = Config(train_batch_size=512, train_epochs=1000, learning_rate=1.0, model_dir="/x")
+    reference = {
+        0: 0.0,
+        1: 0.00204918,
+        488: 1.0,
+        975: 1.9979508,
+        976: 2.0,
+        49_316: 1.0000163,
+        97_656: 0.0,
+    }
+    plan, rates = _learning_rates(config, 50_000, list(reference))
+    assert plan.total_steps - 1 == 97_656  # the last step trained
+    np.testing.assert_allclose(rates, list(reference.values()), rtol=2e-7, atol=0)
+
+
+def test_warmup_longer_than_the_run_ramps_as_the_reference_and_warns(caplog):
+    # B=256, 3 epochs, default 10 warmup epochs: 586 steps, warmup 1953; the reference
+    # reaches 585 / 1953 of the peak (1.0) at its last step.
+    config = Config(train_batch_size=256, train_epochs=3, learning_rate=1.0, model_dir="/x")
+    assert config.warmup_epochs == 10
+    caplog.set_level(logging.WARNING, logger="absl")
+    plan, (last,) = _learning_rates(config, 50_000, [585])
+    assert (plan.total_steps, plan.warmup_steps) == (586, 1953)
+    np.testing.assert_allclose(last, 0.29953918, rtol=2e-7)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("longer than the run (586 steps)" in w for w in warnings), warnings
 
 
 @pytest.mark.parametrize(
@@ -54,6 +125,9 @@ def test_step_plan_follows_reference_units():
         (0, 25, 10, [(0, 0, 10), (1, 0, 10), (2, 0, 5)]),
         (13, 25, 10, [(1, 3, 7), (2, 0, 5)]),
         (25, 25, 10, []),
+        # 1 and 2 reference epochs of 32 examples in batches of 8 (5 and 9 steps).
+        (0, 5, 4, [(0, 0, 4), (1, 0, 1)]),
+        (5, 9, 4, [(1, 1, 3), (2, 0, 1)]),
     ],
 )
 def test_fit_segments_cover_exactly_the_remaining_steps(start, total, per_epoch, expected):
@@ -98,6 +172,22 @@ def test_resume_continues_step_and_learning_rate(tmp_path):
     # Warmup 2 steps (0.5 epoch of 4 steps), cosine to 0 at step 4: LR at step 3 is peak/2.
     peak = 0.3 * 8 / 256
     assert resumed["learning_rate"] == pytest.approx(peak / 2, rel=1e-4)
+
+
+@pytest.mark.slow  # about 3 minutes on the shared 2-core machine
+def test_epoch_run_ends_on_a_short_epoch_and_resumes_across_it(tmp_path):
+    # 32 examples, batch 8: epochs of 4 steps; 1 epoch is 32 * 1 // 8 + 1 = 5 steps
+    # (the reference's count), so the run ends one step into its second epoch.
+    model_dir = tmp_path / "run"
+    by_epochs = dict(train_steps=0, checkpoint_steps=0, checkpoint_epochs=1)
+    with tfds.testing.mock_data(num_examples=32):
+        first = modes.run(tiny_config(model_dir, train_epochs=1, **by_epochs))["train"]
+        assert first["global_step"] == 5
+        assert (model_dir / "ckpt-4.index").exists() and (model_dir / "ckpt-5.index").exists()
+        # Two epochs: 9 steps; resumes at step 5 (epoch 1, batch 1), saves at 8 and 9.
+        second = modes.run(tiny_config(model_dir, train_epochs=2, **by_epochs))["train"]
+    assert (second["start_step"], second["global_step"]) == (5, 9)
+    assert (model_dir / "ckpt-8.index").exists() and (model_dir / "ckpt-9.index").exists()
 
 
 def test_train_then_eval_pretrain_then_linear_eval_from_its_checkpoint(tmp_path):

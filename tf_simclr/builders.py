@@ -30,6 +30,7 @@ def augment_config(config: Config) -> AugmentConfig:
         flip=config.use_flip,
         color_jitter=config.use_color_jitter,
         color_jitter_strength=config.color_jitter_strength,
+        color_jitter_impl=config.color_jitter_impl,
         grayscale=config.use_grayscale,
         blur=config.use_blur,
     )

@@ -19,6 +19,7 @@ import os
 from typing import Any
 
 # The allowed values of each choice flag are defined by the module that owns them.
+from tf_simclr.data.augment_params import COLOR_JITTER_IMPLS
 from tf_simclr.data.pipeline import AUGMENT_IMPLS
 from tf_simclr.distribute import STRATEGY_NAMES
 from tf_simclr.errors import UNSET, ArgumentError
@@ -141,13 +142,23 @@ class Config:
     )
     image_size: int = _field(224, "Input image side in pixels. <= 32 selects the CIFAR stem.")
     color_jitter_strength: float = _field(
-        1.0, "Colour distortion strength s (paper Appendix A; 0.5 for CIFAR)."
+        1.0,
+        "Colour distortion strength s (paper Appendix A; 0.5 for CIFAR). 0 turns the whole "
+        "colour stage off, grayscale included, as in the reference.",
+    )
+    color_jitter_impl: str = _field(
+        "simclrv2",
+        "Colour jitter brightness: simclrv2 multiplies by U[1-0.8s, 1+0.8s] (the reference "
+        "default); simclrv1 adds U[-0.8s, 0.8s] (the v1 paper's runs).",
+        COLOR_JITTER_IMPLS,
     )
     use_blur: bool = _field(True, "Gaussian blur augmentation (off for CIFAR in the paper).")
     use_crop: bool = _field(True, "Random resized crop augmentation (ablations).")
     use_flip: bool = _field(True, "Horizontal flip augmentation (ablations).")
     use_color_jitter: bool = _field(True, "Colour jitter augmentation (ablations).")
-    use_grayscale: bool = _field(True, "Random grayscale augmentation (ablations).")
+    use_grayscale: bool = _field(
+        True, "Random grayscale augmentation (ablations; off when --color_jitter_strength=0)."
+    )
     augment_impl: str = _field(
         "per_image",
         "Where training views are made, all with the same distribution: per_image (tf.data "
@@ -209,10 +220,20 @@ class Config:
     learning_rate_scaling: str = _field(
         "linear", "Peak LR = learning_rate * B/256 (linear) or * sqrt(B) (sqrt).", LR_SCALINGS
     )
-    warmup_epochs: float = _field(10, "Linear warmup epochs, then cosine decay to 0.")
+    warmup_epochs: float = _field(
+        10,
+        "Linear warmup epochs (floor(warmup_epochs * N / B) steps), then cosine decay to 0. "
+        "Longer than the run: the rate ramps to total / warmup of its peak (a warning).",
+    )
     train_batch_size: int = _field(512, "Global batch size (all replicas together).")
-    train_epochs: int = _field(100, "Training epochs (ignored when --train_steps > 0).")
-    train_steps: int = _field(0, "Training steps; overrides --train_epochs when > 0.")
+    train_epochs: int = _field(
+        100,
+        "Training epochs (ignored when --train_steps > 0): N * epochs // B + 1 steps for N "
+        "examples and batch B, as the reference.",
+    )
+    train_steps: int = _field(
+        0, "Training steps; overrides --train_epochs (not the warmup) when > 0."
+    )
     lineareval_while_pretraining: bool = _field(
         True, "Train a linear probe on stop-gradient features during pretraining."
     )

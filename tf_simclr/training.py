@@ -44,7 +44,20 @@ from tf_simclr.data import Source
 
 @dataclasses.dataclass(frozen=True)
 class StepPlan:
-    """Step counts derived from the config and the dataset size (reference semantics)."""
+    """Step counts derived from the config and the dataset size.
+
+    The schedule and the total follow the reference (`tf2/model.py`
+    `get_train_steps` and `WarmUpAndCosineDecay`), with N examples and global
+    batch B: `N * train_epochs // B + 1` steps (or `--train_steps`) and
+    `floor(warmup_epochs * N / B)` warmup steps, not clipped to the total (a
+    warmup longer than the run ramps to `total / warmup` of the peak, as in the
+    reference). Batches span no epoch boundary here (each epoch's pipeline drops
+    its remainder, see `epoch_datasets`), so `steps_per_epoch` is `N // B` and the
+    total is rarely a whole number of epochs: `fit_segments` ends on a short one.
+    Deviation: the reference trains in loops of `checkpoint_steps` and so runs up
+    to a loop's worth of extra steps at learning rate 0 past the total (its bug);
+    we stop at the total. See docs/reference_differences.md.
+    """
 
     steps_per_epoch: int
     total_steps: int
@@ -53,17 +66,28 @@ class StepPlan:
 
     @classmethod
     def from_config(cls, config: Config, num_examples: int) -> StepPlan:
-        steps_per_epoch = num_examples // config.train_batch_size
+        batch = config.train_batch_size
+        steps_per_epoch = num_examples // batch
         if steps_per_epoch < 1:
             raise ConfigError(
                 "train_batch_size",
-                f"{config.train_batch_size} is larger than the {num_examples} training "
+                f"{batch} is larger than the {num_examples} training "
                 "examples; batches drop the remainder, so use a smaller batch",
             )
-        total = config.train_steps or config.train_epochs * steps_per_epoch
+        total = config.train_steps or num_examples * config.train_epochs // batch + 1
         every = config.checkpoint_steps or config.checkpoint_epochs * steps_per_epoch
-        warmup = int(round(config.warmup_epochs * steps_per_epoch))
-        return cls(steps_per_epoch, total, min(warmup, total), every)
+        # floor(warmup_epochs * N / B), computed as the reference does (float floor division).
+        warmup = int(config.warmup_epochs * num_examples // batch)
+        if warmup > total:
+            logging.warning(
+                "Warmup (%d steps, --warmup_epochs=%g) is longer than the run (%d steps): "
+                "the learning rate only ramps to %.3g of its peak",
+                warmup,
+                config.warmup_epochs,
+                total,
+                (total - 1) / warmup,
+            )
+        return cls(steps_per_epoch, total, warmup, every)
 
 
 def fit_segments(start: int, total: int, steps_per_epoch: int) -> list[tuple[int, int, int]]:

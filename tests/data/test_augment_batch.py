@@ -475,11 +475,18 @@ def _colour_stats(views):
     }
 
 
+@pytest.mark.parametrize("impl", ["simclrv2", "simclrv1"])
 @pytest.mark.parametrize("mode", MODES)
-def test_color_jitter_distribution_matches(mode):
+def test_color_jitter_distribution_matches(mode, impl):
     image = _colour_image(16, 16)
     for strength in (0.5, 1.0):
-        cfg = _only(16, color_jitter=True, color_jitter_strength=strength, color_jitter_prob=1.0)
+        cfg = _only(
+            16,
+            color_jitter=True,
+            color_jitter_strength=strength,
+            color_jitter_prob=1.0,
+            color_jitter_impl=impl,
+        )
         per_image = _colour_stats(_per_image_views(image, cfg, N))
         batched = _colour_stats(_batched_views(image, cfg, N, mode))
         for name in per_image:
@@ -491,6 +498,66 @@ def test_color_jitter_distribution_matches(mode):
         _colour_stats(_batched_views(image, weaker, N, mode))["brightness"],
         "strength 1.0 vs 0.4",
     )
+    # And the other implementation gives a detectably different brightness.
+    other = "simclrv1" if impl == "simclrv2" else "simclrv2"
+    other_views = _batched_views(image, dataclasses.replace(cfg, color_jitter_impl=other), N, mode)
+    _assert_different_distribution(
+        per_image["brightness"], _colour_stats(other_views)["brightness"], f"{impl} vs {other}"
+    )
+
+
+def _black_views(cfg, n, path):
+    """n views of a black 8 px image by `path`: per_image (tf.data map), batched
+    (`simclr_view_batch`, batch-wide or one by one) or device (`DeviceViews`)."""
+    black = np.zeros((8, 8, 3), np.uint8)
+    if path == "per_image":
+        return _per_image_views(black, cfg, n)
+    images = tf.constant(np.broadcast_to(black, (n, 8, 8, 3)))
+    if path == "device":
+        views = ab.DeviceViews(cfg)({"image": images, "label": tf.zeros([n])}, tf.constant([1, 2]))
+        return views["view1"].numpy()
+    return ab.simclr_view_batch(images, cfg, one_by_one=path == "one_by_one").numpy()
+
+
+@pytest.mark.parametrize("path", ["per_image", "batch_wide", "one_by_one", "device"])
+def test_color_jitter_impl_brightness_in_every_path(path):
+    """On a black image only the brightness can act (contrast, saturation and hue keep
+    it black). "simclrv2" multiplies: every view stays black. "simclrv1" adds
+    U[-0.8 s, 0.8 s]: half the views turn a flat gray of value U(0, 0.8 s)."""
+    s = 0.5
+    cfg = _only(8, color_jitter=True, color_jitter_prob=1.0, color_jitter_strength=s)
+    np.testing.assert_array_equal(_black_views(cfg, 50, path), 0.0)
+    cfg = dataclasses.replace(cfg, color_jitter_impl="simclrv1")
+    views = _black_views(cfg, N, path)
+    values = views.reshape(N, -1)
+    np.testing.assert_allclose(values.max(axis=1), values.min(axis=1), atol=1e-6)  # flat
+    lifted = values[:, 0] > 0
+    _assert_rate(lifted, 0.5, f"{path}: views lifted")
+    uniform = np.random.default_rng(0).uniform(0, 0.8 * s, lifted.sum())
+    _assert_same_distribution(values[lifted, 0], uniform, f"{path}: brightness deltas")
+
+
+@pytest.mark.parametrize("path", ["per_image", "batch_wide", "one_by_one", "device"])
+def test_strength_zero_turns_the_colour_stage_off_grayscale_included(path):
+    """As the reference: `--color_jitter_strength=0` skips jitter and grayscale (p = 0.2
+    of each view otherwise: 200 views all in colour would then have chance 0.8^200)."""
+    image = _colour_image(8, 8)
+    cfg = _only(8, color_jitter=True, grayscale=True, color_jitter_strength=0.0)
+    assert not cfg.applies_color_jitter and not cfg.applies_grayscale
+    n = 200
+    if path == "per_image":
+        views = _per_image_views(image, cfg, n)
+    else:
+        images = tf.constant(np.broadcast_to(image, (n, 8, 8, 3)))
+        if path == "device":
+            batch = {"image": images, "label": tf.zeros([n])}
+            views = ab.DeviceViews(cfg)(batch, tf.constant([1, 2]))["view1"].numpy()
+        else:
+            views = ab.simclr_view_batch(images, cfg, one_by_one=path == "one_by_one").numpy()
+    np.testing.assert_allclose(views, np.broadcast_to(image / 255.0, views.shape), atol=1e-6)
+    # Control: at strength 0.5 the same config converts about 20% of views to gray.
+    on = dataclasses.replace(cfg, color_jitter=False, color_jitter_strength=0.5)
+    assert _is_gray(_per_image_views(image, on, n)).mean() > 0.1
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -77,6 +77,11 @@ def test_color_jitter_ranges_follow_the_paper(strength):
     ):
         _assert_uniform(factors.numpy(), 1 - 0.8 * s, 1 + 0.8 * s, f"s={s} {name}")
     _assert_uniform(hue.numpy(), -0.2 * s, 0.2 * s, f"s={s} hue")
+    # "simclrv1" (`--color_jitter_impl`): the brightness is a delta in [-0.8 s, 0.8 s]
+    # (added to the image); the other three are drawn as for "simclrv2".
+    _, (delta, *others) = cb.sample_color_jitter(RandomStream(SEED), N, s, impl="simclrv1")
+    _assert_uniform(delta.numpy(), -0.8 * s, 0.8 * s, f"s={s} simclrv1 brightness")
+    np.testing.assert_array_equal(others[0], contrast)
 
 
 def test_hue_shift_is_capped_at_half_a_turn():

@@ -46,9 +46,16 @@ def test_without_warmup_starts_at_peak():
     np.testing.assert_allclose(schedule(50).numpy(), PEAK / 2, atol=1e-6)
 
 
+def test_warmup_longer_than_the_run_is_not_shortened():
+    # As the reference: the ramp keeps its slope, so the run ends at 9/20 of the peak.
+    schedule = WarmupCosineDecay(PEAK, warmup_steps=20, total_steps=10)
+    values = np.array([schedule(step).numpy() for step in range(10)])
+    np.testing.assert_allclose(values, PEAK * np.arange(10) / 20, rtol=1e-6)
+
+
 def test_invalid_arguments():
     with pytest.raises(ValueError):
-        WarmupCosineDecay(1.0, warmup_steps=20, total_steps=10)
+        WarmupCosineDecay(1.0, warmup_steps=0, total_steps=-1)
     with pytest.raises(ValueError):
         WarmupCosineDecay(1.0, warmup_steps=-1, total_steps=10)
 

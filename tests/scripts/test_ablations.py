@@ -404,9 +404,10 @@ def test_run_trains_evaluates_records_and_skips_done_arms(train_test_folder, tmp
     first = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
     base = json.loads((tmp_path / "results" / "base.json").read_text())
-    assert base["status"] == "complete" and base["steps"] == 4 and base["steps_per_epoch"] == 2
+    # 16 * 2 // 8 + 1 = 5 steps (the reference's count), epochs of 2: checkpoints 2, 4, 5.
+    assert base["status"] == "complete" and base["steps"] == 5 and base["steps_per_epoch"] == 2
     assert base["config"]["train_epochs"] == 2 and base["extra_flags"]["train_epochs"] == "2"
-    assert [step for step, _ in base["knn_curve"]] == [2, 4]
+    assert [step for step, _ in base["knn_curve"]] == [2, 4, 5]
     assert set(base["metrics"]) >= {"knn_top1", "linear_top1", "probe_top1"}
     assert all(0.0 <= base["metrics"][k] <= 1.0 for k in ("knn_top1", "linear_top1"))
     assert [step for step, _ in base["curves"]["loss"]][-1] == 4

@@ -70,7 +70,7 @@ def test_trained_and_random_encoder(train_test_folder, tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(output.read_text())
-    assert result["encoder"] == f"{model_dir} step 2" and result["knn_k"] == 5
+    assert result["encoder"] == f"{model_dir} step 3" and result["knn_k"] == 5
     assert 0.0 <= result["knn_top1"] <= 1.0 and result["feature_dim"] == 64
 
     output = tmp_path / "out" / "random.json"

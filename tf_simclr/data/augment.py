@@ -36,6 +36,7 @@ from tf_simclr.data.augment_params import (
     ASPECT_RATIO_RANGE,
     BLUR_PROB,
     BLUR_SIGMA_RANGE,
+    COLOR_JITTER_IMPLS,
     CROP_AREA_RANGE,
     CROP_MAX_ATTEMPTS,
     MIN_OBJECT_COVERED,
@@ -45,6 +46,7 @@ from tf_simclr.data.augment_params import (
     jitter_max_deltas,
     sample_apply,
     sample_blur_sigma,
+    sample_brightness,
     sample_hue_delta,
     sample_jitter_factor,
     sample_jitter_order,
@@ -204,7 +206,7 @@ def color_jitter_order(random_order: bool = True) -> tf.Tensor:
 
 
 def _jitter_ops(
-    brightness: float, contrast: float, saturation: float, hue: float
+    brightness: float, contrast: float, saturation: float, hue: float, impl: str = "simclrv2"
 ) -> list[Callable[[tf.Tensor], tf.Tensor]]:
     """The four colour-jitter ops, indexed as in `color_jitter_order`.
 
@@ -220,8 +222,11 @@ def _jitter_ops(
     if brightness > 0:
         # "simclrv2" brightness is multiplicative; the paper's pseudo-code
         # (Appendix A) and the "simclrv1" impl add a delta instead.
-        brightness_factor = factor(brightness)
-        ops[0] = lambda x: x * brightness_factor
+        change = sample_brightness(rng, brightness, impl)
+        if impl == "simclrv1":
+            ops[0] = lambda x: x + change
+        else:
+            ops[0] = lambda x: x * change
     if contrast > 0:
         contrast_factor = factor(contrast)
         ops[1] = lambda x: tf.image.adjust_contrast(x, contrast_factor)
@@ -234,13 +239,16 @@ def _jitter_ops(
     return ops
 
 
-def color_jitter(image: tf.Tensor, strength: float, random_order: bool = True) -> tf.Tensor:
+def color_jitter(
+    image: tf.Tensor, strength: float, random_order: bool = True, impl: str = "simclrv2"
+) -> tf.Tensor:
     """Colour jitter of strength s (Appendix A, "Color distortion").
 
     Brightness, contrast and saturation are scaled by factors drawn from
     U[max(0, 1 - 0.8 s), 1 + 0.8 s] and the hue is shifted by U[-0.2 s, 0.2 s],
     in a random order (fixed order b, c, s, h if not `random_order`), clipping
-    to [0, 1] after each op.
+    to [0, 1] after each op. With `impl="simclrv1"` the brightness is shifted
+    by U[-0.8 s, 0.8 s] instead of scaled (see `sample_brightness`).
 
     Args:
       image: float32 `[H, W, 3]` in [0, 1].
@@ -248,11 +256,12 @@ def color_jitter(image: tf.Tensor, strength: float, random_order: bool = True) -
         ImageNet, 0.5 for CIFAR-10 in Appendix B.9). s = 0 leaves the image
         unchanged.
       random_order: shuffle the four ops on each call.
+      impl: "simclrv2" (multiplicative brightness) or "simclrv1" (additive).
 
     Returns:
       float32 `[H, W, 3]` in [0, 1].
     """
-    ops = _jitter_ops(*jitter_max_deltas(strength))
+    ops = _jitter_ops(*jitter_max_deltas(strength), impl=impl)
     order = color_jitter_order(random_order)
     for i in range(4):
         image = tf.switch_case(order[i], [functools.partial(op, image) for op in ops])
@@ -334,9 +343,11 @@ def random_blur(
     """
 
     # Deviation: the reference blurs in the model, on the batch of views, with
-    # zero padding; we blur each view in the input pipeline (the same
-    # distribution: each view is blurred independently with probability p) and
-    # pad by reflection, so that blurred views do not get dark borders.
+    # one sigma per batch and zero padding; we blur each view in the input
+    # pipeline with its own sigma (each view is blurred independently with
+    # probability p, as there) and pad by reflection, so that blurred views do
+    # not get dark borders (at 224 px zero padding darkens the outer pixel
+    # frame by about 26%: docs/reference_differences.md).
     def blur(x: tf.Tensor) -> tf.Tensor:
         sigma = sample_blur_sigma(RandomStream(), (), sigma_range)
         return gaussian_blur(x, blur_kernel_size(tf.shape(x)[0]), sigma, padding="REFLECT")
@@ -387,8 +398,12 @@ class AugmentConfig:
       aspect_ratio_range: (min, max) width / height of the crop, > 0.
       flip: random horizontal flip, p = 0.5.
       color_jitter: random colour jitter, applied with `color_jitter_prob`.
-      color_jitter_strength: colour-distortion strength s >= 0.
+      color_jitter_strength: colour-distortion strength s >= 0. As in the
+        reference, s = 0 turns the whole colour stage off, jitter and
+        grayscale (see `applies_color_jitter`, `applies_grayscale`).
       color_jitter_prob: probability of colour jitter, in [0, 1].
+      color_jitter_impl: "simclrv2" (multiplicative brightness, the reference
+        default) or "simclrv1" (additive brightness, as the v1 paper's runs).
       grayscale: random conversion to gray, applied with `grayscale_prob`.
       grayscale_prob: probability of grayscale, in [0, 1].
       blur: random Gaussian blur, applied with `blur_prob`.
@@ -403,6 +418,7 @@ class AugmentConfig:
     color_jitter: bool = True
     color_jitter_strength: float = 1.0
     color_jitter_prob: float = 0.8
+    color_jitter_impl: str = "simclrv2"
     grayscale: bool = True
     grayscale_prob: float = 0.2
     blur: bool = True
@@ -419,6 +435,11 @@ class AugmentConfig:
             raise ValueError(
                 f"color_jitter_strength must be >= 0, got {self.color_jitter_strength!r}."
             )
+        if self.color_jitter_impl not in COLOR_JITTER_IMPLS:
+            raise ValueError(
+                f"color_jitter_impl must be one of {COLOR_JITTER_IMPLS}, "
+                f"got {self.color_jitter_impl!r}."
+            )
         for name in ("crop_area_range", "aspect_ratio_range"):
             # Lists (e.g. from flags) become tuples so the config stays hashable.
             value = tuple(float(v) for v in getattr(self, name))
@@ -429,6 +450,20 @@ class AugmentConfig:
             raise ValueError(
                 f"crop_area_range must lie within (0, 1], got {self.crop_area_range!r}."
             )
+
+    @property
+    def applies_color_jitter(self) -> bool:
+        """Colour jitter is drawn: switched on and a strength > 0."""
+        return self.color_jitter and self.color_jitter_strength > 0
+
+    @property
+    def applies_grayscale(self) -> bool:
+        """Grayscale is drawn: switched on and the colour stage on (strength > 0).
+
+        The reference's colour stage is jitter (p = 0.8) then grayscale (p = 0.2),
+        all skipped at strength 0 (`data_util.preprocess_for_train`).
+        """
+        return self.grayscale and self.color_jitter_strength > 0
 
 
 def simclr_view(image: tf.Tensor, cfg: AugmentConfig) -> tf.Tensor:
@@ -453,10 +488,12 @@ def simclr_view(image: tf.Tensor, cfg: AugmentConfig) -> tf.Tensor:
         image = _resize_if_needed(image, size)
     if cfg.flip:
         image = random_flip(image)
-    if cfg.color_jitter:
-        jitter = functools.partial(color_jitter, strength=cfg.color_jitter_strength)
+    if cfg.applies_color_jitter:
+        jitter = functools.partial(
+            color_jitter, strength=cfg.color_jitter_strength, impl=cfg.color_jitter_impl
+        )
         image = random_apply(jitter, cfg.color_jitter_prob, image)
-    if cfg.grayscale:
+    if cfg.applies_grayscale:
         image = random_apply(to_grayscale, cfg.grayscale_prob, image)
     if cfg.blur:
         image = random_blur(image, cfg.blur_prob)

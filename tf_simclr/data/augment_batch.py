@@ -251,10 +251,11 @@ def _pad_for_xla(images: tf.Tensor) -> tf.Tensor:
 
 
 @tf.function(jit_compile=True, reduce_retracing=True)
-def _views_one_by_one(images, boxes, flip, size, jitter, gray, blur) -> tf.Tensor:
+def _views_one_by_one(images, boxes, flip, size, jitter, gray, blur, impl) -> tf.Tensor:
     """The views of `simclr_view_batch` from its drawn parameters, image by image.
 
-    `jitter` is None or `(order [N, 4], factors [N, 4])` of `sample_color_jitter`,
+    `jitter` is None or `(order [N, 4], factors [N, 4])` of `sample_color_jitter`
+    for the colour-jitter implementation `impl`,
     `gray` None or bool `[N]`, `blur` None or `(apply [N], kernels [N, K])`.
     """
     n = tf.shape(images)[0]
@@ -265,7 +266,7 @@ def _views_one_by_one(images, boxes, flip, size, jitter, gray, blur) -> tf.Tenso
         view = _crop_and_resize(images[i][None], box, size, flip[i][None])
         view = tf.transpose(view, [0, 3, 1, 2])
         if jitter is not None:
-            view = jitter_one_image(view, jitter[0][i], jitter[1][i])
+            view = jitter_one_image(view, jitter[0][i], jitter[1][i], impl)
         if blur is not None:
             view = tf.cond(blur[0][i], lambda: blur_planar(view, blur[1][i]), lambda: view)
         # Grayscale after the blur: both are linear, the blur the same on every
@@ -334,8 +335,8 @@ def simclr_view_batch(
         zeros = tf.zeros_like(heights)
         boxes = (zeros, zeros, heights, widths)
     flip = sample_apply(rng, 0.5, [n]) if cfg.flip else None
-    jitter = sample_apply(rng, cfg.color_jitter_prob, [n]) if cfg.color_jitter else None
-    gray = sample_apply(rng, cfg.grayscale_prob, [n]) if cfg.grayscale else None
+    jitter = sample_apply(rng, cfg.color_jitter_prob, [n]) if cfg.applies_color_jitter else None
+    gray = sample_apply(rng, cfg.grayscale_prob, [n]) if cfg.applies_grayscale else None
     if one_by_one is None:
         one_by_one = _no_accelerator()
     if one_by_one:
@@ -343,9 +344,11 @@ def simclr_view_batch(
     views = crop_and_resize_batch(images, boxes, size, flip)
     views = tf.ensure_shape(views, [None, size, size, 3])
     # Jitter, then grayscale: one pass over the pixels per jitter step.
-    if cfg.color_jitter:
-        views = color_jitter_batch(views, cfg.color_jitter_strength, rng, jitter, gray=gray)
-    elif cfg.grayscale:
+    if cfg.applies_color_jitter:
+        views = color_jitter_batch(
+            views, cfg.color_jitter_strength, rng, jitter, gray=gray, impl=cfg.color_jitter_impl
+        )
+    elif cfg.applies_grayscale:
         views = grayscale_where(views, gray)
     if cfg.blur:
         views = random_blur_batch(views, rng, cfg.blur_prob)
@@ -358,8 +361,10 @@ def _views_one_by_one_from(images, boxes, flip, jitter, gray, cfg: AugmentConfig
     draws of `simclr_view_batch` (or None)."""
     n = tf.shape(images)[0]
     size = cfg.image_size
-    if jitter is not None and cfg.color_jitter_strength > 0:
-        order, factors = sample_color_jitter(rng, n, cfg.color_jitter_strength, jitter)
+    if jitter is not None:
+        order, factors = sample_color_jitter(
+            rng, n, cfg.color_jitter_strength, jitter, impl=cfg.color_jitter_impl
+        )
         jitter = (order, tf.stack(factors, axis=1))
     else:
         jitter = None
@@ -372,7 +377,9 @@ def _views_one_by_one_from(images, boxes, flip, jitter, gray, cfg: AugmentConfig
     if flip is None:
         flip = tf.zeros([n], tf.bool)
     boxes = tuple(tf.cast(b, tf.int32) for b in boxes)
-    views = _views_one_by_one(_pad_for_xla(images), boxes, flip, size, jitter, gray, blur)
+    views = _views_one_by_one(
+        _pad_for_xla(images), boxes, flip, size, jitter, gray, blur, cfg.color_jitter_impl
+    )
     return tf.ensure_shape(views, [None, size, size, 3])
 
 

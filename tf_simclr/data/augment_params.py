@@ -72,6 +72,25 @@ def jitter_max_deltas(strength: float) -> tuple[float, float, float, float]:
     return 0.8 * strength, 0.8 * strength, 0.8 * strength, min(0.2 * strength, 0.5)
 
 
+# The reference's two colour-jitter implementations (`data_util.random_brightness`):
+# they differ only in the brightness op.
+COLOR_JITTER_IMPLS = ("simclrv2", "simclrv1")
+
+
+def sample_brightness(rng: RandomStream, max_delta: float, impl: str, shape=()) -> tf.Tensor:
+    """The brightness change of `impl`, float32 of `shape`.
+
+    "simclrv2" (the reference default): a factor ~ U[max(0, 1 - d), 1 + d] that
+    multiplies the image. "simclrv1" (the v1 paper's results, its Appendix A
+    pseudo-code, `tf.image.random_brightness`): a delta ~ U[-d, d] added to it.
+    """
+    if impl == "simclrv2":
+        return sample_jitter_factor(rng, max_delta, shape)
+    if impl == "simclrv1":
+        return rng.uniform(shape, -max_delta, max_delta)
+    raise ValueError(f"color_jitter_impl must be one of {COLOR_JITTER_IMPLS}, got {impl!r}.")
+
+
 def sample_jitter_factor(rng: RandomStream, max_delta: float, shape=()) -> tf.Tensor:
     """Brightness, contrast or saturation factors ~ U[max(0, 1 - d), 1 + d]."""
     return rng.uniform(shape, max(0.0, 1.0 - max_delta), 1.0 + max_delta)

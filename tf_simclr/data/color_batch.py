@@ -17,6 +17,7 @@ from tf_simclr.data.augment_params import (
     RandomStream,
     jitter_max_deltas,
     sample_apply,
+    sample_brightness,
     sample_hue_delta,
     sample_jitter_factor,
     sample_jitter_order,
@@ -31,6 +32,11 @@ def _per_image(x: tf.Tensor) -> tf.Tensor:
 def adjust_brightness_planar(images: tf.Tensor, factor: tf.Tensor) -> tf.Tensor:
     """Multiplies each image by its factor (`augment`'s "simclrv2" brightness)."""
     return images * _per_image(factor)
+
+
+def shift_brightness_planar(images: tf.Tensor, delta: tf.Tensor) -> tf.Tensor:
+    """Adds each image's delta (`augment`'s "simclrv1" brightness)."""
+    return images + _per_image(delta)
 
 
 def adjust_contrast_planar(images: tf.Tensor, factor: tf.Tensor) -> tf.Tensor:
@@ -93,6 +99,13 @@ _JITTER_OPS = (
 )
 
 
+def jitter_ops(impl: str = "simclrv2") -> tuple:
+    """The four planar ops of `impl`, indexed as `augment.color_jitter_order`."""
+    if impl == "simclrv1":
+        return (shift_brightness_planar, *_JITTER_OPS[1:])
+    return _JITTER_OPS
+
+
 def to_gray(images: tf.Tensor, axis: int) -> tf.Tensor:
     """`tf.image.rgb_to_grayscale` weights (ITU-R 601), written element-wise so
     that XLA fuses it (the tf.image op is a matrix product); keeps `axis` of size 1."""
@@ -108,9 +121,10 @@ def _jitter_step(
     gray: tf.Tensor,
     first: bool,
     last: bool,
+    impl: str = "simclrv2",
 ) -> tf.Tensor:
     """One step of the per-image op sequences: image n gets op `which[n]`
-    (0 ... 3 as `_JITTER_OPS`; 4 leaves it unchanged), then the clip.
+    (0 ... 3 as `jitter_ops(impl)`; 4 leaves it unchanged), then the clip.
 
     Every op is computed for every image and the right one selected: XLA fuses
     it all into one pass over the pixels (plus one for the contrast means).
@@ -122,7 +136,7 @@ def _jitter_step(
     if first:
         images = tf.transpose(images, [0, 3, 1, 2])
     out = images
-    for k, op in enumerate(_JITTER_OPS):
+    for k, op in enumerate(jitter_ops(impl)):
         out = tf.where(_per_image(tf.equal(which, k)), op(images, params[k]), out)
     out = tf.clip_by_value(out, 0.0, 1.0)
     if last:
@@ -137,6 +151,7 @@ def sample_color_jitter(
     strength: float,
     apply: tf.Tensor | None = None,
     random_order: bool = True,
+    impl: str = "simclrv2",
 ) -> tuple[tf.Tensor, tuple[tf.Tensor, ...]]:
     """The colour-jitter parameters of N images, as `augment.color_jitter` draws them.
 
@@ -146,16 +161,17 @@ def sample_color_jitter(
       strength: colour strength s > 0 (Python float).
       apply: optional bool `[N]`: jitter only these images (the p = 0.8 draw).
       random_order: a random op order per image; else b, c, s, h for all.
+      impl: "simclrv2" or "simclrv1" (`augment_params.sample_brightness`).
 
     Returns:
       `(order, params)`: int32 `[N, 4]`, each image's op indices into
-      `_JITTER_OPS` step by step (4, past the last op, for "no op": the images
-      not in `apply`), and the brightness, contrast and saturation factors and
-      the hue shift, float32 `[N]` each.
+      `jitter_ops(impl)` step by step (4, past the last op, for "no op": the
+      images not in `apply`), and the brightness change (factor or delta), the
+      contrast and saturation factors and the hue shift, float32 `[N]` each.
     """
     max_b, max_c, max_s, max_h = jitter_max_deltas(strength)
     params = (
-        sample_jitter_factor(rng, max_b, [n]),
+        sample_brightness(rng, max_b, impl, [n]),
         sample_jitter_factor(rng, max_c, [n]),
         sample_jitter_factor(rng, max_s, [n]),
         sample_hue_delta(rng, max_h, [n]),
@@ -169,7 +185,9 @@ def sample_color_jitter(
     return order, params
 
 
-def jitter_one_image(image: tf.Tensor, order: tf.Tensor, params: tf.Tensor) -> tf.Tensor:
+def jitter_one_image(
+    image: tf.Tensor, order: tf.Tensor, params: tf.Tensor, impl: str = "simclrv2"
+) -> tf.Tensor:
     """The colour jitter of one planar image `[1, 3, H, W]`, for use inside XLA.
 
     Runs only the op each step names (`tf.switch_case`), each followed by the
@@ -180,7 +198,7 @@ def jitter_one_image(image: tf.Tensor, order: tf.Tensor, params: tf.Tensor) -> t
     def step(image, which):
         branches = [
             lambda k=k, op=op: tf.clip_by_value(op(image, params[k : k + 1]), 0.0, 1.0)
-            for k, op in enumerate(_JITTER_OPS)
+            for k, op in enumerate(jitter_ops(impl))
         ]
         return tf.switch_case(which, branches, default=lambda: image)
 
@@ -196,6 +214,7 @@ def color_jitter_batch(
     apply: tf.Tensor | None = None,
     random_order: bool = True,
     gray: tf.Tensor | None = None,
+    impl: str = "simclrv2",
 ) -> tf.Tensor:
     """`augment.color_jitter` of each image, with its own factors and order.
 
@@ -207,6 +226,7 @@ def color_jitter_batch(
       random_order: a random op order per image; else b, c, s, h for all.
       gray: optional bool `[N]`: then convert these images to gray
         (`augment.to_grayscale`), in the same pass over the pixels.
+      impl: "simclrv2" (multiplicative brightness) or "simclrv1" (additive).
 
     Returns:
       float32 `[N, H, W, 3]` in [0, 1].
@@ -216,9 +236,9 @@ def color_jitter_batch(
         gray = tf.zeros([n], tf.bool)
     if strength <= 0:
         return grayscale_where(images, gray)
-    order, params = sample_color_jitter(rng, n, strength, apply, random_order)
+    order, params = sample_color_jitter(rng, n, strength, apply, random_order, impl)
     for step in range(4):
-        images = _jitter_step(images, order[:, step], params, gray, step == 0, step == 3)
+        images = _jitter_step(images, order[:, step], params, gray, step == 0, step == 3, impl)
     return tf.ensure_shape(images, [None, *images.shape[1:]])
 
 

@@ -14,14 +14,17 @@ class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
     `peak * (1 + cos(pi * t)) / 2` with `t = (step - warmup_steps) /
     (total_steps - warmup_steps)` clipped to `[0, 1]`, so the rate is 0 from
     `total_steps` on. This is the reference `WarmUpAndCosineDecay` (cosine over
-    the steps that remain after warmup, without restarts).
+    the steps that remain after warmup, without restarts). As there, a warmup
+    longer than the run is not shortened: the rate then only ramps to
+    `total_steps / warmup_steps` of the peak.
 
     Args:
         peak_learning_rate: the rate reached at the end of warmup (already
             scaled for the batch size, see `scaled_learning_rate`).
         warmup_steps: number of warmup steps, >= 0 (the paper warms up for 10
             epochs).
-        total_steps: the step at which the rate reaches 0, >= `warmup_steps`.
+        total_steps: the step at which the rate reaches 0 (when it is past
+            `warmup_steps`), >= 0.
     """
 
     def __init__(self, peak_learning_rate: float, warmup_steps: int, total_steps: int):
@@ -29,10 +32,8 @@ class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
             raise ValueError(f"peak_learning_rate must be >= 0, got {peak_learning_rate}.")
         if warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}.")
-        if total_steps < warmup_steps:
-            raise ValueError(
-                f"total_steps ({total_steps}) must be >= warmup_steps ({warmup_steps})."
-            )
+        if total_steps < 0:
+            raise ValueError(f"total_steps must be >= 0, got {total_steps}.")
         self.peak_learning_rate = peak_learning_rate
         self.warmup_steps = warmup_steps
         self.total_steps = total_steps

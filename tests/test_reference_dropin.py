@@ -195,7 +195,7 @@ def test_ft_proj_selector_minus_one_is_the_last_head_layer(tmp_path):
     config = tiny_config(tmp_path, ft_proj_selector=-1)
     resolved = modes.resolve(config, frozenset({"ft_proj_selector"}))
     assert resolved.ft_proj_selector == 2  # what model.json records
-    assert builders.build_pretrain_model(resolved, 3).ft_proj_selector == 2
+    assert builders.build_pretrain_model(config, 3).ft_proj_selector == 2  # unresolved: too
 
 
 def test_eval_steps_and_eval_name(pretrained, tmp_path):

@@ -3,8 +3,9 @@
 Precedence, in one place (`restore_or_initialize`):
 1. `model_dir` holds a checkpoint: resume from its latest (model, optimizer
    slots, step, hence the learning-rate position);
-2. else `init_checkpoint` is given: load the encoder (and projection head)
-   from it, e.g. a pretraining run into a fine-tuning run;
+2. else `init_checkpoint` is given: load the encoder (and projection head, and
+   the classifier from its online probe when it fits, see
+   `training.probe_part`) from it, e.g. a pretraining run into a fine-tuning run;
 3. else start from the fresh initialisation.
 
 Checkpoints are `tf.train.Checkpoint(model=..., optimizer=...)` files named
@@ -232,6 +233,61 @@ def load_parts(parts: dict[str, keras.Model | keras.layers.Layer], path: str) ->
         used,
         max(total - used, 0),
     )
+
+
+# Where a saved model keeps its linear classifier: `SimCLR.probe` (the online probe of a
+# pretraining run) or `Classifier.supervised_head` (a fine-tuned run).
+CLASSIFIER_NAMES = ("probe", "supervised_head")
+
+
+def saved_classifier(path: str, model: keras.Model | None = None) -> tuple[str, list] | None:
+    """The linear classifier saved in `path`: `(attribute, [kernel shape, bias shape])`.
+
+    `path` is a checkpoint prefix or a model_dir; when `model` is given (the
+    saved model already rebuilt, e.g. from a SavedModel) it is read from there.
+    None when the saved model has no classifier (pretrained without a probe).
+    """
+    if model is not None:
+        for name in CLASSIFIER_NAMES:
+            layer = getattr(model, name, None)
+            if layer is not None:
+                return name, [list(w.shape) for w in layer.weights]
+        return None
+    prefix = resolve(path, "init_checkpoint")
+    shapes = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
+    for name in CLASSIFIER_NAMES:
+        # Keras 3's Dense tracks its kernel as `_kernel`.
+        kernel = variable_key(prefix, ["model", name, "dense", "_kernel"]) or variable_key(
+            prefix, ["model", name, "dense", "kernel"]
+        )
+        bias = variable_key(prefix, ["model", name, "dense", "bias"])
+        if kernel is not None and bias is not None:
+            return name, [list(shapes[kernel]), list(shapes[bias])]
+    return None
+
+
+def variable_key(prefix: str, path: list[str]) -> str | None:
+    """The key under which checkpoint `prefix` stores the variable at object path `path`
+    (e.g. `["model", "probe", "dense", "_kernel"]`), or None if there is none.
+
+    A checkpoint stores each variable once, under the shortest of its object paths:
+    a trainable variable usually under the optimizer's list
+    (`optimizer/_trainable_variables/<i>`), not under the model, so the key is looked
+    up in the checkpoint's object graph.
+    """
+    from tensorflow.core.protobuf import trackable_object_graph_pb2
+
+    reader = tf.train.load_checkpoint(prefix)
+    graph = trackable_object_graph_pb2.TrackableObjectGraph()
+    graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+    node = 0
+    for name in path:
+        children = {child.local_name: child.node_id for child in graph.nodes[node].children}
+        if name not in children:
+            return None
+        node = children[name]
+    attributes = graph.nodes[node].attributes
+    return attributes[0].checkpoint_key if attributes else None
 
 
 def copy_parts(parts: dict[str, keras.layers.Layer], source: keras.Model) -> None:

@@ -191,7 +191,9 @@ class Config:
         3, "Layers in the non-linear projection head (2: SimCLRv1, 3: SimCLRv2)."
     )
     ft_proj_selector: int = _field(
-        0, "Which projection-head layer the probe/fine-tuning reads (0: encoder output)."
+        0,
+        "Which projection-head layer the probe/fine-tuning reads (0: encoder output, k: the "
+        "output of head layer k, -1: the last head layer, as the reference).",
     )
     variable_schema: str = _field(
         "",
@@ -204,7 +206,20 @@ class Config:
         "Fine-tune the layers after this block: -1 everything, 0 all but the stem, "
         "4 only the linear head (linear evaluation: frozen encoder, BatchNorm in inference mode).",
     )
-    zero_init_logits_layer: bool = _field(False, "Zero-initialise the classifier's weights.")
+    zero_init_logits_layer: bool = _field(
+        False,
+        "Zero-initialise the classifier's weights (then it does not start from the "
+        "--checkpoint's probe, see --init_classifier_from_probe).",
+    )
+    init_classifier_from_probe: str = _field(
+        "auto",
+        "Fine-tuning from a pretrained --checkpoint: start the classifier from its online "
+        "probe (the reference restores it). auto: when the probe fits (same classes, same "
+        "input width; else a fresh classifier, with a log line) and --zero_init_logits_layer "
+        "is off; true: always (an error when it does not fit); false: a fresh classifier. "
+        "Ignored when resuming from --model_dir.",
+        ("auto", "true", "false"),
+    )
 
     # --- Loss -----------------------------------------------------------------------
     temperature: float = _field(0.1, "NT-Xent temperature.")
@@ -255,11 +270,42 @@ class Config:
     )
     knn_k: int = _field(200, "Neighbours for the kNN evaluation.")
     knn_temperature: float = _field(0.1, "Temperature of the kNN vote weights.")
+    eval_steps: int = _field(
+        0,
+        "Evaluate the classifier (or probe) on only this many batches of --eval_split; "
+        "0: the whole split (as the reference). kNN always uses the whole split.",
+    )
+    eval_name: str = _field(
+        "",
+        "Name of this evaluation: its outputs are eval_<name>/ (TensorBoard) and "
+        "eval_<name>_<step>.json in --model_dir; empty: the split's name. (The reference "
+        "TF2 code accepts it and ignores it.)",
+    )
+    eval_continuous: bool = _field(
+        False,
+        "--mode=eval: poll --model_dir for new checkpoints and evaluate each until the "
+        "run's last step (--train_steps, or the steps of --train_epochs) is evaluated, so "
+        "an evaluator can run beside a trainer, as the reference's --mode=eval always "
+        "does. False: evaluate the latest checkpoint once.",
+    )
+    eval_poll_secs: float = _field(
+        15.0, "--eval_continuous: seconds between looks for a new checkpoint (reference: 15)."
+    )
+    eval_timeout_secs: float = _field(
+        0.0,
+        "--eval_continuous: stop when no new checkpoint appeared for this many seconds; "
+        "0: wait until the last step (as the reference).",
+    )
 
     # --- Checkpoints and logs -------------------------------------------------------
     checkpoint_epochs: int = _field(1, "Save a checkpoint every this many epochs.")
     checkpoint_steps: int = _field(0, "Save every this many steps; overrides epochs when > 0.")
     keep_checkpoint_max: int = _field(5, "Checkpoints to keep.")
+    keep_hub_module_max: int = _field(
+        1,
+        "Exported SavedModels (model_dir/saved_model/<step>) to keep: an export deletes "
+        "the older ones beyond this number (the reference's Hub modules); 0: keep all.",
+    )
     train_summary_steps: int = _field(
         100,
         "Write TensorBoard scalars every this many steps, and at the last step of a run; 0: none.",
@@ -322,6 +368,16 @@ class Config:
         """Reference rule: the CIFAR stem (3x3 conv, no max-pool) at image_size <= 32."""
         return self.image_size <= 32
 
+    @property
+    def last_proj_layer(self) -> int:
+        """Index of the last projection-head layer: what --ft_proj_selector=-1 selects."""
+        return {"none": 0, "linear": 1, "nonlinear": self.num_proj_layers}[self.proj_head_mode]
+
+    @property
+    def proj_selector(self) -> int:
+        """--ft_proj_selector with -1 (the reference's "the last layer") resolved."""
+        return self.last_proj_layer if self.ft_proj_selector == -1 else self.ft_proj_selector
+
     def validate(self) -> None:
         """Checks values that need no data or devices; raises ConfigError."""
         for f in dataclasses.fields(self):
@@ -378,17 +434,37 @@ class Config:
             raise ConfigError("color_jitter_strength", "must be >= 0")
         if self.num_proj_layers < 1:
             raise ConfigError("num_proj_layers", "must be >= 1")
-        max_selector = {"none": 0, "linear": 1, "nonlinear": self.num_proj_layers}
-        if not 0 <= self.ft_proj_selector <= max_selector[self.proj_head_mode]:
+        if not -1 <= self.ft_proj_selector <= self.last_proj_layer:
             raise ConfigError(
                 "ft_proj_selector",
-                f"must be in [0, {max_selector[self.proj_head_mode]}] for "
+                f"must be in [0, {self.last_proj_layer}] (or -1: the last) for "
                 f"--proj_head_mode={self.proj_head_mode}",
             )
         if self.warmup_epochs < 0 or self.learning_rate < 0 or self.weight_decay < 0:
             raise ConfigError("learning_rate", "learning_rate, warmup_epochs, weight_decay >= 0")
         if not -1 <= self.fine_tune_after_block <= 4:
             raise ConfigError("fine_tune_after_block", "must be in [-1, 4]")
+        training = self.mode in ("train", "train_then_eval")
+        if training and self.train_mode == "pretrain" and self.fine_tune_after_block > -1:
+            # As the reference, which refuses it too: freezing layers while pretraining.
+            raise ConfigError(
+                "fine_tune_after_block",
+                "freezes layers, which pretraining does not support; use -1 (or "
+                "--train_mode=finetune)",
+                self.fine_tune_after_block,
+            )
+        if self.init_classifier_from_probe == "true" and self.zero_init_logits_layer:
+            raise ConfigError(
+                "init_classifier_from_probe",
+                "true contradicts --zero_init_logits_layer (a zero classifier); drop one",
+            )
+        for name in ("eval_steps", "keep_hub_module_max", "eval_timeout_secs"):
+            if getattr(self, name) < 0:
+                raise ConfigError(name, f"must be >= 0, got {getattr(self, name)}")
+        if not self.eval_poll_secs > 0:
+            raise ConfigError("eval_poll_secs", f"must be > 0, got {self.eval_poll_secs}")
+        if self.eval_continuous and self.mode != "eval":
+            raise ConfigError("eval_continuous", "applies to --mode=eval only")
         if not 0.0 <= self.label_fraction <= 1.0:
             raise ConfigError("label_fraction", "must be in [0, 1] (0: all labels)")
         if self.labels_per_class < 0:
@@ -399,7 +475,6 @@ class Config:
             raise ConfigError(
                 "label_fraction", "label subsets apply to --train_mode=finetune or distill"
             )
-        training = self.mode in ("train", "train_then_eval")
         if self.train_mode == "distill" and training and not self.teacher:
             raise ConfigError("teacher", "is required with --train_mode=distill")
         if self.teacher and self.train_mode != "distill":

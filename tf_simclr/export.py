@@ -284,6 +284,29 @@ def export_saved_model(
     return path
 
 
+def prune_exports(export_root: str, keep: int, newest: int | None = None) -> list[int]:
+    """Deletes the versions `export_root/<step>` beyond the `keep` highest steps.
+
+    The reference's `--keep_hub_module_max`. `keep=0` keeps all. The version
+    `newest` (the one just written) is never deleted, even when it is not among
+    the highest steps (an older checkpoint exported again). Non-integer entries
+    (temporary directories, other files) are left alone. Returns the deleted steps.
+    """
+    if keep < 0:
+        raise ValueError(f"keep must be >= 0 (0: keep all), got {keep!r}")
+    if keep == 0 or not tf.io.gfile.isdir(export_root):
+        return []
+    steps = sorted(
+        int(name.rstrip("/"))
+        for name in tf.io.gfile.listdir(export_root)
+        if name.rstrip("/").isdigit()
+    )
+    deleted = [step for step in steps[:-keep] if step != newest]
+    for step in deleted:
+        tf.io.gfile.rmtree(os.path.join(export_root, str(step)))
+    return deleted
+
+
 def save_keras(model: keras.Model, path: str) -> str:
     """Saves `model` (architecture, weights, compile state) as a `.keras` file; returns `path`.
 

@@ -230,15 +230,23 @@ def check_init_checkpoint(config: Config) -> None:
             checkpoints.resolve(config.checkpoint)
 
 
-def restore(config: Config, manager: tf.train.CheckpointManager, init_parts: dict | None) -> str:
+def restore(
+    config: Config,
+    manager: tf.train.CheckpointManager,
+    init_parts: dict | None,
+    classifier: keras.layers.Layer | None = None,
+) -> str:
     """Resume from `model_dir`; else, given `init_parts` (e.g. the encoder and head),
-    initialise them from `--checkpoint` (a checkpoint, a model_dir or our SavedModel);
-    else start fresh. See `checkpoints.restore_or_initialize`."""
+    initialise them from `--checkpoint` (a checkpoint, a model_dir or our SavedModel),
+    and `classifier` (a fine-tune run's) from its probe per `--init_classifier_from_probe`
+    (`probe_part`); else start fresh. See `checkpoints.restore_or_initialize`."""
     init_checkpoint = config.checkpoint if init_parts else ""
     with flags_for(resume_dir="model_dir", init_checkpoint="checkpoint"):
         initial = None
         if init_checkpoint and not tf.train.latest_checkpoint(config.model_dir):
             initial = run_dir.init_model(config)
+            if classifier is not None:
+                init_parts = {**init_parts, **probe_part(config, classifier, initial)}
         return checkpoints.restore_or_initialize(
             manager,
             init_checkpoint,
@@ -246,6 +254,54 @@ def restore(config: Config, manager: tf.train.CheckpointManager, init_parts: dic
             resume_dir=config.model_dir,
             init_model=initial,
         )
+
+
+def probe_part(config: Config, classifier: keras.layers.Layer, initial=None) -> dict:
+    """`{saved name: classifier}` when the fine-tune classifier starts from the linear
+    classifier saved in `--checkpoint` (its online probe), else `{}`.
+
+    The reference restores its `supervised_head` with the encoder, so it fine-tunes
+    from the probe; `--init_classifier_from_probe` decides here: `auto` loads it when
+    its shapes fit (the same number of classes and input width) and
+    `--zero_init_logits_layer` is off, else keeps the fresh classifier with a log
+    line; `true` makes a misfit a ConfigError; `false` never loads it. `initial`
+    is the `--checkpoint` model when it was rebuilt from a SavedModel.
+    """
+    mode = config.init_classifier_from_probe
+    if mode == "false":
+        logging.info("Classifier: fresh (--init_classifier_from_probe=false)")
+        return {}
+    if config.zero_init_logits_layer:  # `true` with it is rejected by Config.validate
+        logging.info("Classifier: zero-initialised (--zero_init_logits_layer), not the probe")
+        return {}
+    saved = checkpoints.saved_classifier(config.checkpoint, initial)
+    wanted = [list(w.shape) for w in classifier.weights]
+    reason = None
+    if saved is None:
+        reason = "it has no online probe (--lineareval_while_pretraining=false?)"
+    elif saved[1] != wanted:
+        reason = (
+            f"its probe has kernel and bias shapes {saved[1]}, this classifier {wanted} "
+            "(another number of classes, or another --ft_proj_selector width)"
+        )
+    if reason is not None:
+        if mode == "true":
+            raise ConfigError("init_classifier_from_probe", f"true, but --checkpoint: {reason}")
+        logging.info("Classifier: fresh, not from --checkpoint=%s: %s", config.checkpoint, reason)
+        return {}
+    description = run_dir.read(config.checkpoint, "checkpoint")
+    read = None if description is None else description["model"]["ft_proj_selector"]
+    if read is not None and read != config.proj_selector:
+        logging.warning(
+            "Classifier: starts from the probe of --checkpoint, which read projection-head "
+            "layer %d, while this classifier reads layer %d (--ft_proj_selector); same "
+            "shapes, so loaded as the reference does (--init_classifier_from_probe=false "
+            "to start fresh)",
+            read,
+            config.proj_selector,
+        )
+    logging.info("Classifier: starts from the probe of %s", config.checkpoint)
+    return {saved[0]: classifier}
 
 
 def describe_run(config: Config, strategy: tf.distribute.Strategy, num_classes: int) -> None:

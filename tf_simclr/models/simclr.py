@@ -1,7 +1,9 @@
 """The SimCLR Keras model: encoder + projection head + optional linear probe.
 
 Train it with plain `model.fit(dataset)`: `train_step` is overridden to run one
-forward pass over both views, the NT-Xent loss and the online linear probe.
+forward pass over both views, the NT-Xent loss and the online linear probe. It
+logs `loss` (NT-Xent), `probe_loss`, `weight_decay` and `total_loss` (their sum,
+as the reference logs it; see `steps.reference_weight_decay`).
 The dataset yields `{"view1": [B, S, S, 3], "view2": [B, S, S, 3], "label": [B]}`
 float images in [0, 1] (see `tf_simclr.data.pretrain_dataset`), or, for a model
 built with `augment=AugmentConfig(...)`, `{"image": [B, H, W, 3], "label": [B]}`
@@ -25,7 +27,7 @@ from tf_simclr import losses
 from tf_simclr.models.fit_compat import BuiltBeforeFit, multi_worker_logs
 from tf_simclr.models.heads import LinearClassifier, ProjectionHead
 from tf_simclr.models.serialization import deserialize_parts, serialize_parts
-from tf_simclr.models.steps import replica_scaled_step
+from tf_simclr.models.steps import reference_weight_decay, replica_scaled_step
 
 
 @keras.saving.register_keras_serializable(package="tf_simclr")
@@ -95,13 +97,17 @@ class SimCLR(BuiltBeforeFit):
         self.contrast_entropy = keras.metrics.Mean(name="contrast_entropy")
         self.probe_loss = keras.metrics.Mean(name="probe_loss")
         self.probe_acc = keras.metrics.SparseCategoricalAccuracy(name="probe_acc")
+        # As the reference logs them: the weight-decay loss term and contrastive + probe +
+        # that term (see `reference_weight_decay`).
+        self.weight_decay = keras.metrics.Mean(name="weight_decay")
+        self.total_loss = keras.metrics.Mean(name="total_loss")
 
     @property
     def metrics(self):
         tracked = [self.loss_tracker, self.contrast_acc, self.contrast_entropy]
         if self.probe is not None:
             tracked += [self.probe_loss, self.probe_acc]
-        return tracked
+        return tracked + [self.weight_decay, self.total_loss]
 
     def call(self, images, training=False):
         """images `[B, H, W, 3]` in [0, 1] -> dict of `embedding` `[B, D]`,
@@ -133,6 +139,7 @@ class SimCLR(BuiltBeforeFit):
             data = self.device_views(data)
         view1, view2 = data["view1"], data["view2"]
         n = tf.shape(view1)[0]
+        weight_decay = reference_weight_decay(self)  # of the weights this step starts from
 
         def forward():
             # One forward pass over both views, so BatchNorm sees all 2N images.
@@ -160,9 +167,13 @@ class SimCLR(BuiltBeforeFit):
             losses.contrastive_accuracy(contrast.logits, contrast.labels)
         )
         self.contrast_entropy.update_state(losses.contrastive_entropy(contrast.logits))
+        total = contrast.loss + weight_decay
         if self.probe is not None:
             self.probe_loss.update_state(probe_loss)
             self.probe_acc.update_state(labels, logits)
+            total += probe_loss
+        self.weight_decay.update_state(weight_decay)
+        self.total_loss.update_state(total)
         logs = {m.name: m.result() for m in self.metrics}
         logs["learning_rate"] = learning_rate
         return multi_worker_logs(logs)

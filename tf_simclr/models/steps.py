@@ -43,3 +43,23 @@ def replica_scaled_step(
     learning_rate = model.optimizer.learning_rate  # read before apply advances the step
     model.optimizer.apply(grads, variables)
     return aux, learning_rate
+
+
+def reference_weight_decay(model: keras.Model) -> tf.Tensor:
+    """The weight-decay term the reference adds to its loss (and to its logged `total_loss`).
+
+    Our optimizers apply weight decay themselves (coupled: `weight_decay * w` added to the
+    gradient), so no loss here includes it; this is the equivalent L2 term, for logging
+    only. Which variables count follows the reference's `add_weight_decay`: with LARS it
+    decays everything but the supervised head inside the optimizer and adds the head's
+    term to the loss; with the other optimizers every decayed variable's term is in the
+    loss. Decoupled decay (adamw) is never a loss term: 0. Float32 scalar.
+    """
+    optimizer = getattr(model.optimizer, "inner_optimizer", model.optimizer)  # loss scaling
+    l2_loss = getattr(optimizer, "l2_loss", None)
+    if l2_loss is None:
+        return tf.constant(0.0)
+    variables = model.trainable_variables
+    if getattr(optimizer, "layer_adaptation", False):  # --optimizer=lars
+        variables = [v for v in variables if "head_supervised" in v.path]
+    return tf.cast(l2_loss(variables), tf.float32)

@@ -47,6 +47,7 @@ def resolve(config, given: frozenset[str]):
     exists = bool(config.model_dir) and tf.io.gfile.isdir(config.model_dir)
     description = run_dir.read(config.model_dir) if exists else None
     if description is not None:
+        config = _last_layer_of(config, description, given)
         config = run_dir.adopt(config, description, given, run_dir.MODEL_FIELDS, config.model_dir)
         if config.mode in ("eval", "export"):
             config = run_dir.adopt_data(config, description, given)
@@ -62,8 +63,21 @@ def resolve(config, given: frozenset[str]):
             fields = run_dir.ENCODER_FIELDS + run_dir.HEAD_FIELDS
             config = run_dir.adopt(config, source, given, fields, config.checkpoint, "checkpoint")
             run_dir.check_stem(config, source, config.checkpoint)
+    # --ft_proj_selector=-1 (the last head layer) of the head now known, so that
+    # model.json records the layer's index.
+    config = config.replace(ft_proj_selector=config.proj_selector)
     config.validate()
     return config
+
+
+def _last_layer_of(config, description: dict, given: frozenset[str]):
+    """`config` with --ft_proj_selector=-1 resolved for the head of the saved `description`
+    (the head flags on the command line win; a contradiction is reported by `adopt`)."""
+    if config.ft_proj_selector != -1:
+        return config
+    saved = description["model"]
+    head = {k: saved[k] for k in ("proj_head_mode", "num_proj_layers") if k not in given}
+    return config.replace(ft_proj_selector=config.replace(**head).last_proj_layer)
 
 
 def run(config, given: frozenset[str] | None = None) -> dict:

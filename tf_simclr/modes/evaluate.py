@@ -4,9 +4,11 @@ The model is rebuilt from `model_dir/model.json` (see `tf_simclr.run_dir`), so
 only the data it is evaluated on must be on disk. A pretrained model reports
 its online probe's top-1/top-5 (when it has one) and weighted kNN top-1 on
 encoder features (`tf_simclr.eval.knn`, against the features of the whole
-`train_split`); a fine-tuned or distilled one its classifier's top-1/top-5. Results go to
-the log, to `model_dir/eval_results.json` and `eval_<split>_<step>.json`, and to
-TensorBoard (`model_dir/eval_<split>/`).
+`train_split`); a fine-tuned or distilled one its classifier's top-1/top-5
+(`--eval_steps` > 0: on that many batches only). Results go to the log, to
+`model_dir/eval_results.json` and `eval_<name>_<step>.json`, and to TensorBoard
+(`model_dir/eval_<name>/`), where <name> is `--eval_name` or the split.
+`--eval_continuous` evaluates each new checkpoint until the run's last step.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 
 import tensorflow as tf
 from absl import logging
 
-from tf_simclr import builders, run_dir
+from tf_simclr import builders, checkpoints, run_dir, training
 from tf_simclr.callbacks import write_scalars
-from tf_simclr.config import Config, flags_for
+from tf_simclr.config import Config, ConfigError, flags_for
 from tf_simclr.data import eval_dataset
 from tf_simclr.eval import evaluate_classifier, extract_features, knn_accuracy
 
@@ -58,19 +61,103 @@ def knn_top1(config: Config, features: dict, num_classes: int) -> float:
 
 
 def run(config: Config, strategy: tf.distribute.Strategy) -> dict:
-    """Evaluates the latest checkpoint of `config.model_dir`; returns the results."""
+    """Evaluates the latest checkpoint of `config.model_dir` (with `--eval_continuous`,
+    each new one until the last step, see `run_continuous`); returns the results."""
+    if config.eval_continuous:
+        return run_continuous(config, strategy)
+    return evaluate_checkpoint(config, strategy, config.model_dir)
+
+
+def last_step(config: Config) -> int:
+    """The step a trainer of `config` stops at: --train_steps, else that of --train_epochs
+    over the training split (the evaluator's flags decide, as in the reference)."""
+    if config.train_steps:
+        return config.train_steps
+    return training.StepPlan.from_config(
+        config, builders.train_source(config).num_examples
+    ).total_steps
+
+
+def run_continuous(
+    config: Config,
+    strategy: tf.distribute.Strategy,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> dict:
+    """Evaluates each new checkpoint of `config.model_dir` until the last step is evaluated.
+
+    The reference's evaluator job (`--mode=eval` of its `run.py`): beside a trainer,
+    it looks for a new latest checkpoint every `--eval_poll_secs` seconds and
+    evaluates it; checkpoints written while an evaluation runs are skipped (only
+    the latest counts). A checkpoint the trainer deletes (`--keep_checkpoint_max`)
+    before it could be read is skipped with a warning. Stops after evaluating a
+    checkpoint at or beyond `last_step(config)`, or when no new checkpoint came
+    for `--eval_timeout_secs` (> 0). `sleep` and `clock` are for tests.
+
+    Returns the results of the last evaluation, with `evaluated_steps` (all steps
+    evaluated, in order) and `skipped_steps` (deleted before they were read).
+    """
+    target = last_step(config)
+    logging.info("Evaluating each new checkpoint of %s until step %d", config.model_dir, target)
+    results: dict = {}
+    evaluated: list[int] = []
+    skipped: list[int] = []
+    seen = -1
+    waiting_since = clock()
+    while True:
+        latest = tf.train.latest_checkpoint(config.model_dir)
+        step = checkpoints.step_of(latest) if latest else -1
+        if step > seen:
+            seen = step
+            try:
+                results = evaluate_checkpoint(config, strategy, latest)
+                evaluated.append(step)
+            except ConfigError:
+                if tf.io.gfile.exists(latest + ".index"):
+                    raise  # there, but unreadable: a real error
+                logging.warning(
+                    "%s was deleted before it could be evaluated (the trainer keeps "
+                    "--keep_checkpoint_max checkpoints); waiting for the next one",
+                    latest,
+                )
+                skipped.append(step)
+            if step >= target:
+                break
+            waiting_since = clock()
+            continue  # a newer checkpoint may have come during the evaluation
+        if config.eval_timeout_secs and clock() - waiting_since >= config.eval_timeout_secs:
+            logging.warning(
+                "No new checkpoint in %s for %g s (--eval_timeout_secs); last evaluated "
+                "step: %s of %d",
+                config.model_dir,
+                config.eval_timeout_secs,
+                evaluated[-1] if evaluated else "none",
+                target,
+            )
+            break
+        sleep(config.eval_poll_secs)
+    return {**results, "evaluated_steps": evaluated, "skipped_steps": skipped}
+
+
+def evaluate_checkpoint(config: Config, strategy: tf.distribute.Strategy, location: str) -> dict:
+    """Evaluates the model of `location` (a model_dir: its latest checkpoint, or a
+    `ckpt-N` prefix in it) on --eval_split; writes and returns the results."""
     # Data: only what is evaluated on.
     source = builders.eval_source(config)
-    # Model: rebuilt from model.json, restored from the latest checkpoint.
-    model, step, config = run_dir.load_model(config.model_dir, config, strategy)
+    # Model: rebuilt from model.json, restored from the checkpoint.
+    model, step, config = run_dir.load_model(location, config, strategy)
     began = time.time()
     with flags_for(batch_size="eval_batch_size"):
         dataset = eval_dataset(source, config.image_size, config.eval_batch_size)
+    if config.eval_steps:
+        dataset = dataset.take(config.eval_steps)  # the reference's --eval_steps batches
     results: dict = {
         "global_step": step,
         "eval_split": config.eval_split,
         "train_mode": config.train_mode,
     }
+    if config.eval_name:
+        results["eval_name"] = config.eval_name
     classifier = config.train_mode in ("finetune", "distill")  # a distilled student is one
     if classifier or getattr(model, "probe", None) is not None:
         prefix = "" if classifier else "probe_"
@@ -84,10 +171,10 @@ def run(config: Config, strategy: tf.distribute.Strategy) -> dict:
             results["knn_top1"] = knn_top1(config, features, source.num_classes)
     results["eval_seconds"] = time.time() - began
     logging.info("Evaluation at step %d on %s: %s", step, config.eval_split, results)
-    # TensorBoard too, beside the training scalars: eval_<split>/<metric> at the step.
-    split = config.eval_split.replace("/", "_")
-    write_scalars(os.path.join(config.model_dir, f"eval_{split}"), step, results, f"eval_{split}")
-    for name in ("eval_results.json", f"eval_{config.eval_split}_{step}.json"):
-        with open(os.path.join(config.model_dir, name.replace("/", "_")), "w") as f:
+    # TensorBoard too, beside the training scalars: eval_<name>/<metric> at the step.
+    name = (config.eval_name or config.eval_split).replace("/", "_")
+    write_scalars(os.path.join(config.model_dir, f"eval_{name}"), step, results, f"eval_{name}")
+    for filename in ("eval_results.json", f"eval_{name}_{step}.json"):
+        with open(os.path.join(config.model_dir, filename), "w") as f:
             json.dump(results, f, indent=2, sort_keys=True)
     return results

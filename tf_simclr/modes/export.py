@@ -3,7 +3,8 @@
 The model is rebuilt from `model_dir/model.json`, so `run.py --mode=export
 --model_dir=DIR` needs no other flag and no training data. The SavedModel goes
 to `model_dir/saved_model/<step>/` (see `tf_simclr.export`) and carries the
-model description, so it can itself be a `--checkpoint`.
+model description, so it can itself be a `--checkpoint`. Older versions beyond the
+newest `--keep_hub_module_max` are then deleted (0 keeps all).
 """
 
 from __future__ import annotations
@@ -31,4 +32,9 @@ def run(config: Config, strategy: tf.distribute.Strategy) -> str:
         description=description,
     )
     logging.info("Exported SavedModel for step %d to %s", step, path)
+    deleted = export.prune_exports(
+        os.path.join(config.model_dir, "saved_model"), config.keep_hub_module_max, newest=step
+    )
+    if deleted:
+        logging.info("Deleted older SavedModels %s (--keep_hub_module_max)", deleted)
     return path

@@ -6,7 +6,9 @@ encoder (and, with `--ft_proj_selector`, the first head layers, SimCLRv2);
 `--fine_tune_after_block=4` freezes the whole encoder: linear evaluation, the
 same model as `tf_simclr.eval.linear`. Restore: resume from `model_dir`, else
 the encoder (and head) from `--checkpoint` (a model_dir, a `ckpt-N` prefix or
-one of our exported SavedModels), else fresh. Fit and save as pretraining.
+one of our exported SavedModels) and, as the reference, the classifier from
+its online probe when it fits (`--init_classifier_from_probe`), else fresh.
+Fit and save as pretraining.
 """
 
 from __future__ import annotations
@@ -40,7 +42,9 @@ def run(config: Config, strategy: tf.distribute.Strategy) -> dict:
     with training.run_directory(config, strategy, model, optimizer) as write_dir:
         # Restore: resume, else initialise from --checkpoint, else fresh.
         manager = checkpoints.manager_for(model, optimizer, write_dir, config.keep_checkpoint_max)
-        training.restore(config, manager, builders.init_parts(model))
+        training.restore(
+            config, manager, builders.init_parts(model), classifier=model.supervised_head
+        )
         start = int(optimizer.iterations.numpy())
         training.describe_run(config, strategy, source.num_classes)
         training.log_start(config, strategy, "Fine-tuning", source, plan, start, write_dir)

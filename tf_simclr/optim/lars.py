@@ -43,6 +43,17 @@ def matches_any(path: str, patterns: Sequence[str]) -> bool:
     return any(re.search(pattern, path) for pattern in patterns)
 
 
+def _l2_loss(weight_decay: float, exclusions: Sequence[str], variables):
+    decayed = [
+        ops.sum(ops.square(ops.cast(v, "float32")))
+        for v in variables
+        if not matches_any(variable_path(v), exclusions)
+    ]
+    if weight_decay == 0 or not decayed:
+        return ops.convert_to_tensor(0.0, "float32")
+    return weight_decay * ops.sum(ops.stack(decayed)) / 2
+
+
 @keras.saving.register_keras_serializable(package="tf_simclr")
 class LARS(keras.optimizers.Optimizer):
     """Layer-wise Adaptive Rate Scaling with momentum and coupled weight decay.
@@ -145,6 +156,12 @@ class LARS(keras.optimizers.Optimizer):
         """Whether `variable` (one the optimizer was built with) gets a trust ratio."""
         return self._use_layer_adaptation_flags[self._get_variable_index(variable)]
 
+    def l2_loss(self, variables):
+        """The L2 loss term equivalent to this optimizer's coupled decay of `variables`:
+        `weight_decay * sum(||w||^2) / 2` over those it decays (float32 scalar), whose
+        gradient is the `weight_decay * w` added here. For logging (`total_loss`)."""
+        return _l2_loss(self.coupled_weight_decay, self.weight_decay_exclusions, variables)
+
     def update_step(self, gradient, variable, learning_rate):
         index = self._get_variable_index(variable)
         dtype = variable.dtype
@@ -237,6 +254,12 @@ class AdamL2(keras.optimizers.Adam):
             and not matches_any(variable_path(v), self.weight_decay_exclusions)
             for v in variables
         ]
+
+    def l2_loss(self, variables):
+        """The L2 loss term equivalent to this optimizer's coupled decay of `variables`:
+        `weight_decay * sum(||w||^2) / 2` over those it decays (float32 scalar), whose
+        gradient is the `weight_decay * w` added here. For logging (`total_loss`)."""
+        return _l2_loss(self.coupled_weight_decay, self.weight_decay_exclusions, variables)
 
     def update_step(self, gradient, variable, learning_rate):
         if self._use_weight_decay_flags[self._get_variable_index(variable)]:

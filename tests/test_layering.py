@@ -26,6 +26,8 @@ FORBIDDEN = {
     "checkpoints": DRIVERS | {"data", "models", "eval", "export", "optim", "losses"},
     # The importer of the reference's published models: models, checkpoints, errors.
     "official": DRIVERS | {"data", "eval", "export", "optim", "losses", "distribute"},
+    # Pictures (plots, TensorBoard view strips, projector files) of data and features.
+    "viz": DRIVERS | {"export", "optim", "losses", "checkpoints", "official", "distribute"},
     # config reads the allowed values of its choice flags from their owners, modes'
     # MODES and TRAIN_MODES among them (constants only: see tf_simclr/modes/__init__.py).
     "config": DRIVERS - {"config", "modes"} | {"eval", "export", "checkpoints"},
@@ -33,6 +35,8 @@ FORBIDDEN = {
     "run_dir": {"modes", "training", "callbacks"},
     "training": {"modes"},
 }
+# Modules only some layers may import: nothing below the drivers draws pictures.
+ONLY_IMPORTED_BY = {"viz": {"modes", "training"}}
 RUN_PY_MAY_IMPORT = {"config", "errors", "modes", "callbacks", "distribute"}
 
 
@@ -64,7 +68,12 @@ def test_library_layers():
         own = layer("tf_simclr." + ".".join(path.relative_to(PACKAGE).with_suffix("").parts))
         for line, module in imports_of(path):
             target = layer(module)
-            if target and target != own and target in FORBIDDEN.get(own, ()):
+            allowed = ONLY_IMPORTED_BY.get(target, {own})
+            if (
+                target
+                and target != own
+                and (target in FORBIDDEN.get(own, ()) or own not in allowed)
+            ):
                 violations.append(f"{path.relative_to(ROOT)}:{line} ({own}) imports {module}")
     assert not violations, "\n".join(violations)
 

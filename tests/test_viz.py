@@ -7,6 +7,7 @@ import textwrap
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tf_simclr import viz
 from tf_simclr.data import AugmentConfig, make_source
@@ -193,3 +194,139 @@ def test_no_tf_simclr_module_imports_matplotlib_at_import_time():
             elif isinstance(node, ast.ImportFrom):
                 names = [node.module or ""]
             assert not any(n.split(".")[0] == "matplotlib" for n in names), path
+
+
+def colour_images(colours, size=8):
+    """One flat image per RGB colour (float [0, 1])."""
+    return np.ones([len(colours), size, size, 3], np.float32) * np.asarray(colours)[:, None, None]
+
+
+def mean_colour_encoder():
+    """Images -> their mean colour: neighbours by cosine are the images of similar hue."""
+    import keras
+
+    return keras.Sequential([keras.Input([8, 8, 3]), keras.layers.GlobalAveragePooling2D()])
+
+
+GALLERY = [[1, 0, 0], [0.9, 0.1, 0], [0, 1, 0], [0, 0.9, 0.2], [0, 0, 1], [0.1, 0, 1]]
+GALLERY_LABELS = [0, 0, 1, 1, 2, 2]
+
+
+def test_nearest_neighbours_is_cosine_top_k():
+    rng = np.random.default_rng(0)
+    queries, gallery = rng.normal(size=(5, 4)), rng.normal(size=(12, 4))
+    indices, similarity = viz.nearest_neighbours(queries, 3.0 * gallery, 4)
+    cosine = (queries / np.linalg.norm(queries, axis=1, keepdims=True)) @ (
+        gallery / np.linalg.norm(gallery, axis=1, keepdims=True)
+    ).T
+    np.testing.assert_array_equal(indices, np.argsort(-cosine, axis=1)[:, :4])
+    np.testing.assert_allclose(similarity, np.sort(cosine, axis=1)[:, ::-1][:, :4], rtol=1e-5)
+    with pytest.raises(ArgumentError, match="k=13"):
+        viz.nearest_neighbours(queries, gallery, 13)
+
+
+def test_plot_neighbours_with_a_keras_encoder(tmp_path):
+    queries = colour_images([[0.8, 0.2, 0.0], [0.0, 0.1, 0.9]])
+    path = tmp_path / "neighbours.png"
+    fig = viz.plot_neighbours(
+        mean_colour_encoder(),
+        queries,
+        colour_images(GALLERY),
+        k=2,
+        query_labels=[0, 2],
+        gallery_labels=GALLERY_LABELS,
+        class_names=("red", "green", "blue"),
+        path=str(path),
+    )
+    assert_png(path)
+    assert len(image_axes(fig)) == 2 * (1 + 2)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[0] == "red" and titles[3] == "blue"
+    # The two nearest of the red query are the reds, of the blue query the blues.
+    assert titles[1].startswith("red") and titles[2].startswith("red"), titles
+    assert titles[4].startswith("blue") and titles[5].startswith("blue"), titles
+    assert fig.axes[1].title.get_color() == "tab:green"
+
+
+def test_plot_neighbours_with_a_saved_model_path_and_datasets(tmp_path):
+    """A SavedModel called like tf_simclr's (`loaded(images, training)` -> {"embedding"}),
+    given by its path; queries and gallery as `{"image", "label"}` batches."""
+
+    class MeanColour(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 8, 8, 3]), tf.TensorSpec([], tf.bool)])
+        def __call__(self, images, training=False):
+            return {"embedding": tf.reduce_mean(images, axis=[1, 2])}
+
+    tf.saved_model.save(MeanColour(), str(tmp_path / "saved"))
+    gallery = tf.data.Dataset.from_tensor_slices(
+        {"image": colour_images(GALLERY), "label": np.asarray(GALLERY_LABELS, np.int64)}
+    ).batch(4)
+    queries = tf.data.Dataset.from_tensor_slices(
+        {"image": colour_images([[0, 0.8, 0.1]]), "label": np.asarray([1], np.int64)}
+    ).batch(4)
+    fig = viz.plot_neighbours(str(tmp_path / "saved"), queries, gallery, k=3)
+    assert len(image_axes(fig)) == 1 + 3
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[0] == "1" and titles[1].startswith("1 ") and titles[2].startswith("1 ")
+    with pytest.raises(ArgumentError, match="not a SavedModel"):
+        viz.plot_neighbours(str(tmp_path), queries, gallery, k=1)
+
+
+def write_training_events(model_dir, steps=(10, 20, 30)):
+    writer = tf.summary.create_file_writer(os.path.join(model_dir, "train"))
+    with writer.as_default():
+        for step in steps:
+            for name in ("loss", "contrast_acc", "probe_acc", "learning_rate", "probe_loss"):
+                tf.summary.scalar(f"train/{name}", step / 100, step=step)
+        tf.summary.image("train/views", np.zeros([1, 4, 4, 3], np.float32), step=steps[0])
+    writer.close()
+
+
+def test_plot_training_draws_the_four_panels(tmp_path):
+    write_training_events(tmp_path / "run")
+    path = tmp_path / "curves.png"
+    fig = viz.plot_training(str(tmp_path / "run"), path=str(path))
+    assert_png(path)
+    assert [ax.get_title() for ax in fig.axes] == [
+        "loss",
+        "contrast_acc",
+        "probe_acc",
+        "learning_rate",
+    ]
+    np.testing.assert_allclose(fig.axes[0].lines[0].get_xydata(), [[10, 0.1], [20, 0.2], [30, 0.3]])
+    scalars = viz.read_scalars(str(tmp_path / "run"))
+    assert "train/views" not in scalars and len(scalars) == 5  # the image is not a scalar
+    with pytest.raises(ArgumentError, match="no training scalars"):
+        viz.plot_training(str(tmp_path / "empty"))
+
+
+def read_projector(log_dir):
+    from google.protobuf import text_format
+    from tensorboard.plugins import projector
+
+    with open(os.path.join(log_dir, viz.PROJECTOR_CONFIG)) as f:
+        config = text_format.Parse(f.read(), projector.ProjectorConfig())
+    (embedding,) = config.embeddings
+    vectors = np.loadtxt(os.path.join(log_dir, embedding.tensor_path), delimiter="\t", ndmin=2)
+    with open(os.path.join(log_dir, embedding.metadata_path)) as f:
+        metadata = f.read().splitlines()
+    sprite = tf.io.decode_png(tf.io.read_file(os.path.join(log_dir, embedding.sprite.image_path)))
+    return embedding, vectors, metadata, sprite.numpy()
+
+
+def test_write_projector_files_load(tmp_path):
+    features = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
+    images = (np.arange(5)[:, None, None, None] * 50 * np.ones([5, 16, 16, 3])).astype(np.uint8)
+    viz.write_projector(str(tmp_path), features, [0, 1, 1, 0, 1], images, ("cat", "dog"))
+    embedding, vectors, metadata, sprite = read_projector(tmp_path)
+    assert list(embedding.tensor_shape) == [5, 3]
+    np.testing.assert_allclose(vectors, features, rtol=1e-5)
+    assert metadata == ["label\tclass", "0\tcat", "1\tdog", "1\tdog", "0\tcat", "1\tdog"]
+    assert list(embedding.sprite.single_image_dim) == [16, 16]
+    assert sprite.shape == (3 * 16, 3 * 16, 3)  # ceil(sqrt(5)) = 3 thumbnails a side
+    assert sprite[16 + 5, 16 + 5, 0] == 4 * 50  # image 4: second row, second column
+
+
+def test_sprite_thumbnails_shrink_to_fit_8192_pixels():
+    assert viz.sprite_side(10_000, 32) == 32  # 100 x 32 = 3200 px
+    assert viz.sprite_side(50_000, 224) == 36  # 224 a side: 224 * 36 = 8064 px

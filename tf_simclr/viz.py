@@ -46,8 +46,12 @@ _MAX_SPRITE_SIDE = 8192
 _INSTALL_HINT = "pip install 'tf_simclr[viz]' (or pip install matplotlib)"
 
 
-def _pyplot():
-    """matplotlib.pyplot, with the Agg backend when there is no display to draw on."""
+def pyplot():
+    """matplotlib.pyplot, with the Agg backend when there is no display to draw on.
+
+    Raises:
+      ImportError: without matplotlib, saying how to install it.
+    """
     try:
         import matplotlib
     except ImportError:
@@ -236,7 +240,7 @@ def plot_views(
     originals, views, labels, class_names = view_pairs(
         dataset_or_source, augment_config, n, pairs, seed
     )
-    plt = _pyplot()
+    plt = pyplot()
     rows, cols = len(originals), 1 + 2 * pairs
     fig, axes = plt.subplots(
         rows, cols, figsize=(1.25 * cols, 1.25 * rows + 0.5), squeeze=False, dpi=100
@@ -334,7 +338,7 @@ def project_2d(
 
 
 def _class_colours(num_classes: int):
-    plt = _pyplot()
+    plt = pyplot()
     if num_classes <= 10:
         cmap = plt.get_cmap("tab10")
         return [cmap(i) for i in range(num_classes)]
@@ -382,7 +386,7 @@ def plot_embeddings(
                 + (f" ({title})" if title else ""),
             )
     projected = {title: project_2d(x, method, normalize, seed) for title, x in sets.items()}
-    plt = _pyplot()
+    plt = pyplot()
     num_classes = int(max(labels.max(initial=-1) + 1, len(class_names)))
     colours = _class_colours(max(num_classes, 1))
     fig, axes = plt.subplots(
@@ -531,7 +535,7 @@ def plot_neighbours(
     gallery_features, _ = extract_features(model, gallery_data)
     indices, similarity = nearest_neighbours(query_features, gallery_features, k)
 
-    plt = _pyplot()
+    plt = pyplot()
     rows, cols = len(query_images), 1 + k
     fig, axes = plt.subplots(
         rows, cols, figsize=(1.2 * cols + 0.2, 1.35 * rows + 0.3), squeeze=False, dpi=100
@@ -614,7 +618,7 @@ def plot_training(
             f"{os.path.join(model_dir, 'train')}",
             model_dir,
         )
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.0), squeeze=False)
     for ax, tag in zip(axes[0], panels, strict=True):
         steps, values = zip(*series[tag], strict=True)

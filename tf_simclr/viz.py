@@ -72,6 +72,11 @@ def pyplot():
     return plt
 
 
+def _below_title(fig) -> tuple[float, float, float, float]:
+    """The tight_layout rectangle that leaves a third of an inch on top for the suptitle."""
+    return (0.0, 0.0, 1.0, 1.0 - 0.33 / fig.get_figheight())
+
+
 def _save(fig, path: str | None):
     if path:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -258,7 +263,7 @@ def plot_views(
         if name:
             axes[i, 0].set_ylabel(name, fontsize=9)
     fig.suptitle(describe_augment(augment_config), fontsize=9)
-    fig.tight_layout(pad=0.3, h_pad=0.2, w_pad=0.2)
+    fig.tight_layout(pad=0.3, h_pad=0.2, w_pad=0.2, rect=_below_title(fig))
     return _save(fig, path)
 
 
@@ -537,8 +542,11 @@ def plot_neighbours(
 
     plt = pyplot()
     rows, cols = len(query_images), 1 + k
-    fig, axes = plt.subplots(
-        rows, cols, figsize=(1.2 * cols + 0.2, 1.35 * rows + 0.3), squeeze=False, dpi=100
+    height = 1.35 * rows + 0.4
+    fig, axes = plt.subplots(rows, cols, figsize=(1.15 * cols, height), squeeze=False, dpi=100)
+    # Room for a caption above every panel (tight_layout lets them overlap the row above).
+    fig.subplots_adjust(
+        left=0.01, right=0.99, bottom=0.01, top=1 - 0.55 / height, hspace=0.3, wspace=0.06
     )
     for i in range(rows):
         query_label = None if query_labels is None else int(query_labels[i])
@@ -561,7 +569,6 @@ def plot_neighbours(
             ax.set_xticks([])
             ax.set_yticks([])
     fig.suptitle(f"query (left) and its {k} nearest neighbours by cosine similarity", fontsize=9)
-    fig.tight_layout(pad=0.3, h_pad=0.3, w_pad=0.2)
     return _save(fig, path)
 
 

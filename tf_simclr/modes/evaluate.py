@@ -7,8 +7,11 @@ encoder features (`tf_simclr.eval.knn`, against the features of the whole
 `train_split`); a fine-tuned or distilled one its classifier's top-1/top-5
 (`--eval_steps` > 0: on that many batches only). Results go to the log, to
 `model_dir/eval_results.json` and `eval_<name>_<step>.json`, and to TensorBoard
-(`model_dir/eval_<name>/`), where <name> is `--eval_name` or the split.
-`--eval_continuous` evaluates each new checkpoint until the run's last step.
+(`model_dir/eval_<name>/`), where <name> is `--eval_name` or the split. With
+`--eval_projector`, the encoder features of every eval image also go to TensorBoard's
+embedding projector (`tf_simclr.viz.write_dataset_projector`: vectors, labels, a sprite
+of the images) in that directory. `--eval_continuous` evaluates each new checkpoint until
+the run's last step.
 """
 
 from __future__ import annotations
@@ -148,9 +151,10 @@ def evaluate_checkpoint(config: Config, strategy: tf.distribute.Strategy, locati
     model, step, config = run_dir.load_model(location, config, strategy)
     began = time.time()
     with flags_for(batch_size="eval_batch_size"):
-        dataset = eval_dataset(source, config.image_size, config.eval_batch_size)
+        whole = eval_dataset(source, config.image_size, config.eval_batch_size)
+    dataset = whole
     if config.eval_steps:
-        dataset = dataset.take(config.eval_steps)  # the reference's --eval_steps batches
+        dataset = whole.take(config.eval_steps)  # the reference's --eval_steps batches
     results: dict = {
         "global_step": step,
         "eval_split": config.eval_split,
@@ -173,6 +177,17 @@ def evaluate_checkpoint(config: Config, strategy: tf.distribute.Strategy, locati
     logging.info("Evaluation at step %d on %s: %s", step, config.eval_split, results)
     # TensorBoard too, beside the training scalars: eval_<name>/<metric> at the step.
     name = (config.eval_name or config.eval_split).replace("/", "_")
+    if config.eval_projector:
+        from tf_simclr import viz
+
+        written = viz.write_dataset_projector(
+            os.path.join(config.model_dir, f"eval_{name}"),
+            model,
+            whole,  # every eval image, whatever --eval_steps says
+            source.num_examples,
+            source.class_names,
+        )
+        logging.info("Wrote the embedding projector files: %s", written["config"])
     write_scalars(os.path.join(config.model_dir, f"eval_{name}"), step, results, f"eval_{name}")
     for filename in ("eval_results.json", f"eval_{name}_{step}.json"):
         with open(os.path.join(config.model_dir, filename), "w") as f:

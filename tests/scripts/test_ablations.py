@@ -410,7 +410,7 @@ def test_run_trains_evaluates_records_and_skips_done_arms(train_test_folder, tmp
     assert [step for step, _ in base["knn_curve"]] == [2, 4, 5]
     assert set(base["metrics"]) >= {"knn_top1", "linear_top1", "probe_top1"}
     assert all(0.0 <= base["metrics"][k] <= 1.0 for k in ("knn_top1", "linear_top1"))
-    assert [step for step, _ in base["curves"]["loss"]][-1] == 4
+    assert [step for step, _ in base["curves"]["loss"]][-1] == 5
     random_init = json.loads((tmp_path / "results" / "random_init.json").read_text())
     assert random_init["steps"] == 0 and "probe_top1" not in random_init["metrics"]
     assert not (tmp_path / "work" / "random_init" / "checkpoint").exists()

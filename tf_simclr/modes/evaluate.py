@@ -115,8 +115,8 @@ def run_continuous(
             try:
                 results = evaluate_checkpoint(config, strategy, latest)
                 evaluated.append(step)
-            except ConfigError:
-                if tf.io.gfile.exists(latest + ".index"):
+            except (ConfigError, tf.errors.OpError):
+                if _complete(latest):
                     raise  # there, but unreadable: a real error
                 logging.warning(
                     "%s was deleted before it could be evaluated (the trainer keeps "
@@ -140,6 +140,11 @@ def run_continuous(
             break
         sleep(config.eval_poll_secs)
     return {**results, "evaluated_steps": evaluated, "skipped_steps": skipped}
+
+
+def _complete(prefix: str) -> bool:
+    """Whether all files of checkpoint `prefix` are there (its index and data shards)."""
+    return tf.io.gfile.exists(prefix + ".index") and bool(tf.io.gfile.glob(prefix + ".data-*"))
 
 
 def evaluate_checkpoint(config: Config, strategy: tf.distribute.Strategy, location: str) -> dict:

@@ -148,8 +148,13 @@ def test_missing_model_dir_is_a_usage_error():
     assert "--model_dir" in proc.stderr
 
 
-def test_help_lists_reference_flags():
-    proc = run_cli(["--helpfull"])
+def test_help_exits_0_says_what_to_run_first_and_lists_reference_flags():
+    proc = run_cli(["--help"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith("SimCLR"), proc.stdout[:300]
+    first_command = proc.stdout.split("\n\n")[2]  # after the one-line summary and its lead-in
+    assert "python run.py --flagfile=experiments/quickstart.flags" in first_command
+    assert (ROOT / "experiments" / "quickstart.flags").exists()
     for flag in ("train_batch_size", "learning_rate_scaling", "proj_head_mode", "hidden_norm"):
         assert f"--{flag}" in proc.stdout or f"--[no]{flag}" in proc.stdout
 

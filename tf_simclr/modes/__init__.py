@@ -79,9 +79,10 @@ def run(config, given: frozenset[str] | None = None) -> dict:
     """
     import tensorflow as tf
 
-    from tf_simclr import builders, distribute, run_dir
+    from tf_simclr import builders, distribute, logs, run_dir
     from tf_simclr.modes import distill, evaluate, export, finetune, import_official, pretrain
 
+    logs.quiet_library_logs()  # absl --verbosity=1 brings the dropped lines back
     config.validate()
     config = resolve(config, run_dir.given_fields(config) if given is None else frozenset(given))
     strategy = builders.build_strategy(config)

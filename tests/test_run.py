@@ -94,6 +94,8 @@ def listing(path):
         (["--optimizer=sgd"], "optimizer"),
         (["--temperature=0"], "temperature"),
         (["--dataset=no_such_dataset_xyz"], "dataset"),
+        ([], "dataset"),  # no silent imagenet2012 download
+        (["--dataset=cifar10", "--data_dir=EMPTY", "--download=false"], "download"),
         (["--dataset=image_folder", "--data_dir=/no/such/dir"], "data_dir"),
         (["--dataset=image_folder", "--data_dir=EMPTY"], "data_dir"),
         (["--dataset=image_folder", "--data_dir=IMAGES", "--train_split=nope"], "train_split"),
@@ -140,6 +142,7 @@ def test_bad_input_exits_2_with_one_line_and_leaves_model_dir_alone(
     assert f"--{flag}" in error_lines[0] or f"'{flag}'" in error_lines[0], error_lines[0]
     assert "Traceback" not in proc.stderr
     assert listing(model_dir) == before
+    assert list((tmp_path / "empty").iterdir()) == []
 
 
 def test_missing_model_dir_is_a_usage_error():

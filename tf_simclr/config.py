@@ -326,12 +326,6 @@ class Config:
                 raise ConfigError(f.name, f"{value!r} is not one of: {allowed}")
         if not self.model_dir:
             raise ConfigError("model_dir", "is required (where checkpoints and logs go)")
-        if not self.dataset and self.mode in ("train", "train_then_eval"):
-            raise ConfigError(
-                "dataset",
-                "is required to train: a TFDS name such as cifar10 (with --data_dir where it "
-                "is prepared), or image_folder with --data_dir; see python run.py --help",
-            )
         if (self.use_tpu or self.tpu_name) and self.strategy not in ("auto", "tpu"):
             flag = "use_tpu" if self.use_tpu else "tpu_name"
             raise ConfigError(flag, f"asks for a TPU but --strategy={self.strategy}")
@@ -427,6 +421,13 @@ class Config:
                 "XLA cannot compile the blur of --augment_impl=device (it partitions the "
                 "batch dynamically); use --use_blur=false, --augment_impl=batched or "
                 "--jit_compile=false",
+            )
+        # Last: a bad value given on the command line is named first.
+        if not self.dataset and self.mode in ("train", "train_then_eval"):
+            raise ConfigError(
+                "dataset",
+                "is required to train: a TFDS name such as cifar10 (with --data_dir where it "
+                "is prepared), or image_folder with --data_dir; see python run.py --help",
             )
 
 

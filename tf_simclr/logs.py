@@ -28,14 +28,23 @@ _INFO_NOISE = {
 }
 
 
+# TFDS warns this when it looks for a dataset that is not prepared; our error says what to do.
+_TFDS_WARNINGS = ("Variant folder",)
+
+
 class _LibraryNoise(std_logging.Filter):
     def filter(self, record: std_logging.LogRecord) -> bool:
         if logging.get_verbosity() > logging.INFO:
             return True  # --verbosity=1 or more: everything
-        if record.levelno > std_logging.INFO:
-            return True
         path = record.pathname or ""
-        if f"{os.sep}tensorflow_datasets{os.sep}" in path:
+        tfds = f"{os.sep}tensorflow_datasets{os.sep}" in path
+        if record.levelno > std_logging.INFO:
+            return not (
+                tfds
+                and record.levelno == std_logging.WARNING
+                and record.getMessage().startswith(_TFDS_WARNINGS)
+            )
+        if tfds:
             return False
         prefix = _INFO_NOISE.get(os.path.basename(path))
         return prefix is None or not record.getMessage().startswith(prefix)

@@ -35,6 +35,16 @@ def write_image_folder(root, split="train", classes=("cat", "dog"), per_class=8,
     return pathlib.Path(root)
 
 
+@pytest.fixture(autouse=True)
+def _network_answers(monkeypatch):
+    """Tests run offline: TFDS datasets "downloaded" here are mocks or local builders that
+    need no network, so `download="auto"` may go ahead. Tests of the offline path set the
+    probe to False themselves; `tests/data/test_sources.py` tests the probe itself."""
+    from tf_simclr.data import sources
+
+    monkeypatch.setattr(sources, "network_reachable", lambda *args, **kwargs: True)
+
+
 @pytest.fixture
 def image_folder(tmp_path):
     """A tiny labelled image folder: train/{cat,dog}/*.jpg, 16 px, 8 images per class."""

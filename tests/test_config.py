@@ -30,6 +30,10 @@ def test_reference_flag_names_exist():
     [
         ({"mode": "bogus"}, "mode"),
         ({"model_dir": ""}, "model_dir"),
+        ({"dataset": ""}, "dataset"),
+        ({"dataset": "", "mode": "train_then_eval"}, "dataset"),
+        ({"download": "maybe"}, "download"),
+        ({"knn_train_examples": -1}, "knn_train_examples"),
         ({"train_batch_size": 0}, "train_batch_size"),
         ({"image_size": 7}, "image_size"),
         ({"width_multiplier": 0.0}, "width_multiplier"),
@@ -46,7 +50,7 @@ def test_reference_flag_names_exist():
     ],
 )
 def test_validation_names_the_flag(changes, flag):
-    config = Config(model_dir="/tmp/run").replace(**changes)
+    config = Config(model_dir="/tmp/run", dataset="cifar10").replace(**changes)
     with pytest.raises(ConfigError) as err:
         config.validate()
     assert err.value.flag == flag
@@ -59,7 +63,16 @@ def test_cifar_stem_rule():
 
 
 def test_defaults_validate():
-    Config(model_dir="/tmp/run").validate()
+    Config(model_dir="/tmp/run", dataset="cifar10").validate()
+
+
+def test_training_asks_for_a_dataset_while_eval_and_export_read_it_from_the_model_dir():
+    # No silent imagenet2012: training without --dataset is one line naming the flag.
+    with pytest.raises(ConfigError) as err:
+        Config(model_dir="/tmp/run").validate()
+    assert str(err.value).startswith("--dataset: is required to train")
+    for mode in ("eval", "export", "import"):
+        Config(model_dir="/tmp/run", mode=mode).validate()
 
 
 def test_library_errors_speak_python_and_the_cli_maps_them_to_flags():

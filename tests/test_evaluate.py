@@ -188,3 +188,26 @@ def test_linear_eval_on_features_separates_clusters():
     assert result["steps"] == 10 * 7  # ceil(100 / 16) per epoch
     assert result["test_top1"] == 1.0 and result["test_examples"] == 40
     assert result["train_top1"] > 0.9 and result["test_loss"] < 0.5
+
+
+def test_feature_extraction_reports_progress_in_a_log(caplog, monkeypatch):
+    """Not a terminal (a log file, CI): log lines naming what is extracted, not a bar."""
+    import logging
+
+    from tf_simclr.eval import features
+
+    monkeypatch.setattr(features.sys.stdout, "isatty", lambda: False, raising=False)
+    caplog.set_level(logging.INFO, logger="absl")
+    dataset = tf.data.Dataset.from_tensor_slices(
+        {"image": tf.ones([10, 4]), "label": tf.zeros([10], tf.int64)}
+    ).batch(4)
+    encoder = keras.Sequential([keras.Input([4]), keras.layers.Dense(2)])
+    progress = features.Progress(dataset, verbose=1, description="features of toy", every_seconds=0)
+    assert progress.bar is None and progress.total == 3
+    x, y = evaluate.extract_features(encoder, dataset, verbose=1, description="features of toy")
+    assert x.shape == (10, 2) and y.shape == (10,)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("features")]
+    assert lines and lines[-1].startswith("features of toy: 3/3 batches"), lines
+    caplog.clear()
+    evaluate.extract_features(encoder, dataset, verbose=0)
+    assert not [r for r in caplog.records if r.getMessage().startswith("features")]

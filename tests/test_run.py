@@ -94,6 +94,8 @@ def listing(path):
         (["--optimizer=sgd"], "optimizer"),
         (["--temperature=0"], "temperature"),
         (["--dataset=no_such_dataset_xyz"], "dataset"),
+        ([], "dataset"),  # no silent imagenet2012 download
+        (["--dataset=cifar10", "--data_dir=EMPTY", "--download=false"], "download"),
         (["--dataset=image_folder", "--data_dir=/no/such/dir"], "data_dir"),
         (["--dataset=image_folder", "--data_dir=EMPTY"], "data_dir"),
         (["--dataset=image_folder", "--data_dir=IMAGES", "--train_split=nope"], "train_split"),
@@ -140,6 +142,7 @@ def test_bad_input_exits_2_with_one_line_and_leaves_model_dir_alone(
     assert f"--{flag}" in error_lines[0] or f"'{flag}'" in error_lines[0], error_lines[0]
     assert "Traceback" not in proc.stderr
     assert listing(model_dir) == before
+    assert list((tmp_path / "empty").iterdir()) == []
 
 
 def test_missing_model_dir_is_a_usage_error():
@@ -148,8 +151,13 @@ def test_missing_model_dir_is_a_usage_error():
     assert "--model_dir" in proc.stderr
 
 
-def test_help_lists_reference_flags():
-    proc = run_cli(["--helpfull"])
+def test_help_exits_0_says_what_to_run_first_and_lists_reference_flags():
+    proc = run_cli(["--help"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith("SimCLR"), proc.stdout[:300]
+    first_command = proc.stdout.split("\n\n")[2]  # after the one-line summary and its lead-in
+    assert "python run.py --flagfile=experiments/quickstart.flags" in first_command
+    assert (ROOT / "experiments" / "quickstart.flags").exists()
     for flag in ("train_batch_size", "learning_rate_scaling", "proj_head_mode", "hidden_norm"):
         assert f"--{flag}" in proc.stdout or f"--[no]{flag}" in proc.stdout
 

@@ -396,3 +396,94 @@ def test_a_resumed_run_continues_the_data_epoch_where_it_stopped(tmp_path, image
     # shuffle seed (other batches for steps 6..10) ends elsewhere.
     other = resumed_from_step_5("other_order", seed=1)
     assert max(np.abs(other[k] - want[k]).max() for k in want) > 1e-3
+
+
+def test_changed_flags_lists_each_flag_with_its_old_and_new_value(tmp_path, caplog):
+    import logging
+
+    config = tiny_config(tmp_path, temperature=0.2, train_steps=6)
+    previous = json.loads(tiny_config(tmp_path).to_json())
+    previous.pop("knn_k")  # a field an older config.json lacks is not compared
+    assert training.changed_flags(previous, config) == [
+        ("temperature", 0.1, 0.2),
+        ("train_steps", 3, 6),
+    ]
+    caplog.set_level(logging.INFO, logger="absl")
+    training.warn_changed_flags(config)  # no config.json yet: nothing to say
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    (tmp_path / "config.json").write_text(json.dumps(previous))
+    training.warn_changed_flags(config)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        f"{tmp_path} was run before with other flags; now: --temperature=0.2 (was 0.1), "
+        "--train_steps=6 (was 3) (config.json is updated)"
+    ]
+
+
+def test_keras_epoch_headers_count_the_runs_epochs_after_a_resume(tmp_path, caplog, capsys):
+    """Resumed at step 2 of 6 (2 steps per epoch): Keras says "Epoch 2/3", "Epoch 3/3",
+    as our "Finished epoch 2/3" lines do (it said "Epoch 2/2" before)."""
+    import logging
+
+    import keras
+
+    caplog.set_level(logging.INFO, logger="absl")
+    model = keras.Sequential([keras.Input([3]), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+    model.optimizer.build(model.trainable_variables)
+    model.optimizer.iterations.assign(2)
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+    manager = tf.train.CheckpointManager(checkpoint, str(tmp_path), max_to_keep=1)
+    plan = training.StepPlan(steps_per_epoch=2, total_steps=6, warmup_steps=0, checkpoint_steps=2)
+    data = tf.data.Dataset.from_tensors((tf.ones([4, 3]), tf.ones([4, 1]))).repeat()
+    config = tiny_config(tmp_path, verbose=2, train_summary_steps=0)
+    capsys.readouterr()
+    result = training.fit(
+        config, model, model.optimizer, manager, plan, 2, str(tmp_path), lambda e, s: data
+    )
+    assert result["global_step"] == 6
+    headers = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Epoch")]
+    assert headers == ["Epoch 2/3", "Epoch 3/3"]
+    finished = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Finished")]
+    assert finished == ["Finished epoch 2/3", "Finished epoch 3/3"]
+
+
+@pytest.mark.slow
+def test_resume_warns_about_changed_flags_and_keras_numbers_epochs_as_we_do(
+    tmp_path, caplog, capsys
+):
+    """A resumed run names each changed flag (old and new value), and Keras' "Epoch e/n"
+    headers count the run's epochs, as our "Finished epoch e/n" lines do."""
+    import logging
+
+    from absl import logging as absl_logging
+
+    # As run.py does: absl's verbosity at INFO (tf.saved_model.save resets the absl logger's
+    # level to the verbosity, so caplog's level alone would not survive the first export).
+    verbosity = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.INFO)
+    caplog.set_level(logging.INFO, logger="absl")
+    try:
+        resume_twice(tmp_path / "run", caplog, capsys)
+    finally:
+        absl_logging.set_verbosity(verbosity)
+
+
+def resume_twice(model_dir, caplog, capsys):
+    import logging
+
+    with tfds.testing.mock_data(num_examples=16):  # 2 steps per epoch
+        modes.run(tiny_config(model_dir, train_steps=2, checkpoint_steps=2))
+        caplog.clear()
+        capsys.readouterr()
+        modes.run(tiny_config(model_dir, train_steps=6, temperature=0.2, verbose=2))
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    changed = [m for m in warnings if "was run before with other flags" in m]
+    assert len(changed) == 1, warnings
+    assert "--temperature=0.2 (was 0.1)" in changed[0] and "--train_steps=6 (was 2)" in changed[0]
+    assert "--verbose=2 (was 0)" in changed[0]
+    assert json.loads((model_dir / "config.json").read_text())["temperature"] == 0.2
+    finished = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Finished")]
+    assert finished == ["Finished epoch 2/3", "Finished epoch 3/3"]
+    headers = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Epoch")]
+    assert headers == ["Epoch 2/3", "Epoch 3/3"]

@@ -50,7 +50,12 @@ def train_source(config: Config, subset: bool = True) -> Source:
         dataset, split = split, "train"
     with flags_for(split="train_split"):
         source = make_source(
-            dataset, split, data_dir=config.data_dir or None, shuffle_files=True, seed=config.seed
+            dataset,
+            split,
+            data_dir=config.data_dir or None,
+            shuffle_files=True,
+            seed=config.seed,
+            download=config.download,
         )
     if subset and (config.label_fraction or config.labels_per_class):
         if source.num_classes == 0:
@@ -68,7 +73,12 @@ def train_source(config: Config, subset: bool = True) -> Source:
 
 def eval_source(config: Config) -> Source:
     with flags_for(split="eval_split"):
-        return make_source(config.dataset, config.eval_split, data_dir=config.data_dir or None)
+        return make_source(
+            config.dataset,
+            config.eval_split,
+            data_dir=config.data_dir or None,
+            download=config.download,
+        )
 
 
 def build_strategy(config: Config) -> tf.distribute.Strategy:

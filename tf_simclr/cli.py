@@ -1,6 +1,12 @@
-r"""tf_simclr command line: SimCLR on TensorFlow 2 / Keras 3.
+r"""SimCLR (v1/v2) on TensorFlow 2 / Keras 3: pretrain, evaluate, fine-tune, export.
 
-Pretrain, then linear evaluation on frozen features, then export:
+First command to try (about a minute on a laptop CPU; --data_dir holds TFDS's cifar10,
+see README "Offline" without internet):
+
+    python run.py --flagfile=experiments/quickstart.flags --data_dir=/tmp/tfds \
+        --model_dir=runs/quickstart
+
+Pretrain on CIFAR-10, then linear evaluation on frozen features:
 
     python run.py --mode=train_then_eval --dataset=cifar10 --eval_split=test \
         --image_size=32 --resnet_depth=18 --train_batch_size=512 --train_epochs=1000 \
@@ -12,16 +18,20 @@ Pretrain, then linear evaluation on frozen features, then export:
         --dataset=cifar10 --eval_split=test --image_size=32 --resnet_depth=18 \
         --train_epochs=90 --model_dir=runs/cifar10_r18_linear
 
-Intentionally thin: define the flags (one per field of `tf_simclr.config.Config`),
-build the config, call `tf_simclr.modes.run` with the names of the flags given
-on the command line (those may not contradict a saved model's architecture).
-Bad input (unknown flag, bad value, missing data) prints one line naming the
-flag and exits with code 2;
-SIGTERM/SIGINT save a checkpoint and exit with 128 + the signal number; a NaN
-loss stops without saving and exits with 3; losing a worker of a multi-worker
-job exits with 4. A TPU that cannot be reached is bad input (exit 2, naming
---tpu_name).
+Evaluate or export a trained model_dir (no other flag needed):
+    python run.py --mode=eval --model_dir=runs/cifar10_r18 --eval_split=test
+    python run.py --mode=export --model_dir=runs/cifar10_r18
+
+Running the same training command again resumes. Bad input prints one line naming the
+flag and exits 2; SIGTERM/SIGINT save a checkpoint and exit 128 + the signal; a NaN loss
+exits 3; a lost worker of a multi-worker job exits 4. --verbosity=1 shows the library
+log lines hidden by default. All flags: --helpfull; docs/flags.md; README.md.
 """
+
+# Intentionally thin: define the flags (one per field of `tf_simclr.config.Config`), build
+# the config, call `tf_simclr.modes.run` with the names of the flags given on the command
+# line (those may not contradict a saved model's architecture). A TPU that cannot be
+# reached is bad input (exit 2, naming --tpu_name).
 
 import os
 import sys
@@ -52,11 +62,20 @@ def usage_error(message: str) -> None:
     sys.exit(2)
 
 
+HELP_FLAGS = ("help", "h", "?", "helpshort", "helpfull", "helpxml")
+
+
 def parse_flags(argv):
     try:
         return FLAGS(argv)
     except flags.Error as e:
         usage_error(str(e).splitlines()[0])
+    except SystemExit as e:
+        # absl exits 1 after printing the help; asking for help is not an error.
+        asked = any(a.lstrip("-").split("=")[0] in HELP_FLAGS for a in argv[1:])
+        if e.code == 1 and asked:
+            sys.exit(0)
+        raise
 
 
 def config_from_flags() -> Config:

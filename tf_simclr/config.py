@@ -21,6 +21,7 @@ from typing import Any
 # The allowed values of each choice flag are defined by the module that owns them.
 from tf_simclr.data.augment_params import COLOR_JITTER_IMPLS
 from tf_simclr.data.pipeline import AUGMENT_IMPLS
+from tf_simclr.data.sources import DOWNLOAD_CHOICES
 from tf_simclr.distribute import STRATEGY_NAMES
 from tf_simclr.errors import UNSET, ArgumentError
 from tf_simclr.models.heads import PROJECTION_HEAD_MODES as PROJ_HEAD_MODES
@@ -125,12 +126,20 @@ class Config:
 
     # --- Data -----------------------------------------------------------------------
     dataset: str = _field(
-        "imagenet2012",
+        "",
         "A TFDS dataset name (e.g. cifar10, imagenet2012), or `image_folder` to read "
-        "--data_dir/<split>/<label>/<image> files.",
+        "--data_dir/<split>/<label>/<image> files. Required to train; eval and export read "
+        "it from --model_dir/model.json. (reference: default imagenet2012)",
     )
     data_dir: str = _field(
         "", "TFDS data directory, or the root of the image folder for --dataset=image_folder."
+    )
+    download: str = _field(
+        "auto",
+        "A TFDS dataset not prepared under --data_dir: true downloads and prepares it; false "
+        "fails at once; auto downloads only when the network answers (a probe of a few "
+        "seconds), else fails at once saying how to prepare it offline.",
+        DOWNLOAD_CHOICES,
     )
     train_split: str = _field(
         "train",
@@ -271,6 +280,12 @@ class Config:
         "(cosine, on encoder features of --train_split).",
     )
     knn_k: int = _field(200, "Neighbours for the kNN evaluation.")
+    knn_train_examples: int = _field(
+        0,
+        "Cap on the --train_split examples whose features the kNN evaluation compares "
+        "against: N // classes per class, the first ones in a seeded order (--seed), so "
+        "only those are read; 0: the whole split (as published kNN numbers).",
+    )
     knn_temperature: float = _field(0.1, "Temperature of the kNN vote weights.")
     eval_steps: int = _field(
         0,
@@ -509,6 +524,8 @@ class Config:
             raise ConfigError(
                 "distill_label_weight", f"must be >= 0, got {self.distill_label_weight}"
             )
+        if self.knn_train_examples < 0:
+            raise ConfigError("knn_train_examples", "must be >= 0 (0: the whole split)")
         if self.knn_temperature <= 0:
             raise ConfigError("knn_temperature", "must be > 0")
         if self.num_cpu_devices < 0:
@@ -524,6 +541,13 @@ class Config:
                 "XLA cannot compile the blur of --augment_impl=device (it partitions the "
                 "batch dynamically); use --use_blur=false, --augment_impl=batched or "
                 "--jit_compile=false",
+            )
+        # Last: a bad value given on the command line is named first.
+        if not self.dataset and self.mode in ("train", "train_then_eval"):
+            raise ConfigError(
+                "dataset",
+                "is required to train: a TFDS name such as cifar10 (with --data_dir where it "
+                "is prepared), or image_folder with --data_dir; see python run.py --help",
             )
 
 

@@ -25,14 +25,17 @@ resize to `image_size` when `image_size > 32`, only a resize when
 - `logits` and `probabilities` (softmax) `[N, C]`, if the model has a
   classifier (the online probe of a pretrained model, or the fine-tuned head).
 
-The input signatures deliberately leave the shape unspecified (`saved_model_cli`
-shows "unknown rank"): TensorFlow does not check shapes at a signature's
-boundary, and a declared static shape lets the graph optimiser fold away the
-runtime checks below. The graph therefore checks the shape itself and fails
-with a message such as "images must be [batch, height, width, 3] uint8 with
-values 0-255; got shape [2 32 32]". The dtype is fixed by the signature: a float
-tensor sent to `serving_default` fails with TensorFlow's "... was expected to be
-a uint8 tensor but is a float tensor" (use `serving_float` for float images).
+The input signatures declare `images` as `[-1, -1, -1, 3]` (`saved_model_cli show`
+prints `shape: (-1, -1, -1, 3)` and the dtype). TensorFlow does not check shapes
+at a signature's boundary, so the graph checks them itself: a wrong rank or
+channel count fails with "Shape of tensor images [2,32,32] is not compatible
+with expected shape [?,?,?,3]" (inside TensorFlow's "Graph execution error";
+where the optimiser keeps the assertion before it, with "images must be
+[batch, height, width, 3] uint8 with values 0-255; got shape [2 32 32]";
+`tests/test_export.py` sends wrong ranks and channel counts). The dtype is
+fixed by the signature: a float tensor sent to `serving_default` fails with
+TensorFlow's "... was expected to be a uint8 tensor but is a float tensor"
+(use `serving_float` for float images).
 
 TF Serving REST request to `POST http://HOST:8501/v1/models/MODEL:predict`
 ("row" format, one instance per image, pixels as `[r, g, b]` integers 0-255;
@@ -184,15 +187,19 @@ def _build_module(
     for training in (False, True):
         root.__call__.get_concrete_function(model_spec, training=training)
 
-    # Unknown rank on purpose: see the module docstring.
-    @tf.function(input_signature=[tf.TensorSpec(None, tf.uint8, name=INPUT_NAME)], autograph=False)
+    # Any batch and image size, 3 channels; the graph checks the shape too (module docstring).
+    served = [None, None, None, 3]
+
+    @tf.function(
+        input_signature=[tf.TensorSpec(served, tf.uint8, name=INPUT_NAME)], autograph=False
+    )
     def serve_uint8(images):
         images = _check_images(images, "uint8 with values 0-255")
         images = tf.image.convert_image_dtype(images, tf.float32)  # / 255, as to_float_image
         return _outputs(model, eval_preprocess(images, image_size, crop_proportion), False)
 
     @tf.function(
-        input_signature=[tf.TensorSpec(None, tf.float32, name=INPUT_NAME)], autograph=False
+        input_signature=[tf.TensorSpec(served, tf.float32, name=INPUT_NAME)], autograph=False
     )
     def serve_float(images):
         images = _check_images(images, "float32 with values in [0, 1]")

@@ -305,9 +305,42 @@ def probe_part(config: Config, classifier: keras.layers.Layer, initial=None) -> 
     return {saved[0]: classifier}
 
 
+def changed_flags(previous: dict, config: Config) -> list[tuple[str, object, object]]:
+    """`(flag, previous value, value)` for each field of `config` that differs from
+    `previous` (a `config.json` read back); fields `previous` lacks are not compared."""
+    return [
+        (f.name, previous[f.name], getattr(config, f.name))
+        for f in dataclasses.fields(config)
+        if f.name in previous and previous[f.name] != getattr(config, f.name)
+    ]
+
+
+def warn_changed_flags(config: Config) -> None:
+    """Logs one warning listing the flags that differ from the previous run's `config.json`
+    in `config.model_dir` (resuming with another --temperature, --train_steps, ...)."""
+    path = os.path.join(config.model_dir, "config.json")
+    if not os.path.exists(path):
+        return
+    try:
+        with open(path) as f:
+            previous = json.load(f)
+    except (OSError, ValueError) as e:
+        logging.warning("Could not read the previous %s (%s); it is overwritten", path, e)
+        return
+    changes = changed_flags(previous, config) if isinstance(previous, dict) else []
+    if changes:
+        logging.warning(
+            "%s was run before with other flags; now: %s (config.json is updated)",
+            config.model_dir,
+            ", ".join(f"--{name}={new} (was {old})" for name, old, new in changes),
+        )
+
+
 def describe_run(config: Config, strategy: tf.distribute.Strategy, num_classes: int) -> None:
-    """Writes `config.json` and `model.json` (see `tf_simclr.run_dir`) on the chief."""
+    """Writes `config.json` and `model.json` (see `tf_simclr.run_dir`) on the chief; a
+    resumed run first warns about each flag that changed since the previous one."""
     if distribute.is_chief(strategy):
+        warn_changed_flags(config)
         save_config(config, config.model_dir)
         run_dir.write(
             os.path.join(config.model_dir, run_dir.MODEL_FILE),
@@ -363,6 +396,14 @@ def view_summaries(config: Config, source: Source, write_dir: str, step: tf.Vari
     ]
 
 
+class _OneEpoch(keras.callbacks.Callback):
+    """Ends a `model.fit(initial_epoch=e, epochs=total)` after epoch e: one fit per epoch
+    (see `fit_segments`) whose progress headers still say "Epoch e+1/total"."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.model.stop_training = True
+
+
 def fit(
     config,
     model,
@@ -390,6 +431,9 @@ def fit(
         ),
         *extra_callbacks,
     ]
+    # Keras numbers its "Epoch e/n" headers from fit's initial_epoch and epochs: give it the
+    # run's epoch and total, and stop each fit after its one epoch (see `_OneEpoch`).
+    callbacks.append(_OneEpoch())
     logs: dict = {}
     began = time.time()
     epochs_total = math.ceil(plan.total_steps / plan.steps_per_epoch)
@@ -399,7 +443,7 @@ def fit(
                 history = model.fit(
                     distributed_dataset(epoch, offset),
                     initial_epoch=epoch,
-                    epochs=epoch + 1,
+                    epochs=epochs_total,
                     steps_per_epoch=steps,
                     callbacks=callbacks,
                     verbose=config.verbose,

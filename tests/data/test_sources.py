@@ -2,6 +2,7 @@
 
 import logging
 import os
+import time
 
 import numpy as np
 import pytest
@@ -10,6 +11,10 @@ import tensorflow_datasets as tfds
 
 from tf_simclr.data import sources
 from tf_simclr.data.sources import DataError
+
+# The real probe (conftest replaces `sources.network_reachable` for every test, after this
+# module is imported).
+REAL_NETWORK_PROBE = sources.network_reachable
 
 # ---------------------------------------------------------------------------
 # Tiny TFDS builders, prepared locally (no network) in a temporary data_dir.
@@ -165,12 +170,45 @@ def test_tfds_unlabeled_rgba(tmp_path):
 
 
 def test_tfds_not_prepared_and_download_fails(tmp_path):
+    data_dir = tmp_path / "new"  # download_and_prepare creates it, the failure removes it
     with pytest.raises(DataError) as info:
-        sources.tfds_source("tf_simclr_test_offline", "train", data_dir=str(tmp_path))
+        sources.tfds_source("tf_simclr_test_offline", "train", data_dir=str(data_dir))
     err = info.value
     assert err.argument == "data_dir"
-    assert str(tmp_path) in str(err)
+    assert str(data_dir) in str(err)
     assert "could not be downloaded" in str(err) and "network is unreachable" in str(err)
+    assert "README 'Offline'" in str(err)
+    assert not data_dir.exists()
+
+
+def test_tfds_offline_fails_at_once_creates_nothing_and_says_how_to_prepare(tmp_path, monkeypatch):
+    monkeypatch.setattr(sources, "network_reachable", lambda *args, **kwargs: False)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    began = time.monotonic()
+    for data_dir in (empty, tmp_path / "missing"):
+        with pytest.raises(DataError) as info:
+            sources.make_source("cifar10", "train", data_dir=str(data_dir))
+        assert info.value.argument == "data_dir" and info.value.value == str(data_dir)
+        message = str(info.value)
+        assert "no network" in message and "README 'Offline'" in message, message
+        assert "\n" not in message
+    assert time.monotonic() - began < 10  # TFDS's own retries took 214 s
+    assert list(empty.iterdir()) == [] and not (tmp_path / "missing").exists()
+    # --download=false: no probe, no download, the same advice.
+    monkeypatch.setattr(sources, "network_reachable", lambda *args, **kwargs: 1 / 0)
+    with pytest.raises(DataError) as info:
+        sources.make_source("cifar10", "train", data_dir=str(empty), download="false")
+    assert info.value.argument == "download" and "README 'Offline'" in str(info.value)
+    assert list(empty.iterdir()) == []
+
+
+def test_network_probe_gives_up_quickly_on_a_name_that_cannot_resolve(monkeypatch):
+    monkeypatch.delenv("https_proxy", raising=False)
+    monkeypatch.delenv("HTTPS_PROXY", raising=False)
+    began = time.monotonic()
+    assert REAL_NETWORK_PROBE("tf-simclr-test.invalid", timeout=2.0) is False
+    assert time.monotonic() - began < 5
 
 
 # ---------------------------------------------------------------------------
@@ -209,10 +247,15 @@ def labeled_root(tmp_path):
     _write(str(train / "dog" / "garbage.jpg"), b"this is not a jpeg at all")
     big = tf.io.encode_jpeg(_rng_image((40, 40, 3), 3)).numpy()
     _write(str(train / "dog" / "truncated.jpg"), big[: len(big) // 2])
+    png = tf.io.encode_png(_rng_image((40, 40, 3), 4)).numpy()
+    _write(str(train / "dog" / "truncated.png"), png[:-20])  # cut inside the IEND chunk
+    # Complete files with a few bytes after their end marker are kept.
+    _write(str(train / "cat" / "padded.jpg"), tf.io.encode_jpeg(rgb[:5]).numpy() + b"\0" * 8)
     _write(str(train / "loose.png"), tf.io.encode_png(rgb).numpy())  # outside class folders
     _write(str(train / "cat" / ".DS_Store"), b"hidden, ignored")
     expected = {
         (10, 12): (0, None),
+        (5, 12): (0, None),
         (14, 9): (0, np.repeat(gray, 3, axis=-1)),
         (7, 11): (1, rgba[..., :3]),
     }
@@ -223,17 +266,14 @@ def test_scan_image_folder_counts(labeled_root):
     root, _ = labeled_root
     paths, labels, class_names, skipped = sources.scan_image_folder(os.path.join(root, "train"))
     assert class_names == ("cat", "dog")
-    assert [os.path.basename(p) for p in paths] == [
-        "gray.png",
-        "rgb.JPG",
-        "rgba.png",
-        "truncated.jpg",  # valid header; only decoding can tell it is broken
-    ]
-    assert labels == [0, 0, 1, 1]
+    names = [os.path.basename(p) for p in paths]
+    assert names == ["gray.png", "padded.jpg", "rgb.JPG", "rgba.png"]
+    assert labels == [0, 0, 0, 1]
     assert skipped == {
         "empty": 1,
         "not_image": 1,
         "bad_header": 1,
+        "truncated": 2,  # a valid header, but the JPEG / PNG ends before its end marker
         "unreadable": 0,
         "outside_class": 1,
     }
@@ -245,14 +285,14 @@ def test_image_folder_yields_decodable_images(labeled_root, caplog):
     source = sources.image_folder_source(root, "train")
     summaries = [r.getMessage() for r in caplog.records if "image folder" in r.getMessage()]
     assert summaries == [
-        f"image folder {os.path.join(root, 'train')}: 4 images, 2 classes, skipped 4 "
-        "(1 empty, 1 not an image, 1 bad header, 1 outside class folders)"
+        f"image folder {os.path.join(root, 'train')}: 4 images, 2 classes, skipped 6 "
+        "(1 empty, 1 not an image, 1 bad header, 2 truncated, 1 outside class folders)"
     ]
     assert (source.num_classes, source.class_names) == (2, ("cat", "dog"))
     assert source.num_examples == 4  # counted before decoding
     assert (source.name, source.split) == ("image_folder", "train")
     examples = list(source.dataset.as_numpy_iterator())  # must not raise
-    assert len(examples) == 3
+    assert len(examples) == 4  # every counted image decodes: none is dropped later
     for ex in examples:
         image = ex["image"]
         assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[-1] == 3
@@ -272,7 +312,7 @@ def test_image_folder_shuffle_files_is_seeded(labeled_root):
 
     first = order(7)
     assert first == order(7)
-    assert sorted(first) == sorted([(10, 12), (14, 9), (7, 11)])
+    assert sorted(first) == sorted([(10, 12), (5, 12), (14, 9), (7, 11)])
 
 
 def test_image_folder_unlabeled(tmp_path):

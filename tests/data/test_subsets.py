@@ -127,3 +127,32 @@ def test_subset_of_a_shuffled_image_folder_is_the_same_every_epoch(image_folder)
 def test_subset_source_needs_labels():
     with pytest.raises(ValueError, match="no labels"):
         subsets.subset_source(memory_source(labeled=False), per_class=1)
+
+
+def test_balanced_prefix_keeps_the_first_per_class_and_stops_reading():
+    """The kNN cap (--knn_train_examples): the first 2 of each of 3 classes in the source's
+    order; reading stops when every class has them (the rest of the split is never read)."""
+    labels = [0, 0, 1, 0, 2, 1, -1, 1, 2, 0]  # every class full after index 8
+    images = tf.reshape(tf.cast(tf.range(10), tf.uint8), [10, 1, 1, 1])
+    head = tf.data.Dataset.from_tensor_slices(
+        {"image": images, "label": tf.constant(labels, tf.int64)}
+    )
+
+    def never_read(_):
+        raise AssertionError("read past the examples it needed")
+
+    # Reading one more element than needed would run this and fail.
+    tail = tf.data.Dataset.range(1).map(
+        lambda i: {
+            "image": tf.numpy_function(never_read, [i], tf.uint8, stateful=True)[None, None, None],
+            "label": tf.constant(0, tf.int64),
+        }
+    )
+    source = Source(head.concatenate(tail), 11, 3, ("a", "b", "c"), "toy", "train")
+    capped = subsets.balanced_prefix(source, 2)
+    examples = list(capped.dataset.as_numpy_iterator())
+    assert [int(e["image"][0, 0, 0]) for e in examples] == [0, 1, 2, 4, 5, 8]
+    assert [int(e["label"]) for e in examples] == [0, 0, 1, 2, 1, 2]
+    assert capped.num_examples == 6 and capped.name == "toy[first 2/class]"
+    with pytest.raises(ValueError, match="no labels"):
+        subsets.balanced_prefix(Source(head, 10, 0, (), "toy", "train"), 2)

@@ -25,6 +25,7 @@ from tf_simclr.data.sources import (
     tfds_source,
 )
 from tf_simclr.data.subsets import (
+    balanced_prefix,
     balanced_subset_indices,
     subset_source,
     unlabel_outside_subset,
@@ -39,6 +40,7 @@ __all__ = [
     "DataError",
     "DeviceViews",
     "Source",
+    "balanced_prefix",
     "balanced_subset_indices",
     "eval_dataset",
     "eval_view",

@@ -16,6 +16,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
+import socket
+import threading
+import urllib.parse
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -28,15 +32,30 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 FOLDER_LAYOUT = "<data_dir>/<split>/<label>/<image> or <data_dir>/<split>/<image>"
 
 # Keys of the `skipped` dict returned by `scan_image_folder`, in report order.
-SKIP_REASONS = ("empty", "not_image", "bad_header", "unreadable", "outside_class")
+SKIP_REASONS = ("empty", "not_image", "bad_header", "truncated", "unreadable", "outside_class")
 _SKIP_WORDS = {
     "empty": "empty",
     "not_image": "not an image",
     "bad_header": "bad header",
+    "truncated": "truncated",
     "unreadable": "unreadable",
     "outside_class": "outside class folders",
 }
 _HEADER_BYTES = 16
+# The end of a complete file lies in its last bytes: JPEG's EOI marker (entropy-coded data
+# cannot hold it: a 0xFF byte there is followed by 0x00 or a restart marker), PNG's IEND
+# chunk, GIF's trailer. Some writers append a few padding bytes after them.
+_TAIL_BYTES = 1024
+
+# `tfds_source(download=...)`: "auto" downloads a dataset that is not prepared only when
+# TFDS's storage answers; without network TFDS retries for minutes before failing.
+DOWNLOAD_CHOICES = ("auto", "true", "false")
+_PROBE_HOST = "storage.googleapis.com"  # TFDS's mirror of prepared datasets
+_PROBE_SECONDS = 3.0
+OFFLINE_HINT = (
+    "prepare it on a machine with internet (or offline from an image-folder copy, "
+    "README 'Offline'), then give its directory as --data_dir"
+)
 
 
 class DataError(ArgumentError):
@@ -107,6 +126,7 @@ def tfds_source(
     data_dir: str | None = None,
     shuffle_files: bool = False,
     seed: int | None = None,
+    download: str = "auto",
 ) -> Source:
     """Any TFDS image dataset with an ``image`` feature (and optionally ``label``).
 
@@ -122,11 +142,18 @@ def tfds_source(
         restarted run reads the files in the same order; the pipeline's seeded
         per-epoch shuffle varies the example order.
       seed: file-shuffling seed (only used with ``shuffle_files``).
+      download: what to do when the dataset is not prepared under ``data_dir``:
+        ``"true"`` downloads and prepares it; ``"false"`` fails at once;
+        ``"auto"`` downloads only when the network answers (`network_reachable`,
+        a few seconds at most), else fails at once, without TFDS's minutes of
+        retries. A failure is a ``DataError`` on ``data_dir`` (``"download"``
+        when it forbade the download) saying how to prepare the data, and leaves
+        no directory behind that was not there before.
 
-    If the dataset is not prepared under ``data_dir`` it is downloaded and
-    prepared; when that fails (e.g. no network) a ``DataError`` names ``data_dir``.
     Single-channel images are tiled to RGB, RGBA images lose their alpha.
     """
+    if download not in DOWNLOAD_CHOICES:
+        raise DataError("download", f"must be one of {', '.join(DOWNLOAD_CHOICES)}", download)
     try:
         builder = tfds.builder(name, data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError:
@@ -148,18 +175,7 @@ def tfds_source(
         )
 
     if not builder.is_prepared():
-        logging.info("TFDS %s is not prepared under %s; preparing it", name, builder.data_dir)
-        try:
-            builder.download_and_prepare()
-        except ImportError:
-            raise  # a broken installation, not a data_dir problem
-        except Exception as err:  # network, manual-download and disk errors all look different
-            raise DataError(
-                "data_dir",
-                f"TFDS dataset {name!r} is not prepared under this directory and could not "
-                f"be downloaded ({type(err).__name__}: {_one_line(err)})",
-                data_dir if data_dir else os.fspath(builder.data_dir_root),
-            ) from None
+        _prepare(builder, name, data_dir, download)
 
     # One file order per seed, the same every epoch: the pipeline reshuffles examples
     # per epoch from (seed, epoch), so a resumed run can rebuild any epoch's order.
@@ -210,6 +226,70 @@ def tfds_source(
     )
 
 
+def network_reachable(host: str = _PROBE_HOST, timeout: float = _PROBE_SECONDS) -> bool:
+    """True if a TCP connection to ``host``:443 (or to the HTTPS proxy in the environment)
+    opens within about ``timeout`` seconds, name resolution included."""
+    proxy = os.environ.get("https_proxy") or os.environ.get("HTTPS_PROXY")
+    port = 443
+    if proxy:
+        parsed = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        host, port = parsed.hostname or host, parsed.port or 80
+    result: list[bool] = []
+
+    def probe():  # getaddrinfo has no timeout of its own: run it where we can stop waiting
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            result.append(True)
+        except OSError:
+            result.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(result and result[0])
+
+
+def _prepare(builder, name: str, data_dir: str | None, download: str) -> None:
+    """Downloads and prepares ``builder`` as ``download`` allows (see `tfds_source`)."""
+    root = os.fspath(builder.data_dir_root)
+    shown = data_dir if data_dir else root
+    if download == "false":
+        raise DataError(
+            "download",
+            f"TFDS dataset {name!r} is not prepared under {shown} and downloads are off; "
+            f"{OFFLINE_HINT}, or allow the download",
+            download,
+        )
+    if download == "auto" and not network_reachable():
+        raise DataError(
+            "data_dir",
+            f"TFDS dataset {name!r} is not prepared under this directory and there is no "
+            f"network to download it ({_PROBE_HOST} unreachable); {OFFLINE_HINT} "
+            "(--download=true tries anyway, e.g. with manual downloads)",
+            shown,
+        )
+    logging.info("TFDS %s is not prepared under %s; downloading and preparing it", name, root)
+    # What download_and_prepare may create; removed again on failure if it is new.
+    created = [
+        path
+        for path in (root, os.path.join(root, builder.name), os.path.join(root, "downloads"))
+        if not os.path.exists(path)
+    ]
+    try:
+        builder.download_and_prepare()
+    except ImportError:
+        raise  # a broken installation, not a data_dir problem
+    except Exception as err:  # network, manual-download and disk errors all look different
+        for path in created:
+            shutil.rmtree(path, ignore_errors=True)
+        raise DataError(
+            "data_dir",
+            f"TFDS dataset {name!r} is not prepared under this directory and could not "
+            f"be downloaded ({type(err).__name__}: {_one_line(err)}); {OFFLINE_HINT}",
+            shown,
+        ) from None
+
+
 # ---------------------------------------------------------------------------
 # Image folder
 # ---------------------------------------------------------------------------
@@ -231,18 +311,37 @@ def _sorted_entries(path: str) -> list[os.DirEntry]:
         return sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
 
 
+def _is_complete(header: bytes, tail: bytes, size: int) -> bool:
+    """False if the file, of which ``header`` and ``tail`` are the first and last bytes,
+    ends before its format's end marker (a truncated download or copy)."""
+    if header.startswith(b"\xff\xd8\xff"):  # JPEG: the EOI marker
+        return b"\xff\xd9" in tail
+    if header.startswith(b"\x89PNG"):  # PNG: the IEND chunk
+        return b"IEND" in tail
+    if header.startswith(b"GIF"):  # GIF: the trailer byte
+        return b"\x3b" in tail[-16:]
+    if header.startswith(b"BM") and len(header) >= 6:  # BMP: the size it declares
+        return int.from_bytes(header[2:6], "little") <= size
+    return True
+
+
 def _check_file(entry: os.DirEntry) -> str | None:
     """Returns None for a usable image file, else the skip reason."""
     if not entry.name.lower().endswith(IMAGE_EXTENSIONS):
         return "not_image"
     try:
-        if entry.stat().st_size == 0:
+        size = entry.stat().st_size
+        if size == 0:
             return "empty"
         with open(entry.path, "rb") as f:
             header = f.read(_HEADER_BYTES)
+            f.seek(max(0, size - _TAIL_BYTES))
+            tail = f.read()
     except OSError:
         return "unreadable"
-    return None if _has_image_magic(header) else "bad_header"
+    if not _has_image_magic(header):
+        return "bad_header"
+    return None if _is_complete(header, tail, size) else "truncated"
 
 
 def scan_image_folder(
@@ -257,8 +356,11 @@ def scan_image_folder(
     searched recursively. Hidden entries (name starting with ``.``) are ignored.
 
     A file is used if its extension is jpg/jpeg/png/bmp/gif (any case), it is
-    not empty and its first bytes are a JPEG/PNG/BMP/GIF signature. The
-    content, not the extension, decides how it is decoded.
+    not empty, its first bytes are a JPEG/PNG/BMP/GIF signature and its last
+    bytes hold the format's end marker (JPEG EOI, PNG IEND, GIF trailer; BMP:
+    at least the size its header declares), so a truncated copy is skipped
+    here instead of failing in the decoder. The content, not the extension,
+    decides how it is decoded.
 
     Returns:
       paths: image paths, sorted by class then file name.
@@ -317,9 +419,12 @@ def image_folder_source(
       seed: seed of the file-list shuffle.
 
     Decoding happens inside ``tf.data`` (any of JPEG/PNG/BMP/GIF, grayscale or
-    RGBA, always giving uint8 RGB). Files that pass the header check but still
-    fail to decode (e.g. truncated) are dropped by ``ignore_errors``: tf.data
-    logs a warning with the decoder message (not the path) and the epoch goes on.
+    RGBA, always giving uint8 RGB). Empty, non-image, truncated and unreadable
+    files are skipped when the folder is scanned and counted in the log
+    ("skipped 3 (1 empty, 1 bad header, 1 truncated)"). A file that passes
+    those checks but still fails to decode (corrupt inside) is dropped by
+    ``ignore_errors``: tf.data logs a warning with the decoder message (not the
+    path) and the epoch goes on.
     """
     if not root or not os.path.isdir(root):
         raise DataError(
@@ -386,8 +491,16 @@ def make_source(
     data_dir: str | None = None,
     shuffle_files: bool = False,
     seed: int | None = None,
+    download: str = "auto",
 ) -> Source:
-    """Builds the source named by ``dataset``: ``"image_folder"`` or a TFDS name."""
+    """Builds the source named by ``dataset``: ``"image_folder"`` or a TFDS name.
+
+    ``download`` applies to TFDS datasets (see `tfds_source`)."""
+    if not dataset:
+        raise DataError(
+            "dataset",
+            f"is required: a TFDS name such as cifar10, or {IMAGE_FOLDER!r} for a folder of images",
+        )
     if dataset == IMAGE_FOLDER:
         if not data_dir:
             raise DataError(
@@ -401,4 +514,5 @@ def make_source(
         data_dir=data_dir or None,
         shuffle_files=shuffle_files,
         seed=seed,
+        download=download,
     )

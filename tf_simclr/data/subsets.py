@@ -179,6 +179,54 @@ def subset_source(
     )
 
 
+def balanced_prefix(source: Source, per_class: int) -> Source:
+    """A new `Source` with the first ``per_class`` examples of each class, in
+    ``source``'s order, and reading stops once every class has them.
+
+    Unlike `subset_source` this reads only as far as needed (on a shuffled
+    source, about ``per_class * num_classes`` examples and a little more), so
+    it is cheap on a large split: the kNN evaluation caps its training
+    features with it. Build ``source`` with ``shuffle_files=True`` and a seed
+    for a seeded choice that is not the first files of each class.
+
+    Args:
+      source: a labelled source (``num_classes > 0``); unlabelled examples
+        (label -1) are dropped.
+      per_class: examples to keep per class, >= 1.
+
+    Returns:
+      A `Source` whose ``num_examples`` is an upper bound,
+      ``min(source.num_examples, per_class * num_classes)`` (a class may have
+      fewer), named like ``"cifar10[first 500/class]"``.
+    """
+    if int(per_class) != per_class or per_class < 1:
+        raise ValueError(f"`per_class` must be an integer >= 1, got {per_class!r}.")
+    if source.num_classes == 0:
+        raise ValueError(f"{source.name} {source.split!r} has no labels; a subset needs labels.")
+    num_classes = source.num_classes
+
+    def count(counts, example):
+        label = example["label"]
+        full_before = tf.reduce_all(counts >= per_class)
+        keep = tf.logical_and(label >= 0, tf.gather(counts, tf.maximum(label, 0)) < per_class)
+        one_hot = tf.one_hot(tf.maximum(label, 0), num_classes, dtype=tf.int64)
+        counts = counts + one_hot * tf.cast(keep, tf.int64)
+        return counts, (example, keep, full_before)
+
+    dataset = (
+        source.dataset.scan(tf.zeros([num_classes], tf.int64), count)
+        .take_while(lambda example, keep, full_before: tf.logical_not(full_before))
+        .filter(lambda example, keep, full_before: keep)
+        .map(lambda example, keep, full_before: example)
+    )
+    return dataclasses.replace(
+        source,
+        dataset=dataset,
+        num_examples=min(source.num_examples, int(per_class) * num_classes),
+        name=f"{source.name}[first {int(per_class)}/class]",
+    )
+
+
 def unlabel_outside_subset(
     source: Source,
     *,

@@ -7,9 +7,13 @@ notebook analysis. The helpers here are shared by the other protocols.
 
 from __future__ import annotations
 
+import sys
+import time
+
 import keras
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 
 def images_and_labels(batch) -> tuple[tf.Tensor, tf.Tensor]:
@@ -26,6 +30,50 @@ def progress_bar(dataset: tf.data.Dataset, verbose: int) -> keras.utils.Progbar 
     return keras.utils.Progbar(batches if batches >= 0 else None)
 
 
+class Progress:
+    """Progress over the batches of a dataset: a Keras progress bar on a terminal, else (a
+    log file, a pipe) one log line every `every_seconds` and one at the end.
+
+    `verbose=0` says nothing; on a terminal `verbose=2` logs like a pipe does.
+    """
+
+    def __init__(
+        self, dataset: tf.data.Dataset, verbose: int, description: str, every_seconds=30.0
+    ):
+        batches = int(dataset.cardinality())
+        self.total = batches if batches >= 0 else None
+        self.verbose = verbose
+        self.description = description
+        self.every_seconds = every_seconds
+        self.began = self.last = time.monotonic()
+        self.batches = 0
+        self.bar = None
+        if verbose == 1 and sys.stdout.isatty():
+            self.bar = keras.utils.Progbar(self.total)
+
+    def _log(self) -> None:
+        of = f"/{self.total}" if self.total is not None else ""
+        logging.info(
+            "%s: %d%s batches, %.0f s",
+            self.description,
+            self.batches,
+            of,
+            time.monotonic() - self.began,
+        )
+
+    def update(self) -> None:
+        self.batches += 1
+        if self.bar is not None:
+            self.bar.update(self.batches)
+        elif self.verbose and time.monotonic() - self.last >= self.every_seconds:
+            self.last = time.monotonic()
+            self._log()
+
+    def done(self) -> None:
+        if self.bar is None and self.verbose:
+            self._log()
+
+
 def inference_fn(model, key: str):
     """`images -> model(images, training=False)[key]` as a tf.function (or the tensor output)."""
 
@@ -38,7 +86,10 @@ def inference_fn(model, key: str):
 
 
 def extract_features(
-    model_or_encoder: keras.Model, dataset: tf.data.Dataset, verbose: int = 0
+    model_or_encoder: keras.Model,
+    dataset: tf.data.Dataset,
+    verbose: int = 0,
+    description: str = "features",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Features of every example of ``dataset``, in inference mode.
 
@@ -47,20 +98,22 @@ def extract_features(
         returning a dict with ``"embedding"`` (`SimCLR`, `Classifier`).
       dataset: batches ``{"image": [B, S, S, 3], "label": [B]}`` (or
         ``(images, labels)``), e.g. `tf_simclr.data.eval_dataset`.
-      verbose: 1 shows a progress bar.
+      verbose: 1 shows a progress bar on a terminal; elsewhere (and with 2) a log
+        line every 30 s and at the end names ``description`` and the batches done.
+      description: what is extracted, for the progress lines.
 
     Returns:
       features float32 `[N, D]` and labels int64 `[N]`, in dataset order.
     """
     forward = inference_fn(model_or_encoder, "embedding")
-    progbar = progress_bar(dataset, verbose)
+    progress = Progress(dataset, verbose, description)
     features, labels = [], []
-    for step, batch in enumerate(dataset, start=1):
+    for batch in dataset:
         images, batch_labels = images_and_labels(batch)
         features.append(np.asarray(forward(images), np.float32))
         labels.append(np.asarray(batch_labels, np.int64))
-        if progbar is not None:
-            progbar.update(step)
+        progress.update()
+    progress.done()
     if not features:
         raise ValueError("extract_features got an empty dataset.")
     return np.concatenate(features), np.concatenate(labels)

@@ -95,9 +95,10 @@ def run(config, given: frozenset[str] | None = None) -> dict:
     """
     import tensorflow as tf
 
-    from tf_simclr import builders, distribute, run_dir
+    from tf_simclr import builders, distribute, logs, run_dir
     from tf_simclr.modes import distill, evaluate, export, finetune, import_official, pretrain
 
+    logs.quiet_library_logs()  # absl --verbosity=1 brings the dropped lines back
     config.validate()
     if config.mode == "preview":
         # Draws the flags' views; no model, no strategy, no saved architecture to adopt.

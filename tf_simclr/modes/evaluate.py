@@ -3,15 +3,16 @@
 The model is rebuilt from `model_dir/model.json` (see `tf_simclr.run_dir`), so
 only the data it is evaluated on must be on disk. A pretrained model reports
 its online probe's top-1/top-5 (when it has one) and weighted kNN top-1 on
-encoder features (`tf_simclr.eval.knn`, against the features of the whole
-`train_split`); a fine-tuned or distilled one its classifier's top-1/top-5
-(`--eval_steps` > 0: on that many batches only). Results go to the log, to
-`model_dir/eval_results.json` and `eval_<name>_<step>.json`, and to TensorBoard
-(`model_dir/eval_<name>/`), where <name> is `--eval_name` or the split. With
-`--eval_projector`, the encoder features of every eval image also go to TensorBoard's
-embedding projector (`tf_simclr.viz.write_dataset_projector`: vectors, labels, a sprite
-of the images) in that directory. `--eval_continuous` evaluates each new checkpoint until
-the run's last step.
+encoder features (`tf_simclr.eval.knn`, against the features of
+`train_split`, all of it or `--knn_train_examples` of it); a fine-tuned or
+distilled one its classifier's top-1/top-5 (`--eval_steps` > 0: on that many
+batches only). Results go to the log, to `model_dir/eval_results.json` and
+`eval_<name>_<step>.json`, and to TensorBoard (`model_dir/eval_<name>/`), where
+<name> is `--eval_name` or the split. With `--eval_projector`, the encoder features
+of every eval image also go to TensorBoard's embedding projector
+(`tf_simclr.viz.write_dataset_projector`: vectors, labels, a sprite of the images)
+in that directory. `--eval_continuous` evaluates each new checkpoint until the run's
+last step.
 """
 
 from __future__ import annotations
@@ -27,23 +28,33 @@ from absl import logging
 from tf_simclr import builders, checkpoints, run_dir, training
 from tf_simclr.callbacks import write_scalars
 from tf_simclr.config import Config, ConfigError, flags_for
-from tf_simclr.data import eval_dataset
+from tf_simclr.data import balanced_prefix, eval_dataset
 from tf_simclr.eval import evaluate_classifier, extract_features, knn_accuracy
 
 
+def knn_train_source(config: Config):
+    """The train split the kNN evaluation compares against: all of it, or with
+    `--knn_train_examples=N` the first N // classes examples of each class in the seeded
+    file order of `builders.train_source` (only those are read)."""
+    source = builders.train_source(config, subset=False)
+    if config.knn_train_examples and source.num_classes:
+        per_class = max(1, config.knn_train_examples // source.num_classes)
+        source = balanced_prefix(source, per_class)
+    return source
+
+
 def frozen_features(config: Config, model, verbose: int = 0) -> dict:
-    """`{"train": (x, y), "test": (x, y)}`: encoder features of the whole train split and of
-    the eval split, with the eval preprocessing (no augmentation)."""
-    splits = {
-        "train": builders.train_source(config, subset=False),
-        "test": builders.eval_source(config),
-    }
+    """`{"train": (x, y), "test": (x, y)}`: encoder features of the train split (capped by
+    `--knn_train_examples`) and of the eval split, with the eval preprocessing (no
+    augmentation)."""
+    splits = {"train": knn_train_source(config), "test": builders.eval_source(config)}
     with flags_for(batch_size="eval_batch_size"):
         return {
             name: extract_features(
                 model,
                 eval_dataset(source, config.image_size, config.eval_batch_size),
                 verbose=verbose,
+                description=f"features of {source.name} {source.split}",
             )
             for name, source in splits.items()
         }

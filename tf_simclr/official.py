@@ -152,17 +152,34 @@ class ImportResult:
 # --- Reading a source ----------------------------------------------------------------
 
 
-def read_source(path: str) -> Source:
-    """The reference variables of a SavedModel directory, a model_dir or a `ckpt-N` prefix."""
+def _locate(path: str) -> tuple[str, str, str]:
+    """`(path, kind, variables prefix)` of a SavedModel directory (or the published model's
+    directory holding `saved_model/`), a model_dir or a `ckpt-N` prefix."""
     path = os.fspath(path)
     if not checkpoints.is_saved_model(path) and checkpoints.is_saved_model(
         os.path.join(path, "saved_model")
     ):
         path = os.path.join(path, "saved_model")  # a published model's directory
     if checkpoints.is_saved_model(path):
-        kind, prefix = "saved_model", os.path.join(path, "variables", "variables")
-    else:
-        kind, prefix = "checkpoint", checkpoints.resolve(path, "path")
+        return path, "saved_model", os.path.join(path, "variables", "variables")
+    return path, "checkpoint", checkpoints.resolve(path, "path")
+
+
+def is_reference(path: str) -> bool:
+    """Whether `path` holds a reference TF2 SavedModel or checkpoint: its variables bundle has
+    the reference model's ResNet (`model/resnet_model/...`; ours are saved under other names).
+    Reads only the bundle's index; False for anything unreadable."""
+    try:
+        _, _, prefix = _locate(path)
+        keys = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
+    except (ArgumentError, tf.errors.OpError, ValueError):
+        return False
+    return any(key.startswith(f"model/{_RESNET}/") for key in keys)
+
+
+def read_source(path: str) -> Source:
+    """The reference variables of a SavedModel directory, a model_dir or a `ckpt-N` prefix."""
+    path, kind, prefix = _locate(path)
     try:
         reader = tf.train.load_checkpoint(prefix)
         if not reader.has_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"):

@@ -14,6 +14,8 @@ import base64
 import json
 import os
 import pathlib
+import subprocess
+import sys
 import zlib
 
 import keras
@@ -582,3 +584,60 @@ def test_a_reference_saved_model_initialises_like_its_checkpoint(
     reference = official.load_official(checkpoints_dir("r18_cifar_1x"))
     for ours, theirs in zip(model.weights, reference.weights, strict=True):
         np.testing.assert_array_equal(ours.numpy(), theirs.numpy(), err_msg=ours.path)
+
+
+# --- Our export keeps the reference's calling convention ---------------------------------
+
+# Run in a fresh process without tf_simclr, as a notebook written for the published models.
+CALL_LIKE_THE_REFERENCE = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+
+m = tf.saved_model.load(sys.argv[1])
+images = tf.constant(np.load(sys.argv[2])["images"])
+outputs = {k: v.numpy() for k, v in m(images, False).items()}
+by_keyword = m(images, trainable=False)
+same = all(np.array_equal(by_keyword[k].numpy(), v) for k, v in outputs.items())
+training = sorted(m(images, True))
+np.savez(sys.argv[3], **outputs)
+print(json.dumps({
+    "same_by_keyword": same,
+    "training_keys": training,
+    "trainable_variables_list": len(m.trainable_variables_list),
+    "signatures": sorted(m.signatures),
+    "tf_simclr_imported": any(name.split(".")[0] == "tf_simclr" for name in sys.modules),
+}))
+"""
+
+
+def test_our_export_is_called_like_the_reference_saved_model(imported, tmp_path):
+    """`m(images, False)` on the SavedModel that `--mode=import` exported returns the
+    reference's outputs under its keys, equal to the reference's own."""
+    out, _ = imported
+    expected, full = expected_outputs("r18_cifar_1x")
+    np.savez(tmp_path / "images.npz", images=expected["images"])
+    script = tmp_path / "call.py"
+    script.write_text(CALL_LIKE_THE_REFERENCE)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run(
+        [sys.executable, str(script), str(out / "saved_model" / "0"), "images.npz", "out.npz"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["tf_simclr_imported"] is False and report["same_by_keyword"]
+    assert report["signatures"] == ["serving_default", "serving_float"]
+    reference_trainable = sum(v["trainable"] for v in manifest("r18_cifar_1x")["variables"])
+    assert report["trainable_variables_list"] == reference_trainable
+    outputs = dict(np.load(tmp_path / "out.npz"))
+    assert ALL_OUTPUTS <= set(outputs) and ALL_OUTPUTS <= set(report["training_keys"])
+    for key in sorted(ALL_OUTPUTS):
+        value = outputs[key] if full else strided("r18_cifar_1x", outputs[key])
+        assert value.dtype == np.float32
+        difference = official.relative_difference(value, expected[key])
+        assert difference < TOLERANCE, (key, difference)

@@ -53,7 +53,7 @@ from tensorflow.core.protobuf import trackable_object_graph_pb2
 
 from tf_simclr import checkpoints
 from tf_simclr.errors import ArgumentError
-from tf_simclr.models import ProjectionHead, ResNet, SimCLR
+from tf_simclr.models import ProjectionHead, ResNet, SimCLR, endpoints
 from tf_simclr.models.resnet import BLOCKS_PER_GROUP, scaled_channels
 
 # SimCLRv2's selective-kernel ratio; any ratio <= it gives the same 1x..3x networks.
@@ -527,38 +527,15 @@ def check_fits(source: Source, mapping: dict[str, keras.Variable]) -> None:
 # --- Outputs under the reference's names ---------------------------------------------
 
 
-def _tap_layers(encoder: ResNet) -> dict[str, str]:
-    if encoder.cifar_stem:
-        taps = {"initial_conv": "stem_conv", "initial_max_pool": "stem_relu"}
-    elif encoder.sk_ratio:
-        taps = {"initial_conv": "stem_conv3", "initial_max_pool": "stem_pool"}
-    else:
-        taps = {"initial_conv": "stem_conv", "initial_max_pool": "stem_pool"}
-    for group, blocks in enumerate(BLOCKS_PER_GROUP[encoder.depth], start=1):
-        taps[f"block_group{group}"] = f"block_group{group}_block{blocks - 1}_out"
-    return taps
-
-
 def reference_outputs(model: SimCLR, images, training: bool = False) -> dict[str, tf.Tensor]:
     """What the reference SavedModel returns for `images`, computed by our `model`.
 
     `initial_conv`, `initial_max_pool`, `block_group1..4`, `final_avg_pool`; with a head
-    `proj_head_input` and `proj_head_output`; with a supervised head `logits_sup`.
+    `proj_head_input` and `proj_head_output`; with a supervised head `logits_sup`
+    (`tf_simclr.models.endpoints.reference_outputs`, without our own keys).
     """
-    encoder = model.encoder
-    taps = _tap_layers(encoder)
-    probe = keras.Model(
-        encoder.input, [encoder.get_layer(name).output for name in taps.values()] + [encoder.output]
-    )
-    values = probe(images, training=training)
-    result = dict(zip([*taps, "final_avg_pool"], values, strict=True))
-    hiddens = model.head.call_with_hiddens(result["final_avg_pool"], training=training)
-    if model.head.num_linear_layers:
-        result["proj_head_input"] = hiddens[0]
-        result["proj_head_output"] = hiddens[-1]
-    if model.probe is not None:
-        result["logits_sup"] = model.probe(hiddens[model.ft_proj_selector])
-    return result
+    outputs = endpoints.reference_outputs(model, images, training=training)
+    return {name: outputs[name] for name in endpoints.REFERENCE_OUTPUTS if name in outputs}
 
 
 def relative_difference(ours, reference) -> float:

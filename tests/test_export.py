@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from tf_simclr import export
 from tf_simclr.data import augment
-from tf_simclr.models import ProjectionHead, ResNet, SimCLR
+from tf_simclr.models import ProjectionHead, ResNet, SimCLR, endpoints
 
 STEP = 7
 LOADER = pathlib.Path(__file__).with_name("_load_saved_model.py")
@@ -196,8 +196,11 @@ def test_signatures_equal_keras_model_on_eval_views(exported, name):
     for i in range(exported["specs"][name]["num_inputs"]):
         assert_outputs_close(outputs_under(outputs, f"{name}/uint8_{i}/"), expected[name, i])
         assert_outputs_close(outputs_under(outputs, f"{name}/float_{i}/"), expected[name, i])
-    # The model call, for fine-tuning, takes already preprocessed views.
-    assert_outputs_close(outputs_under(outputs, f"{name}/call/"), expected[name, 0])
+    # The model call, for fine-tuning, takes already preprocessed views (and returns the
+    # reference's outputs too, see test_output_keys_follow_the_model).
+    call = outputs_under(outputs, f"{name}/call/")
+    ours = {k: v for k, v in call.items() if k in export.OUTPUT_KEYS}
+    assert_outputs_close(ours, expected[name, 0])
 
 
 def test_output_keys_follow_the_model(exported):
@@ -207,6 +210,12 @@ def test_output_keys_follow_the_model(exported):
     assert keys("noprobe40") == ["embedding", "projection"]
     assert keys("classifier16") == ["embedding", "logits", "probabilities"]
     assert keys("bf16probe16") == keys("probe16")
+    # The model call adds the reference SavedModel's outputs when the encoder is our ResNet.
+    extra = lambda name: set(outputs_under(outputs, f"{name}/call/")) - set(export.OUTPUT_KEYS)
+    assert extra("probe16") == extra("bf16probe16") == set(endpoints.REFERENCE_OUTPUTS)
+    assert extra("noprobe40") == set(endpoints.REFERENCE_OUTPUTS) - {"logits_sup"}
+    assert extra("classifier16") == set()
+    assert outputs["bf16probe16/call/block_group2"].dtype == np.float32
     probabilities = outputs["probe16/uint8_0/probabilities"]
     np.testing.assert_allclose(probabilities.sum(-1), 1.0, atol=1e-5)
     assert outputs["probe16/uint8_0/embedding"].dtype == np.float32

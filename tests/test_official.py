@@ -14,6 +14,8 @@ import base64
 import json
 import os
 import pathlib
+import subprocess
+import sys
 import zlib
 
 import keras
@@ -476,3 +478,166 @@ def test_fine_tune_an_imported_model_from_the_head_middle(
     for variable, grad in zip(classifier.trainable_weights, grads, strict=True):
         assert grad is not None, variable.path
         assert np.all(np.isfinite(grad)) and np.abs(np.asarray(grad)).max() > 0, variable.path
+
+
+# --- Fine-tuning straight from a reference model (imported on the fly) --------------------
+
+
+def finetune_config(checkpoint, model_dir, data_dir, **overrides) -> Config:
+    fields = dict(
+        mode="train",
+        train_mode="finetune",
+        checkpoint=str(checkpoint),
+        ft_proj_selector=1,
+        model_dir=str(model_dir),
+        dataset="image_folder",
+        data_dir=str(data_dir),
+        image_size=32,
+        train_batch_size=8,
+        train_steps=2,
+        optimizer="momentum",
+        learning_rate=0.01,
+        verbose=0,
+    )
+    return Config(**{**fields, **overrides})
+
+
+def test_fine_tune_from_a_reference_checkpoint_imports_it(
+    checkpoints_dir, session_train_test_folder, tmp_path
+):
+    """`--checkpoint=<the reference run.py's model_dir>`: its architecture is adopted, the
+    encoder and head start from its variables, and every trainable variable trains."""
+    source = checkpoints_dir("r18_cifar_1x")
+    imported = official.load_official(source)
+    ft_dir = tmp_path / "ft"
+    # 16 images, batches of 8: 2 steps per epoch; one warmup epoch makes step 0's learning
+    # rate 0 (warmup from 0), so ckpt-1 holds the weights the run started from.
+    config = finetune_config(
+        source, ft_dir, session_train_test_folder, warmup_epochs=1, checkpoint_steps=1
+    )
+    result = modes.run(config)["train"]
+    assert result["global_step"] == 2 and np.isfinite(result["loss"])
+    description = run_dir.read(str(ft_dir))
+    assert description["model"]["resnet_depth"] == 18  # adopted: the default is 50
+    assert description["model"]["num_proj_layers"] == 3 and description["cifar_stem"]
+
+    start, _, _ = run_dir.load_model(str(ft_dir / "ckpt-1"))
+    end, _, _ = run_dir.load_model(str(ft_dir / "ckpt-2"))
+    assert start.ft_proj_selector == 1
+    # The start: the reference's encoder and whole head (the classifier is new).
+    pairs = list(zip(start.encoder.weights, imported.encoder.weights, strict=True))
+    pairs += list(zip(start.head.weights, imported.head.weights, strict=True))
+    for ours, reference in pairs:
+        if ours.trainable or not ours.path.endswith(("moving_mean", "moving_variance")):
+            np.testing.assert_array_equal(ours.numpy(), reference.numpy(), err_msg=ours.path)
+    # One step later every trainable variable has moved (the encoder, head layer 1 and the
+    # classifier); the head layers after the selector (frozen) have not.
+    trainable = {v.path for v in end.trainable_weights}
+    assert len(trainable) == len(end.encoder.trainable_weights) + 3 + 2
+    for before, after in zip(start.weights, end.weights, strict=True):
+        if after.path in trainable:
+            assert np.abs(after.numpy() - before.numpy()).max() > 0, after.path
+    frozen = lambda model: [
+        w for layer in (*model.head.denses[1:], *model.head.bns[1:]) for w in layer.weights
+    ]
+    for before, after in zip(frozen(start), frozen(end), strict=True):
+        np.testing.assert_array_equal(before.numpy(), after.numpy(), err_msg=after.path)
+
+
+def test_a_reference_checkpoint_gives_its_architecture_and_one_line_errors(
+    checkpoints_dir, tmp_path
+):
+    source = checkpoints_dir("r18_cifar_1x")
+    config = finetune_config(source, tmp_path / "ft", tmp_path)
+    given = frozenset({"checkpoint", "image_size", "ft_proj_selector"})
+    resolved = modes.resolve(config, given)
+    assert (resolved.resnet_depth, resolved.width_multiplier, resolved.sk_ratio) == (18, 1, 0)
+    assert (resolved.proj_head_mode, resolved.num_proj_layers, resolved.proj_out_dim) == (
+        "nonlinear",
+        3,
+        128,
+    )
+    # The prefix names the same model; our own model_dirs are not mistaken for one.
+    assert run_dir.is_reference(os.path.join(source, "ckpt-1"))
+    assert not run_dir.is_reference(str(tmp_path))
+    with pytest.raises(
+        ConfigError,
+        match=r"^--resnet_depth=50: contradicts the model in --checkpoint=.*, which has "
+        r"--resnet_depth=18;",
+    ):
+        modes.resolve(config.replace(resnet_depth=50), given | {"resnet_depth"})
+    with pytest.raises(ConfigError, match=r"^--image_size=64: the encoder in .* has the CIFAR"):
+        modes.resolve(config.replace(image_size=64), given)
+
+
+@needs_shared
+def test_a_reference_saved_model_initialises_like_its_checkpoint(
+    saved_models, checkpoints_dir, tmp_path
+):
+    """`--checkpoint=<published model>/saved_model`: the same architecture and start weights
+    as the checkpoint form (the import also ran the SavedModel against ours)."""
+    published = pathlib.Path(saved_models("r18_cifar_1x")).parent  # holds saved_model/
+    config = finetune_config(published, tmp_path / "ft", tmp_path)
+    resolved = modes.resolve(config, frozenset({"checkpoint", "image_size"}))
+    assert resolved.resnet_depth == 18 and resolved.num_proj_layers == 3
+    model = run_dir.init_model(resolved)
+    reference = official.load_official(checkpoints_dir("r18_cifar_1x"))
+    for ours, theirs in zip(model.weights, reference.weights, strict=True):
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy(), err_msg=ours.path)
+
+
+# --- Our export keeps the reference's calling convention ---------------------------------
+
+# Run in a fresh process without tf_simclr, as a notebook written for the published models.
+CALL_LIKE_THE_REFERENCE = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+
+m = tf.saved_model.load(sys.argv[1])
+images = tf.constant(np.load(sys.argv[2])["images"])
+outputs = {k: v.numpy() for k, v in m(images, False).items()}
+by_keyword = m(images, trainable=False)
+same = all(np.array_equal(by_keyword[k].numpy(), v) for k, v in outputs.items())
+training = sorted(m(images, True))
+np.savez(sys.argv[3], **outputs)
+print(json.dumps({
+    "same_by_keyword": same,
+    "training_keys": training,
+    "trainable_variables_list": len(m.trainable_variables_list),
+    "signatures": sorted(m.signatures),
+    "tf_simclr_imported": any(name.split(".")[0] == "tf_simclr" for name in sys.modules),
+}))
+"""
+
+
+def test_our_export_is_called_like_the_reference_saved_model(imported, tmp_path):
+    """`m(images, False)` on the SavedModel that `--mode=import` exported returns the
+    reference's outputs under its keys, equal to the reference's own."""
+    out, _ = imported
+    expected, full = expected_outputs("r18_cifar_1x")
+    np.savez(tmp_path / "images.npz", images=expected["images"])
+    script = tmp_path / "call.py"
+    script.write_text(CALL_LIKE_THE_REFERENCE)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run(
+        [sys.executable, str(script), str(out / "saved_model" / "0"), "images.npz", "out.npz"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["tf_simclr_imported"] is False and report["same_by_keyword"]
+    assert report["signatures"] == ["serving_default", "serving_float"]
+    reference_trainable = sum(v["trainable"] for v in manifest("r18_cifar_1x")["variables"])
+    assert report["trainable_variables_list"] == reference_trainable
+    outputs = dict(np.load(tmp_path / "out.npz"))
+    assert ALL_OUTPUTS <= set(outputs) and ALL_OUTPUTS <= set(report["training_keys"])
+    for key in sorted(ALL_OUTPUTS):
+        value = outputs[key] if full else strided("r18_cifar_1x", outputs[key])
+        assert value.dtype == np.float32
+        difference = official.relative_difference(value, expected[key])
+        assert difference < TOLERANCE, (key, difference)

@@ -102,8 +102,10 @@ class Config:
         "",
         "Fine-tuning starts from this pretraining checkpoint: a ckpt-N prefix, a model_dir, or "
         "a SavedModel exported by tf_simclr (model_dir/saved_model/<step>); its model.json "
-        "gives the encoder and head architecture. Ignored when --model_dir already holds a "
-        "checkpoint (then the run resumes). --mode=import: the reference model to import.",
+        "gives the encoder and head architecture. A published SimCLR model (the reference's "
+        "TF2 SavedModel or checkpoint) is imported when the run starts, its architecture read "
+        "from its variables (docs/official_models.md). Ignored when --model_dir already holds "
+        "a checkpoint (then the run resumes). --mode=import: the reference model to import.",
     )
     teacher: str = _field(
         "",

@@ -63,8 +63,17 @@ Fine-tuning the SavedModel without tf_simclr::
     grads = tape.gradient(loss, loaded.trainable_variables)
 
 `loaded(images, training)` is the model itself, without preprocessing: it takes
-float32 `[N, image_size, image_size, 3]` in [0, 1] (e.g. augmented views) and
-returns the same dict as the signatures. `training=True` uses batch statistics
+float32 `[N, image_size, image_size, 3]` in [0, 1] (e.g. augmented views; any size
+for our ResNet) and returns the same dict as the signatures. For a model with a
+`tf_simclr` ResNet encoder it also keeps the calling convention of the reference's
+(google-research/simclr `tf2/`) SavedModels, so code written for the published
+models runs unchanged: `loaded(images, trainable)` (`trainable` is another name for
+`training`, a Python bool, positional or keyword) adds the reference's keys,
+float32: `initial_conv`, `initial_max_pool`, `block_group1..4` (feature maps),
+`final_avg_pool` (= `embedding`), with a head `proj_head_input` and
+`proj_head_output` (= `projection`), with a classifier `logits_sup` (= `logits`);
+see `tf_simclr.models.endpoints`. `loaded.trainable_variables_list` is the
+reference module's name for `trainable_variables`. `training=True` uses batch statistics
 in BatchNormalization and updates its moving averages, which are in
 `loaded.variables`; `training=False` (the default) uses and leaves them. The
 attributes `variables`, `trainable_variables` and `regularization_losses`
@@ -87,6 +96,7 @@ import keras
 import tensorflow as tf
 
 from tf_simclr.data import augment
+from tf_simclr.models import endpoints
 
 SERVING_DEFAULT = "serving_default"
 SERVING_FLOAT = "serving_float"
@@ -149,9 +159,15 @@ def _check_images(images: tf.Tensor, expected: str) -> tf.Tensor:
         return tf.ensure_shape(tf.identity(images), [None, None, None, 3])
 
 
-def _outputs(model: keras.Model, images: tf.Tensor, training: bool) -> dict[str, tf.Tensor]:
-    """The exported outputs of `model` on float32 `[N, S, S, 3]` images in [0, 1]."""
-    outputs = model(images, training=training)
+def _outputs(
+    model: keras.Model, images: tf.Tensor, training: bool, reference: bool = False
+) -> dict[str, tf.Tensor]:
+    """The exported outputs of `model` on float32 `[N, S, S, 3]` images in [0, 1]; with
+    `reference`, the reference SavedModel's outputs too (`endpoints.REFERENCE_OUTPUTS`)."""
+    if reference:
+        outputs = endpoints.reference_outputs(model, images, training=training)
+    else:
+        outputs = model(images, training=training)
     if not isinstance(outputs, dict) or "embedding" not in outputs:
         raise TypeError(
             "export needs a model whose call(images, training) returns a dict with 'embedding' "
@@ -160,6 +176,8 @@ def _outputs(model: keras.Model, images: tf.Tensor, training: bool) -> dict[str,
         )
     # float32 even under a mixed-precision policy, for clients and for softmax.
     keys = [k for k in ("embedding", "projection", "logits") if k in outputs]
+    if reference:
+        keys += [k for k in endpoints.REFERENCE_OUTPUTS if k in outputs]
     result = {k: tf.cast(outputs[k], tf.float32) for k in keys}
     if "logits" in result:
         result["probabilities"] = tf.nn.softmax(result["logits"], axis=-1)
@@ -178,14 +196,28 @@ def _build_module(
     root.non_trainable_variables = list(model.non_trainable_variables)
     root.regularization_losses = []
 
-    def call(images, training=False):
-        return _outputs(model, images, training)
+    # The reference module's name for its list of trainable variables.
+    root.trainable_variables_list = list(model.trainable_variables)
 
-    # One trace per value of `training`; the loaded function dispatches on it.
+    reference = endpoints.has_reference_outputs(model)
+    # One trace of the model per value of `training`; the loaded function dispatches on it.
+    # A tf_simclr ResNet takes any image size, as the reference module does.
+    side = None if reference else image_size
+    model_spec = tf.TensorSpec([None, side, side, 3], tf.float32, name=INPUT_NAME)
+    forward = tf.function(
+        lambda images, training: _outputs(model, images, training, reference), autograph=False
+    )
+
+    def call(images, training=False, trainable=None):
+        # `trainable` is the reference's name for `training`: `m(images, trainable=False)`.
+        return forward(images, training if trainable is None else trainable)
+
+    # Thin traces for each way of passing the flag (positionally, `training=`,
+    # `trainable=`); each calls one of the two traces of `forward`, stored once.
     root.__call__ = tf.function(call, autograph=False)
-    model_spec = tf.TensorSpec([None, image_size, image_size, 3], tf.float32, name=INPUT_NAME)
-    for training in (False, True):
-        root.__call__.get_concrete_function(model_spec, training=training)
+    for flag in (False, True):
+        root.__call__.get_concrete_function(model_spec, flag)
+        root.__call__.get_concrete_function(model_spec, trainable=flag)
 
     # Any batch and image size, 3 channels; the graph checks the shape too (module docstring).
     served = [None, None, None, 3]

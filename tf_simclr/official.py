@@ -53,7 +53,7 @@ from tensorflow.core.protobuf import trackable_object_graph_pb2
 
 from tf_simclr import checkpoints
 from tf_simclr.errors import ArgumentError
-from tf_simclr.models import ProjectionHead, ResNet, SimCLR
+from tf_simclr.models import ProjectionHead, ResNet, SimCLR, endpoints
 from tf_simclr.models.resnet import BLOCKS_PER_GROUP, scaled_channels
 
 # SimCLRv2's selective-kernel ratio; any ratio <= it gives the same 1x..3x networks.
@@ -152,17 +152,34 @@ class ImportResult:
 # --- Reading a source ----------------------------------------------------------------
 
 
-def read_source(path: str) -> Source:
-    """The reference variables of a SavedModel directory, a model_dir or a `ckpt-N` prefix."""
+def _locate(path: str) -> tuple[str, str, str]:
+    """`(path, kind, variables prefix)` of a SavedModel directory (or the published model's
+    directory holding `saved_model/`), a model_dir or a `ckpt-N` prefix."""
     path = os.fspath(path)
     if not checkpoints.is_saved_model(path) and checkpoints.is_saved_model(
         os.path.join(path, "saved_model")
     ):
         path = os.path.join(path, "saved_model")  # a published model's directory
     if checkpoints.is_saved_model(path):
-        kind, prefix = "saved_model", os.path.join(path, "variables", "variables")
-    else:
-        kind, prefix = "checkpoint", checkpoints.resolve(path, "path")
+        return path, "saved_model", os.path.join(path, "variables", "variables")
+    return path, "checkpoint", checkpoints.resolve(path, "path")
+
+
+def is_reference(path: str) -> bool:
+    """Whether `path` holds a reference TF2 SavedModel or checkpoint: its variables bundle has
+    the reference model's ResNet (`model/resnet_model/...`; ours are saved under other names).
+    Reads only the bundle's index; False for anything unreadable."""
+    try:
+        _, _, prefix = _locate(path)
+        keys = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
+    except (ArgumentError, tf.errors.OpError, ValueError):
+        return False
+    return any(key.startswith(f"model/{_RESNET}/") for key in keys)
+
+
+def read_source(path: str) -> Source:
+    """The reference variables of a SavedModel directory, a model_dir or a `ckpt-N` prefix."""
+    path, kind, prefix = _locate(path)
     try:
         reader = tf.train.load_checkpoint(prefix)
         if not reader.has_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"):
@@ -510,38 +527,15 @@ def check_fits(source: Source, mapping: dict[str, keras.Variable]) -> None:
 # --- Outputs under the reference's names ---------------------------------------------
 
 
-def _tap_layers(encoder: ResNet) -> dict[str, str]:
-    if encoder.cifar_stem:
-        taps = {"initial_conv": "stem_conv", "initial_max_pool": "stem_relu"}
-    elif encoder.sk_ratio:
-        taps = {"initial_conv": "stem_conv3", "initial_max_pool": "stem_pool"}
-    else:
-        taps = {"initial_conv": "stem_conv", "initial_max_pool": "stem_pool"}
-    for group, blocks in enumerate(BLOCKS_PER_GROUP[encoder.depth], start=1):
-        taps[f"block_group{group}"] = f"block_group{group}_block{blocks - 1}_out"
-    return taps
-
-
 def reference_outputs(model: SimCLR, images, training: bool = False) -> dict[str, tf.Tensor]:
     """What the reference SavedModel returns for `images`, computed by our `model`.
 
     `initial_conv`, `initial_max_pool`, `block_group1..4`, `final_avg_pool`; with a head
-    `proj_head_input` and `proj_head_output`; with a supervised head `logits_sup`.
+    `proj_head_input` and `proj_head_output`; with a supervised head `logits_sup`
+    (`tf_simclr.models.endpoints.reference_outputs`, without our own keys).
     """
-    encoder = model.encoder
-    taps = _tap_layers(encoder)
-    probe = keras.Model(
-        encoder.input, [encoder.get_layer(name).output for name in taps.values()] + [encoder.output]
-    )
-    values = probe(images, training=training)
-    result = dict(zip([*taps, "final_avg_pool"], values, strict=True))
-    hiddens = model.head.call_with_hiddens(result["final_avg_pool"], training=training)
-    if model.head.num_linear_layers:
-        result["proj_head_input"] = hiddens[0]
-        result["proj_head_output"] = hiddens[-1]
-    if model.probe is not None:
-        result["logits_sup"] = model.probe(hiddens[model.ft_proj_selector])
-    return result
+    outputs = endpoints.reference_outputs(model, images, training=training)
+    return {name: outputs[name] for name in endpoints.REFERENCE_OUTPUTS if name in outputs}
 
 
 def relative_difference(ours, reference) -> float:

@@ -15,6 +15,11 @@ for fine-tuning, the scripts) reads it from there, so
 
 `load_model` is the one function that rebuilds and restores a model from a
 model_dir, a `ckpt-N` prefix or one of our exported SavedModels.
+
+A published reference model (google-research/simclr's TF2 SavedModel or checkpoint: no
+description, the reference's variable names) describes itself through its variables:
+`describe_reference` infers its architecture (`tf_simclr.official`), so `--checkpoint`
+may name one directly, and `init_model` imports it on the fly.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from tf_simclr import builders, checkpoints, export
+from tf_simclr import builders, checkpoints, export, official
 from tf_simclr.config import Config, ConfigError, flags_for
 
 MODEL_FILE = "model.json"
@@ -221,16 +226,63 @@ def load_model(
     return model, step, config
 
 
+def architecture_fields(architecture: official.Architecture, config: Config) -> dict:
+    """The `Config` fields of a reference model's architecture (encoder and head)."""
+    return {
+        "resnet_depth": architecture.depth,
+        "width_multiplier": architecture.width_multiplier,
+        "sk_ratio": architecture.sk_ratio,
+        "se_ratio": architecture.se_ratio,
+        "proj_head_mode": architecture.proj_head_mode,
+        # Without a head (SimCLRv1) the head's sizes are unused: today's values stay.
+        "proj_out_dim": architecture.proj_out_dim or config.proj_out_dim,
+        "num_proj_layers": architecture.num_proj_layers or config.num_proj_layers,
+    }
+
+
+def is_reference(location: str, flag: str = "checkpoint") -> bool:
+    """Whether `location` is a reference model: no tf_simclr description, and the
+    reference's variable names (`official.is_reference`)."""
+    return read(location, flag) is None and official.is_reference(location)
+
+
+def describe_reference(location: str, config: Config, flag: str = "checkpoint") -> dict | None:
+    """The description (as `read` gives it) of the reference model at `location`, its
+    architecture inferred from its variables; None if `location` is not one."""
+    if not is_reference(location, flag):
+        return None
+    with flags_for(path=flag):
+        architecture = official.infer_architecture(official.read_source(location))
+    model = {name: getattr(config, name) for name in MODEL_FIELDS}
+    model.update(architecture_fields(architecture, config))
+    return {
+        "format_version": FORMAT_VERSION,
+        "model": model,
+        "cifar_stem": architecture.cifar_stem,
+        "num_classes": architecture.num_classes,
+        "reference": architecture.name(),
+    }
+
+
 def init_model(config: Config) -> keras.Model | None:
-    """The model of a `--checkpoint` that is a SavedModel, rebuilt and restored; else None
-    (a checkpoint's parts are read straight from it)."""
-    if not (config.checkpoint and checkpoints.is_saved_model(config.checkpoint)):
+    """The model of a `--checkpoint` that is a SavedModel or a reference model (imported,
+    `official.load_official`), rebuilt and restored; else None (a checkpoint's parts are
+    read straight from it)."""
+    if not config.checkpoint:
+        return None
+    if is_reference(config.checkpoint):
+        logging.info("Importing the reference model %s", config.checkpoint)
+        # Outside any strategy, like the SavedModel below: its values are copied into the parts.
+        with flags_for(path="checkpoint"):
+            return official.load_official(config.checkpoint)
+    if not checkpoints.is_saved_model(config.checkpoint):
         return None
     if read(config.checkpoint, "checkpoint") is None:
         raise ConfigError(
             "checkpoint",
             "this SavedModel has no tf_simclr model description (exported before they "
-            "existed, or not by tf_simclr); give the model_dir it was exported from",
+            "existed, or not by tf_simclr) and is no reference SimCLR model; give the "
+            "model_dir it was exported from",
             config.checkpoint,
         )
     # Outside any strategy: only its values are needed, copied into the parts.

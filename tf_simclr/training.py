@@ -226,7 +226,11 @@ def run_directory(
 
 def check_init_checkpoint(config: Config) -> None:
     """A `--checkpoint` to initialise from must exist: fail now, not after building models."""
-    if config.checkpoint and not checkpoints.is_saved_model(config.checkpoint):
+    if (
+        config.checkpoint
+        and not checkpoints.is_saved_model(config.checkpoint)
+        and not run_dir.is_reference(config.checkpoint)
+    ):
         with flags_for(path="checkpoint"):
             checkpoints.resolve(config.checkpoint)
 
@@ -238,9 +242,10 @@ def restore(
     classifier: keras.layers.Layer | None = None,
 ) -> str:
     """Resume from `model_dir`; else, given `init_parts` (e.g. the encoder and head),
-    initialise them from `--checkpoint` (a checkpoint, a model_dir or our SavedModel),
-    and `classifier` (a fine-tune run's) from its probe per `--init_classifier_from_probe`
-    (`probe_part`); else start fresh. See `checkpoints.restore_or_initialize`."""
+    initialise them from `--checkpoint` (a checkpoint, a model_dir, our SavedModel or a
+    published reference model), and `classifier` (a fine-tune run's) from its probe per
+    `--init_classifier_from_probe` (`probe_part`); else start fresh. See
+    `checkpoints.restore_or_initialize`."""
     init_checkpoint = config.checkpoint if init_parts else ""
     with flags_for(resume_dir="model_dir", init_checkpoint="checkpoint"):
         initial = None

@@ -404,6 +404,76 @@ def test_forward_and_every_variable_gets_a_gradient(depth, ratios):
     assert not np.allclose(np.asarray(features), inference)
 
 
+# --- Two replicas train like one device ----------------------------------------------
+
+# The smallest network with selective kernels: they sit in bottleneck blocks, so ResNet-50
+# (the shallowest bottleneck layout); width 1/16 gives 4..32 filters per group (the SK
+# gate keeps its floor of 32 channels). The ImageNet stem at 32 px: the ResNet-D stem.
+SK_REPLICA_WIDTH = 0.0625
+
+
+def _sk_simclr_one_step(strategy, data, synchronized_bn):
+    """One SGD step (learning rate 1: the step is minus the gradient) of a fresh SK SimCLR
+    with fixed initial weights; returns (initial weights, final weights, loss)."""
+    import tensorflow as tf
+
+    from tf_simclr.models import ProjectionHead, SimCLR
+
+    with strategy.scope():
+        keras.utils.set_random_seed(1)
+        encoder = ResNet(
+            50,
+            width_multiplier=SK_REPLICA_WIDTH,
+            sk_ratio=SK_RATIO,
+            synchronized_bn=synchronized_bn,
+        )
+        head = ProjectionHead("nonlinear", out_dim=8, num_layers=2, synchronized_bn=synchronized_bn)
+        model = SimCLR(encoder, head, num_classes=3, temperature=0.5)
+        model(tf.zeros([1, 32, 32, 3]))
+        randomize_weights(model.encoder)  # non-zero last-BN gammas: gradients everywhere
+        initial = model.get_weights()
+        model.compile(optimizer=keras.optimizers.SGD(1.0))
+    history = model.fit(tf.data.Dataset.from_tensors(data), epochs=1, verbose=0)
+    return initial, model.get_weights(), history.history["loss"][0], model
+
+
+@pytest.mark.slow  # a 16-block network traced twice, once under 2 replicas: minutes here
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="OPEN: the loss agrees to 3e-5, but the steps of the SK gate layers "
+    "(block_group3_block2_sk_gate_conv1/kernel, ..._sk_gate_bn, ..._sk_bn) differ from one "
+    "device by 9% (uniform noise) to 18% (this batch) of their length; with per-replica "
+    "instead of global BN the difference is 680%. Not understood yet; remove this marker "
+    "when the assertion holds.",
+)
+def test_sk_encoder_two_replicas_step_like_one_device(mirrored_strategy, worst_relative_step):
+    """Selective kernels under MirroredStrategy with global BatchNorm: the gate's BN sees
+    the global batch, so 2 replicas take the single-device step."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(5)
+    # Each image its own brightness and contrast (plain uniform noise gives the same result).
+    scale = rng.uniform(0.2, 1.0, (2, 8, 1, 1, 1))
+    offset = rng.uniform(0.0, 0.8, (2, 8, 1, 1, 1)) * (1 - scale)
+    views = (rng.uniform(size=(2, 8, 32, 32, 3)) * scale + offset).astype("float32")
+    data = {"view1": views[0], "view2": views[1], "label": rng.integers(0, 3, 8)}
+    init1, single, loss1, model = _sk_simclr_one_step(tf.distribute.get_strategy(), data, False)
+    init2, replicated, loss2, _ = _sk_simclr_one_step(mirrored_strategy, data, True)
+    assert model.encoder.sk_ratio and any("sk_gate" in v.path for v in model.trainable_weights)
+    assert loss2 == pytest.approx(loss1, rel=1e-4), (loss1, loss2)
+    # Every trainable variable moved, so the comparison covers all of them.
+    trainable = {v.path for v in model.trainable_weights}
+    moved = [
+        v.path
+        for v, a, b in zip(model.weights, init1, single, strict=True)
+        if not np.array_equal(a, b)
+    ]
+    assert trainable <= set(moved), sorted(trainable - set(moved))[:5]
+    worst = worst_relative_step(init1, single, init2, replicated)
+    assert worst < 1e-4, worst
+
+
 # --- Config, serialization, precision ---------------------------------------------
 
 

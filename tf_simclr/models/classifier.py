@@ -205,7 +205,10 @@ class Classifier(BuiltBeforeFit):
     def call(self, images, training=False):
         if isinstance(images, dict):
             images = images["image"]
-        features = self.encoder(images, training=training)
+        return self.outputs_from_features(self.encoder(images, training=training), training)
+
+    def outputs_from_features(self, features, training=False) -> dict:
+        """`call`'s outputs from the encoder's output `features` `[B, D]`."""
         outputs = {"embedding": features}
         classifier_inputs = features
         if self.head is not None:

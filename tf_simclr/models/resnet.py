@@ -244,6 +244,38 @@ class ResNet(keras.Model):
     def from_config(cls, config: dict, custom_objects=None) -> ResNet:
         return cls(**config)
 
+    # --- Intermediate outputs, under the reference's names ------------------------------
+
+    def endpoint_layers(self) -> dict[str, str]:
+        """The reference SavedModel's intermediate outputs -> the layer that computes each.
+
+        `initial_conv` is the stem's last convolution (before its BN), `initial_max_pool`
+        the stem's output (the CIFAR stem has no pooling: its ReLU), `block_group{g}` the
+        output of group g's last block.
+        """
+        if self.cifar_stem:
+            names = {"initial_conv": "stem_conv", "initial_max_pool": "stem_relu"}
+        elif self.sk_ratio:
+            names = {"initial_conv": "stem_conv3", "initial_max_pool": "stem_pool"}
+        else:
+            names = {"initial_conv": "stem_conv", "initial_max_pool": "stem_pool"}
+        for group, blocks in enumerate(BLOCKS_PER_GROUP[self.depth], start=1):
+            names[f"block_group{group}"] = f"block_group{group}_block{blocks - 1}_out"
+        return names
+
+    def call_with_endpoints(self, images, training=False) -> dict:
+        """One forward pass returning the reference's named outputs (`endpoint_layers`) and
+        `final_avg_pool`, the features `call` returns. Feature maps are `[B, h, w, C]` in the
+        compute dtype; `final_avg_pool` is float32 `[B, feature_dim]`."""
+        names = self.endpoint_layers()
+        # A functional model over the same layers (no new variables), built per call and
+        # not kept: an attribute would be tracked as part of the encoder.
+        probe = keras.Model(
+            self.inputs, [self.get_layer(name).output for name in names.values()] + self.outputs
+        )
+        values = probe(images, training=training)
+        return dict(zip([*names, "final_avg_pool"], values, strict=True))
+
 
 class _Builder:
     """Creates the layers of one ResNet with shared BN/width/SK/SE settings."""

@@ -112,7 +112,10 @@ class SimCLR(BuiltBeforeFit):
     def call(self, images, training=False):
         """images `[B, H, W, 3]` in [0, 1] -> dict of `embedding` `[B, D]`,
         `projection` `[B, out_dim]` and, with a probe, `logits` `[B, classes]`."""
-        features = self.encoder(images, training=training)
+        return self.outputs_from_features(self.encoder(images, training=training), training)
+
+    def outputs_from_features(self, features, training=False) -> dict:
+        """`call`'s outputs from the encoder's output `features` `[B, D]`."""
         hiddens = self.head.call_with_hiddens(features, training=training)
         outputs = {"embedding": features, "projection": hiddens[-1]}
         if self.probe is not None:

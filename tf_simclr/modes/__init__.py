@@ -34,7 +34,8 @@ def resolve(config, given: frozenset[str]):
 
     - `model_dir` holds a `model.json`: its architecture (and, to evaluate or
       export, its dataset) is used; a given flag that contradicts it is an error.
-    - else, fine-tuning from a `--checkpoint` that has one: its encoder and head.
+    - else, fine-tuning (or distilling) from a `--checkpoint` that has one, or that is a
+      published reference model (its architecture inferred): its encoder and head.
     - else (directories written before model.json existed): the flags, as given.
     """
     import tensorflow as tf
@@ -61,6 +62,8 @@ def resolve(config, given: frozenset[str]):
         )
     elif config.train_mode in ("finetune", "distill") and config.checkpoint:
         source = run_dir.read(config.checkpoint, "checkpoint")
+        if source is None:  # a published reference model: its variables describe it
+            source = run_dir.describe_reference(config.checkpoint, config)
         if source is not None:
             fields = run_dir.ENCODER_FIELDS + run_dir.HEAD_FIELDS
             config = run_dir.adopt(config, source, given, fields, config.checkpoint, "checkpoint")

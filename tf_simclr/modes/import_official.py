@@ -30,14 +30,8 @@ def config_for(config: Config, architecture: official.Architecture) -> Config:
     if config.cifar_stem != architecture.cifar_stem:
         image_size = 32 if architecture.cifar_stem else 224
     return config.replace(
+        **run_dir.architecture_fields(architecture, config),
         train_mode="pretrain",
-        resnet_depth=architecture.depth,
-        width_multiplier=architecture.width_multiplier,
-        sk_ratio=architecture.sk_ratio,
-        se_ratio=architecture.se_ratio,
-        proj_head_mode=architecture.proj_head_mode,
-        proj_out_dim=architecture.proj_out_dim or config.proj_out_dim,
-        num_proj_layers=architecture.num_proj_layers or config.num_proj_layers,
         ft_proj_selector=architecture.ft_proj_selector,
         lineareval_while_pretraining=architecture.num_classes > 0,
         fine_tune_after_block=-1,

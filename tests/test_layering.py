@@ -26,6 +26,8 @@ FORBIDDEN = {
     "checkpoints": DRIVERS | {"data", "models", "eval", "export", "optim", "losses"},
     # The importer of the reference's published models: models, checkpoints, errors.
     "official": DRIVERS | {"data", "eval", "export", "optim", "losses", "distribute"},
+    # Pictures (plots, TensorBoard view strips, projector files) of data and features.
+    "viz": DRIVERS | {"export", "optim", "losses", "checkpoints", "official", "distribute"},
     # config reads the allowed values of its choice flags from their owners, modes'
     # MODES and TRAIN_MODES among them (constants only: see tf_simclr/modes/__init__.py).
     "config": DRIVERS - {"config", "modes"} | {"eval", "export", "checkpoints"},
@@ -33,6 +35,8 @@ FORBIDDEN = {
     "run_dir": {"modes", "training", "callbacks"},
     "training": {"modes"},
 }
+# Modules only some layers may import: nothing below the drivers draws pictures.
+ONLY_IMPORTED_BY = {"viz": {"modes", "training"}}
 # The command line (`tf_simclr/cli.py`, started by run.py, `python -m tf_simclr` and the
 # installed `tf-simclr` script) talks to the modes; no library module imports it.
 CLI_MAY_IMPORT = {"config", "errors", "modes", "callbacks", "distribute"}
@@ -68,10 +72,17 @@ def test_library_layers():
         for line, module in imports_of(path):
             target = layer(module)
             if own in COMMAND_LINE:
-                allowed = CLI_MAY_IMPORT | COMMAND_LINE
-                bad = target is not None and target not in allowed
+                bad = target is not None and target not in CLI_MAY_IMPORT | COMMAND_LINE
             else:
-                bad = target in COMMAND_LINE or (target != own and target in FORBIDDEN.get(own, ()))
+                bad = (
+                    target is not None
+                    and target != own
+                    and (
+                        target in COMMAND_LINE
+                        or target in FORBIDDEN.get(own, ())
+                        or own not in ONLY_IMPORTED_BY.get(target, {own})
+                    )
+                )
             if bad:
                 violations.append(f"{path.relative_to(ROOT)}:{line} ({own}) imports {module}")
     assert not violations, "\n".join(violations)

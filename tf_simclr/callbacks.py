@@ -203,6 +203,41 @@ class ScalarSummaries(keras.callbacks.Callback):
             self.last = None
 
 
+class ImageSummaries(keras.callbacks.Callback):
+    """Writes the pictures `draw()` returns to TensorBoard as the image summary `tag`: at
+    the step training starts from (a resumed run: where it resumes) and every `every` steps.
+
+    `draw` returns float `[N, H, W, 3]` in [0, 1], e.g. `tf_simclr.viz.view_strips`
+    of a few training images (`--summary_images`).
+    """
+
+    def __init__(self, log_dir: str, every: int, step: tf.Variable, draw, tag: str):
+        super().__init__()
+        if every < 1:
+            raise ValueError(f"every must be >= 1, got {every!r}.")
+        self.writer = tf.summary.create_file_writer(log_dir)
+        self.every, self.step, self.draw, self.tag = every, step, draw, tag
+        self.written_at: int | None = None
+
+    def _write(self) -> None:
+        step = int(self.step.numpy())
+        if step == self.written_at:
+            return
+        pictures = self.draw()
+        with self.writer.as_default(step=step):
+            tf.summary.image(self.tag, pictures, max_outputs=len(pictures))
+        self.writer.flush()
+        self.written_at = step
+
+    def on_train_begin(self, logs=None):
+        if self.written_at is None:  # the driver calls fit once per epoch: only the first
+            self._write()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if int(self.step.numpy()) % self.every == 0:
+            self._write()
+
+
 def write_scalars(log_dir: str, step: int, values: dict, prefix: str) -> None:
     """Writes the numeric `values` as TensorBoard scalars `<prefix>/<name>` at `step`."""
     writer = tf.summary.create_file_writer(log_dir)

@@ -82,7 +82,9 @@ class Config:
         "train_then_eval (train, evaluate, export); export (SavedModel of the latest checkpoint); "
         "import (a published SimCLR v1/v2 model, the reference's TF2 SavedModel or checkpoint "
         "given as --checkpoint, into a new --model_dir: checkpoint, model.json, SavedModel; "
-        "its architecture is read from the variables, see docs/official_models.md). "
+        "its architecture is read from the variables, see docs/official_models.md); "
+        "preview (a PNG of training views for the data and augmentation flags, nothing "
+        "trained: see --preview_file). "
         "eval and export rebuild the model from --model_dir/model.json: no architecture or "
         "data flags needed (a flag that contradicts it is an error).",
         MODES,
@@ -234,6 +236,11 @@ class Config:
     )
     knn_k: int = _field(200, "Neighbours for the kNN evaluation.")
     knn_temperature: float = _field(0.1, "Temperature of the kNN vote weights.")
+    eval_projector: bool = _field(
+        False,
+        "--mode=eval: also write TensorBoard's embedding projector files for --eval_split "
+        "(encoder features, labels, a sprite of the images) to model_dir/eval_<split>/.",
+    )
 
     # --- Checkpoints and logs -------------------------------------------------------
     checkpoint_epochs: int = _field(1, "Save a checkpoint every this many epochs.")
@@ -243,7 +250,22 @@ class Config:
         100,
         "Write TensorBoard scalars every this many steps, and at the last step of a run; 0: none.",
     )
+    summary_images: int = _field(
+        0,
+        "Pretraining: write 4 training images, each beside two fresh views of it, to "
+        "TensorBoard (train/views) at the first step and every this many steps; 0: none.",
+    )
     verbose: int = _field(1, "Keras fit verbosity: 0 silent, 1 progress bar, 2 one line/epoch.")
+
+    # --- Pictures -------------------------------------------------------------------
+    preview_images: int = _field(
+        8,
+        "--mode=preview: images of --train_split drawn, each beside 3 pairs of the training "
+        "views --train_mode and the augmentation flags make.",
+    )
+    preview_file: str = _field(
+        "", "--mode=preview: the PNG to write (needs matplotlib); empty: model_dir/views.png."
+    )
 
     # --- Speed ----------------------------------------------------------------------
     precision: str = _field(
@@ -309,7 +331,7 @@ class Config:
             if choices is not None and value not in choices:
                 allowed = ", ".join(str(c) for c in choices)
                 raise ConfigError(f.name, f"{value!r} is not one of: {allowed}")
-        if not self.model_dir:
+        if not self.model_dir and not (self.mode == "preview" and self.preview_file):
             raise ConfigError("model_dir", "is required (where checkpoints and logs go)")
         if (self.use_tpu or self.tpu_name) and self.strategy not in ("auto", "tpu"):
             flag = "use_tpu" if self.use_tpu else "tpu_name"
@@ -321,6 +343,7 @@ class Config:
             "image_size",
             "proj_out_dim",
             "keep_checkpoint_max",
+            "preview_images",
         )
         for name in positive:
             if getattr(self, name) <= 0:
@@ -331,6 +354,7 @@ class Config:
             "checkpoint_steps",
             "checkpoint_epochs",
             "train_summary_steps",
+            "summary_images",
         ):
             if getattr(self, name) < 0:
                 raise ConfigError(name, f"must be >= 0, got {getattr(self, name)}")

@@ -34,6 +34,7 @@ from absl import logging
 from tf_simclr import builders, checkpoints, distribute, run_dir
 from tf_simclr.callbacks import (
     CheckpointEvery,
+    ImageSummaries,
     ScalarSummaries,
     StopOnSignal,
     WorkerLost,
@@ -258,11 +259,46 @@ def save_result(config: Config, strategy: tf.distribute.Strategy, result: dict) 
     return result
 
 
-def fit(config, model, optimizer, manager, plan, start, write_dir, distributed_dataset) -> dict:
+# Training images `--summary_images` shows, each beside two of its views.
+SUMMARY_IMAGES = 4
+
+
+def view_summaries(config: Config, source: Source, write_dir: str, step: tf.Variable) -> list:
+    """`--summary_images`: the callback writing a few training images beside fresh views of
+    them (the augmentation of `config`) to TensorBoard as `train/views`; [] when off."""
+    if not config.summary_images:
+        return []
+    from tf_simclr import viz
+
+    images = viz.take_images(source, SUMMARY_IMAGES)
+    augment = builders.augment_config(config)
+    return [
+        ImageSummaries(
+            os.path.join(write_dir, "train"),
+            config.summary_images,
+            step,
+            lambda: viz.view_strips(images, augment),
+            tag="train/views",
+        )
+    ]
+
+
+def fit(
+    config,
+    model,
+    optimizer,
+    manager,
+    plan,
+    start,
+    write_dir,
+    distributed_dataset,
+    extra_callbacks=(),
+) -> dict:
     """`model.fit` over steps [start, plan.total_steps), segment by segment; the final logs.
 
     `distributed_dataset` is an `epoch_datasets` result; checkpoints go through
-    `manager` every `plan.checkpoint_steps` steps and at the end.
+    `manager` every `plan.checkpoint_steps` steps and at the end. `extra_callbacks`
+    run after the built-in ones (e.g. `view_summaries`).
     """
     saver = CheckpointEvery(manager, plan.checkpoint_steps, optimizer.iterations)
     stopper = StopOnSignal(saver)
@@ -272,6 +308,7 @@ def fit(config, model, optimizer, manager, plan, start, write_dir, distributed_d
         ScalarSummaries(
             os.path.join(write_dir, "train"), config.train_summary_steps, optimizer.iterations
         ),
+        *extra_callbacks,
     ]
     logs: dict = {}
     began = time.time()

@@ -8,7 +8,9 @@
 - `evaluate`: the latest checkpoint of `model_dir` on `eval_split` (`--mode=eval`);
 - `export`: a SavedModel of the latest checkpoint (`--mode=export`);
 - `import_official`: a published SimCLR model (the reference's TF2 SavedModel or
-  checkpoint, `--checkpoint`) as a model_dir of ours (`--mode=import`).
+  checkpoint, `--checkpoint`) as a model_dir of ours (`--mode=import`);
+- `preview`: a PNG of training views for the data and augmentation flags
+  (`--mode=preview`; trains nothing).
 
 `run(config)` below is the one dispatcher: `train` runs the training mode and
 exports, `train_then_eval` trains, evaluates and exports. In a multi-worker
@@ -23,7 +25,7 @@ read them.
 
 from __future__ import annotations
 
-MODES = ("train", "eval", "train_then_eval", "export", "import")
+MODES = ("train", "eval", "train_then_eval", "export", "import", "preview")
 TRAIN_MODES = ("pretrain", "finetune", "distill")
 
 
@@ -83,6 +85,11 @@ def run(config, given: frozenset[str] | None = None) -> dict:
     from tf_simclr.modes import distill, evaluate, export, finetune, import_official, pretrain
 
     config.validate()
+    if config.mode == "preview":
+        # Draws the flags' views; no model, no strategy, no saved architecture to adopt.
+        from tf_simclr.modes import preview
+
+        return {"preview": preview.run(config)}
     config = resolve(config, run_dir.given_fields(config) if given is None else frozenset(given))
     strategy = builders.build_strategy(config)
     result: dict = {}

@@ -6,7 +6,9 @@ its online probe's top-1/top-5 (when it has one) and weighted kNN top-1 on
 encoder features (`tf_simclr.eval.knn`, against the features of the whole
 `train_split`); a fine-tuned or distilled one its classifier's top-1/top-5. Results go to
 the log, to `model_dir/eval_results.json` and `eval_<split>_<step>.json`, and to
-TensorBoard (`model_dir/eval_<split>/`).
+TensorBoard (`model_dir/eval_<split>/`). With `--eval_projector`, the encoder features
+of every eval image also go to TensorBoard's embedding projector (`tf_simclr.viz.
+write_dataset_projector`: vectors, labels, a sprite of the images) in that directory.
 """
 
 from __future__ import annotations
@@ -86,6 +88,17 @@ def run(config: Config, strategy: tf.distribute.Strategy) -> dict:
     logging.info("Evaluation at step %d on %s: %s", step, config.eval_split, results)
     # TensorBoard too, beside the training scalars: eval_<split>/<metric> at the step.
     split = config.eval_split.replace("/", "_")
+    if config.eval_projector:
+        from tf_simclr import viz
+
+        written = viz.write_dataset_projector(
+            os.path.join(config.model_dir, f"eval_{split}"),
+            model,
+            dataset,
+            source.num_examples,
+            source.class_names,
+        )
+        logging.info("Wrote the embedding projector files: %s", written["config"])
     write_scalars(os.path.join(config.model_dir, f"eval_{split}"), step, results, f"eval_{split}")
     for name in ("eval_results.json", f"eval_{config.eval_split}_{step}.json"):
         with open(os.path.join(config.model_dir, name.replace("/", "_")), "w") as f:

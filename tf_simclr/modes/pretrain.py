@@ -44,5 +44,8 @@ def run(config: Config, strategy: tf.distribute.Strategy) -> dict:
         training.log_start(config, strategy, "Pretraining", source, plan, start, write_dir)
 
         # Fit and save.
-        result = training.fit(config, model, optimizer, manager, plan, start, write_dir, datasets)
+        pictures = training.view_summaries(config, source, write_dir, optimizer.iterations)
+        result = training.fit(
+            config, model, optimizer, manager, plan, start, write_dir, datasets, pictures
+        )
     return training.save_result(config, strategy, result)

@@ -7,10 +7,16 @@ Notebook use::
     from tf_simclr import load_official  # the published SimCLR v1/v2 models
 
 Names are imported lazily so that `run.py` can validate flags before
-TensorFlow loads.
+TensorFlow loads. Importing `tf_simclr` still registers every Keras object a
+saved model of ours can hold (models, layers, LARS, AdamL2, schedules, the
+device augmentation), so `keras.saving.load_model("m.keras")` restores it: at
+once when Keras is already imported, else as soon as Keras is.
 """
 
 import importlib
+import importlib.abc
+import importlib.util
+import sys
 
 __version__ = "0.1.0"
 
@@ -41,3 +47,45 @@ def __getattr__(name):
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'tf_simclr' has no attribute {name!r}")
+
+
+# The modules whose classes are `keras.saving.register_keras_serializable`.
+_SERIALIZABLE_MODULES = ("tf_simclr.models", "tf_simclr.optim", "tf_simclr.data.augment_batch")
+
+
+def _register_keras_objects() -> None:
+    for module in _SERIALIZABLE_MODULES:
+        importlib.import_module(module)
+
+
+class _RegisterWhenKerasLoads(importlib.abc.MetaPathFinder):
+    """Imports the registering modules right after the module `keras` has executed."""
+
+    _finding = False
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "keras" or self._finding:
+            return None
+        self._finding = True  # the other finders find keras; this one wraps its loader
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            self._finding = False
+        if spec is None or spec.loader is None:
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def exec_then_register(module):
+            exec_module(module)
+            if self in sys.meta_path:
+                sys.meta_path.remove(self)
+            _register_keras_objects()
+
+        spec.loader.exec_module = exec_then_register
+        return spec
+
+
+if "keras" in sys.modules:
+    _register_keras_objects()
+elif not any(isinstance(f, _RegisterWhenKerasLoads) for f in sys.meta_path):
+    sys.meta_path.insert(0, _RegisterWhenKerasLoads())

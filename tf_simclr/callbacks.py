@@ -247,3 +247,47 @@ def write_scalars(log_dir: str, step: int, values: dict, prefix: str) -> None:
                 tf.summary.scalar(f"{prefix}/{name}", float(value))
     writer.flush()
     writer.close()
+
+
+class KNNMonitor(keras.callbacks.Callback):
+    """Weighted kNN top-1 on frozen features after every `every` epochs: a cheap watch on
+    the representation while it trains (the kNN of `tf_simclr.eval`, as `--mode=eval`).
+
+    Adds `knn_top1` to the epoch's logs (so History and a TensorBoard callback listed
+    after this one record it) and prints one line per evaluation.
+
+    Args:
+      train_data, test_data: batches `{"image", "label"}` or `(images, labels)`, e.g.
+        `tf_simclr.data.eval_dataset` of the train and test splits (neighbours come
+        from `train_data`).
+      num_classes: classes C.
+      k, temperature: of `tf_simclr.eval.knn_accuracy`.
+      every: epochs between evaluations (>= 1).
+    """
+
+    def __init__(
+        self,
+        train_data: tf.data.Dataset,
+        test_data: tf.data.Dataset,
+        num_classes: int,
+        k: int = 200,
+        temperature: float = 0.1,
+        every: int = 1,
+    ):
+        super().__init__()
+        if every < 1:
+            raise ValueError(f"every must be >= 1, got {every}")
+        self.train_data, self.test_data = train_data, test_data
+        self.num_classes, self.k, self.temperature, self.every = num_classes, k, temperature, every
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every:
+            return
+        from tf_simclr.eval import extract_features, knn_accuracy
+
+        train = extract_features(self.model, self.train_data)
+        test = extract_features(self.model, self.test_data)
+        top1 = knn_accuracy(*train, *test, self.num_classes, self.k, self.temperature)
+        if logs is not None:
+            logs["knn_top1"] = top1
+        print(f"Epoch {epoch + 1}: kNN top-1 {top1:.4f}")

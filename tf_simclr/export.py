@@ -369,13 +369,11 @@ def save_keras(model: keras.Model, path: str) -> str:
 
 
 def load_keras(path: str, compile: bool = True) -> keras.Model:
-    """Loads a `.keras` file written by `save_keras`.
+    """Loads a `.keras` file written by `save_keras` (or `model.save`).
 
-    Same as `keras.saving.load_model(path)`, which needs the tf_simclr classes
-    registered, i.e. `tf_simclr.models` (and, for a model that augments on the
-    device, `tf_simclr.data`) imported; this function imports both.
+    Same as `keras.saving.load_model(path)`: importing `tf_simclr` registered every
+    class such a file can hold (models, layers, LARS and its schedule, the on-device
+    augmentation). The model comes back built and, with `compile=True`, with its
+    optimizer's slots and step, so `fit` continues where it stopped.
     """
-    import tf_simclr.data  # noqa: F401  (registers DeviceViews, the on-device augmentation)
-    import tf_simclr.models  # noqa: F401  (registers the classes for deserialization)
-
     return keras.saving.load_model(os.fspath(path), compile=compile)

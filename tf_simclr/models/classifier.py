@@ -8,7 +8,6 @@ Keras on `(images, labels)` or `{"image", "label"}` batches (see
 `tf_simclr.data.supervised_dataset`):
 
     model = Classifier(encoder, num_classes=10, fine_tune_after_block=4)
-    model(tf.zeros([1, 32, 32, 3]))  # build before compile, see below
     model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True))
     model.fit(dataset, epochs=90)
     model.evaluate(eval_dataset)  # loss, top1, top5
@@ -18,9 +17,10 @@ False` on the frozen layers. In Keras 3 a frozen BatchNormalization also runs
 in inference mode when called with `training=True`, so a frozen layer gets no
 gradient *and* keeps its moving statistics. Layers are only ever frozen, never
 unfrozen, and the encoder and head objects are frozen in place (they are
-shared, not copied). Build the model (call it once) before `compile`: the head
-is frozen when the model is built, and Keras fixes the trainable variables at
-`compile` time.
+shared, not copied). The head is frozen when the model is built, and Keras
+fixes the trainable variables at `compile` time: a model whose encoder declares
+its input (`ResNet`, `keras.applications`) is built when it is created; call
+any other once (`model(images)`) before `compile`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from tf_simclr.models.fit_compat import BuiltBeforeFit, multi_worker_logs
+from tf_simclr.models.fit_compat import BuiltBeforeFit, input_shape_of, multi_worker_logs
 from tf_simclr.models.heads import LinearClassifier, ProjectionHead
 from tf_simclr.models.resnet import ResNet
 from tf_simclr.models.serialization import deserialize_parts, serialize_parts
@@ -162,6 +162,11 @@ class Classifier(BuiltBeforeFit):
         )
 
         self._freeze_encoder()
+        # Built (and the head frozen) now when the encoder declares its input, as
+        # ResNet and keras.applications models do; otherwise by the first call or `fit`.
+        images_shape = input_shape_of(encoder)
+        if images_shape is not None:
+            self.build(images_shape)
 
     # --- Freezing --------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ import keras
 import tensorflow as tf
 
 from tf_simclr import losses
-from tf_simclr.models.fit_compat import BuiltBeforeFit, multi_worker_logs
+from tf_simclr.models.fit_compat import BuiltBeforeFit, input_shape_of, multi_worker_logs
 from tf_simclr.models.heads import LinearClassifier, ProjectionHead
 from tf_simclr.models.serialization import deserialize_parts, serialize_parts
 from tf_simclr.models.steps import reference_weight_decay, replica_scaled_step
@@ -101,6 +101,33 @@ class SimCLR(BuiltBeforeFit):
         # that term (see `reference_weight_decay`).
         self.weight_decay = keras.metrics.Mean(name="weight_decay")
         self.total_loss = keras.metrics.Mean(name="total_loss")
+        # Built now when the encoder declares its input (ResNet, keras.applications), so
+        # standard callbacks and `save` work on a model that was never called; otherwise
+        # built by the first call, or by `fit` from the first batch's spec.
+        images_shape = input_shape_of(encoder)
+        if images_shape is not None:
+            self.build(images_shape)
+
+    def build(self, images_shape):
+        """Builds the encoder, head and probe for images `[B, H, W, 3]`."""
+        # A symbolic forward pass (KerasTensors: no computation) builds what is unbuilt.
+        images = keras.KerasTensor(images_shape, dtype="float32")
+        features = self.encoder(images, training=False)
+        hiddens = self.head.call_with_hiddens(features, training=False)
+        if self.probe is not None:
+            self.probe(hiddens[self.ft_proj_selector], training=False)
+
+    def _images_spec(self, inputs_spec):
+        """The views' spec in a `{"view1", "view2", "label"}` batch; for a model that
+        augments on the device, the spec of the views `augment` makes of the batch."""
+        if not isinstance(inputs_spec, dict):
+            return super()._images_spec(inputs_spec)
+        if self.augment is not None and "image" in inputs_spec:
+            seed = tf.TensorSpec([2], tf.int64)
+            views = tf.function(self.augment).get_concrete_function(inputs_spec, seed)
+            inputs_spec = views.structured_outputs
+            inputs_spec = {k: tf.TensorSpec(v.shape, v.dtype) for k, v in inputs_spec.items()}
+        return inputs_spec.get("view1")
 
     @property
     def metrics(self):

@@ -1,0 +1,74 @@
+"""notebooks/quickstart.ipynb runs top to bottom at quick size and shows its pictures.
+
+Executed with nbclient in a real Jupyter kernel, under `TF_SIMCLR_QUICK=1`, on a tiny
+image folder (5 classes, 32 px: 200 training and 100 test images) and, for the last
+step, the reference's r18_cifar_1x checkpoint rebuilt from the fixtures (no download).
+"""
+
+import importlib.util
+import pathlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+NOTEBOOK = ROOT / "notebooks" / "quickstart.ipynb"
+
+nbclient = pytest.importorskip("nbclient")
+nbformat = pytest.importorskip("nbformat")
+
+
+def load_test_module(name: str):
+    """tests/<name>.py, loaded by its path (the tests folder is no package)."""
+    spec = importlib.util.spec_from_file_location(f"_nb_{name}", ROOT / "tests" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def rebuilt_reference_checkpoint(out) -> str:
+    load_test_module("test_official").rebuild_checkpoint("r18_cifar_1x", str(out))
+    return str(out)
+
+
+def test_committed_without_outputs():
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            assert not cell.outputs and cell.execution_count is None, cell.source[:80]
+
+
+@pytest.mark.slow
+def test_quickstart_notebook_runs_and_draws(tmp_path, monkeypatch):
+    classes = ("a", "b", "c", "d", "e")
+    write_image_folder = load_test_module("conftest").write_image_folder
+    data = write_image_folder(tmp_path / "data", "train", classes, per_class=40, size=32)
+    write_image_folder(data, "test", classes, per_class=20, size=32, seed=1)
+    monkeypatch.setenv("TF_SIMCLR_QUICK", "1")
+    monkeypatch.setenv("TF_SIMCLR_DATA_DIR", str(data))
+    monkeypatch.setenv("TF_SIMCLR_WORK_DIR", str(tmp_path / "work"))
+    monkeypatch.setenv("TF_SIMCLR_OFFICIAL_MODEL", rebuilt_reference_checkpoint(tmp_path / "ref"))
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "3")
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    monkeypatch.delenv("MPLBACKEND", raising=False)
+
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    client = nbclient.NotebookClient(
+        notebook,
+        timeout=900,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
+    client.execute()  # raises CellExecutionError naming the cell when any cell raises
+
+    def outputs(tag):
+        (cell,) = [c for c in notebook.cells if tag in c.metadata.get("tags", [])]
+        return cell.outputs
+
+    for tag in ("views", "embeddings"):
+        pictures = [o for o in outputs(tag) if "image/png" in o.get("data", {})]
+        assert len(pictures) == 1, (tag, outputs(tag))
+    text = "".join(
+        o.get("text", "") for c in notebook.cells if c.cell_type == "code" for o in c.outputs
+    )
+    assert "kNN top-1" in text and "tf_simclr imported: False" in text
+    assert "published encoder" in text and (tmp_path / "work" / "simclr.keras").exists()

@@ -376,3 +376,53 @@ def test_signal_saves_a_checkpoint_and_exits_cleanly_then_resumes(
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"ckpt-{step}" in again.stderr
     assert_trained_like(model_dir, uninterrupted)
+
+
+def logged_losses(model_dir):
+    """{step: loss} from the TensorBoard scalars (the running mean over the epoch so far,
+    finite exactly as long as every loss of the epoch so far is)."""
+    import tensorflow as tf
+
+    losses = {}
+    for path in (model_dir / "train").glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                if value.tag == "train/loss":
+                    losses[event.step] = tf.make_ndarray(value.tensor).item()
+    return losses
+
+
+def test_nan_loss_exits_3_naming_the_first_nonfinite_step_and_keeps_the_last_good_save(
+    tmp_path, image_folder
+):
+    """Learning rate 1e30 after a linear warmup from 0: step 1 (rate 0) and step 2 are
+    finite, the weights explode in step 2, the loss of step 3 is NaN or Inf."""
+    import math
+
+    import numpy as np
+    import tensorflow as tf
+
+    model_dir = tmp_path / "run"
+    args = folder_args(image_folder, model_dir, "--optimizer=momentum", "--learning_rate=1e30")
+    args += ["--warmup_epochs=1", "--train_steps=30", "--checkpoint_steps=2", "--verbose=0"]
+    proc = run_cli(args)
+    assert proc.returncode == 3, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("run.py: error")]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    named = int(re.search(r"NaN or Inf at step (\d+)", errors[0]).group(1))
+    assert "learning rate" in errors[0]
+
+    # The step named is the first whose loss is not finite (TensorBoard logs every step,
+    # the one that stopped training included).
+    losses = logged_losses(model_dir)
+    assert sorted(losses) == [1, 2, 3], losses  # and training stopped there
+    first_bad = min(step for step, loss in losses.items() if not math.isfinite(loss))
+    assert named == first_bad == 3, losses
+    # The latest checkpoint is the save before it (step 2); nothing was saved after.
+    assert tf_latest_step(model_dir) == 2
+    assert sorted(p.name for p in model_dir.glob("ckpt-*.index")) == ["ckpt-2.index"]
+    reader = tf.train.load_checkpoint(str(model_dir / "ckpt-2"))
+    assert int(reader.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE")) == 2
+    for value in float_variables(model_dir / "ckpt-2").values():
+        assert np.all(np.isfinite(value))
+    assert not (model_dir / "train_result.json").exists()

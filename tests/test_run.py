@@ -82,44 +82,75 @@ def listing(path):
     return sorted((p.name, p.stat().st_mtime_ns) for p in pathlib.Path(path).rglob("*"))
 
 
+# Bad input, the flag its one line must name, and how it runs: in this process through
+# run.py's own parse_flags and main (a subprocess costs a TensorFlow import), as a real
+# `python run.py` (the process's stderr and exit code), or both.
+BOTH, IN_PROCESS, SUBPROCESS = ("in_process", "subprocess"), ("in_process",), ("subprocess",)
+BAD_INPUT = [
+    (["--mode=bogus"], "mode", BOTH),
+    (["--no_such_flag=1"], "no_such_flag", IN_PROCESS),
+    (["--resnet_depth=19"], "resnet_depth", IN_PROCESS),
+    (["--train_batch_size=notanumber"], "train_batch_size", IN_PROCESS),
+    (["--proj_head_mode=mlp"], "proj_head_mode", IN_PROCESS),
+    (["--image_size=4"], "image_size", IN_PROCESS),
+    (["--optimizer=sgd"], "optimizer", IN_PROCESS),
+    (["--temperature=0"], "temperature", IN_PROCESS),
+    (["--dataset=no_such_dataset_xyz"], "dataset", IN_PROCESS),
+    (["--dataset=image_folder", "--data_dir=/no/such/dir"], "data_dir", IN_PROCESS),
+    (["--dataset=image_folder", "--data_dir=EMPTY"], "data_dir", BOTH),
+    (["--dataset=image_folder", "--data_dir=IMAGES", "--train_split=nope"], "train_split", BOTH),
+    # Splits the CPU into 2 logical devices: only before TensorFlow starts, so only in a
+    # fresh process.
+    (
+        [
+            "--dataset=image_folder",
+            "--data_dir=IMAGES",
+            "--strategy=mirrored",
+            "--num_cpu_devices=2",
+            "--train_batch_size=3",
+        ],
+        "train_batch_size",
+        SUBPROCESS,
+    ),
+    # No TPU here: no name and no GCE metadata, a name the (unreachable) Cloud TPU API
+    # cannot resolve, an address where nothing listens. Each is one line, not a hang.
+    (["--dataset=image_folder", "--data_dir=IMAGES", "--use_tpu"], "tpu_name", BOTH),
+    (["--dataset=image_folder", "--data_dir=IMAGES", "--tpu_name=my-tpu"], "tpu_name", IN_PROCESS),
+    (
+        ["--dataset=image_folder", "--data_dir=IMAGES", "--use_tpu", "--master=CLOSED"],
+        "tpu_name",
+        IN_PROCESS,
+    ),
+    (
+        ["--strategy=tpu", "--tpu_name=my-tpu", "--use_tpu=false", "--mode=export"],
+        "tpu_name",
+        IN_PROCESS,
+    ),
+]
+
+
+def run_in_process(argv, capsys):
+    """run.py's parse_flags + main in this process: (exit code, stderr)."""
+    sys.path.insert(0, str(ROOT))
+    import run
+
+    capsys.readouterr()
+    try:
+        remaining = run.parse_flags(["run.py", *argv])
+        run.main(remaining)
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    finally:
+        run.FLAGS.unparse_flags()
+    return code, capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
-    "args, flag",
-    [
-        (["--mode=bogus"], "mode"),
-        (["--no_such_flag=1"], "no_such_flag"),
-        (["--resnet_depth=19"], "resnet_depth"),
-        (["--train_batch_size=notanumber"], "train_batch_size"),
-        (["--proj_head_mode=mlp"], "proj_head_mode"),
-        (["--image_size=4"], "image_size"),
-        (["--optimizer=sgd"], "optimizer"),
-        (["--temperature=0"], "temperature"),
-        (["--dataset=no_such_dataset_xyz"], "dataset"),
-        (["--dataset=image_folder", "--data_dir=/no/such/dir"], "data_dir"),
-        (["--dataset=image_folder", "--data_dir=EMPTY"], "data_dir"),
-        (["--dataset=image_folder", "--data_dir=IMAGES", "--train_split=nope"], "train_split"),
-        (
-            [
-                "--dataset=image_folder",
-                "--data_dir=IMAGES",
-                "--strategy=mirrored",
-                "--num_cpu_devices=2",
-                "--train_batch_size=3",
-            ],
-            "train_batch_size",
-        ),
-        # No TPU here: no name and no GCE metadata, a name the (unreachable) Cloud TPU API
-        # cannot resolve, an address where nothing listens. Each is one line, not a hang.
-        (["--dataset=image_folder", "--data_dir=IMAGES", "--use_tpu"], "tpu_name"),
-        (["--dataset=image_folder", "--data_dir=IMAGES", "--tpu_name=my-tpu"], "tpu_name"),
-        (
-            ["--dataset=image_folder", "--data_dir=IMAGES", "--use_tpu", "--master=CLOSED"],
-            "tpu_name",
-        ),
-        (["--strategy=tpu", "--tpu_name=my-tpu", "--use_tpu=false", "--mode=export"], "tpu_name"),
-    ],
+    "args, flag, how", [(args, flag, how) for args, flag, hows in BAD_INPUT for how in hows]
 )
 def test_bad_input_exits_2_with_one_line_and_leaves_model_dir_alone(
-    tmp_path, image_folder, args, flag
+    tmp_path, image_folder, args, flag, how, capsys
 ):
     model_dir = tmp_path / "existing_run"
     model_dir.mkdir()
@@ -133,12 +164,16 @@ def test_bad_input_exits_2_with_one_line_and_leaves_model_dir_alone(
         for a in args
     ]
     base = [f"--model_dir={model_dir}", "--train_steps=1", "--image_size=16"]
-    proc = run_cli(base + args)
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    error_lines = [line for line in proc.stderr.splitlines() if line.startswith("run.py: error")]
-    assert len(error_lines) == 1, proc.stderr[-2000:]
+    if how == "subprocess":
+        proc = run_cli(base + args)
+        code, stderr = proc.returncode, proc.stderr
+    else:
+        code, stderr = run_in_process(base + args, capsys)
+    assert code == 2, stderr[-2000:]
+    error_lines = [line for line in stderr.splitlines() if line.startswith("run.py: error")]
+    assert len(error_lines) == 1, stderr[-2000:]
     assert f"--{flag}" in error_lines[0] or f"'{flag}'" in error_lines[0], error_lines[0]
-    assert "Traceback" not in proc.stderr
+    assert "Traceback" not in stderr
     assert listing(model_dir) == before
 
 

@@ -205,13 +205,14 @@ def test_two_workers_train_like_one_process(tmp_path, image_folder):
     assert worst <= 2e-2, worst
 
 
-@pytest.mark.slow  # ~140 s: two 2-worker jobs
+@pytest.mark.slow  # ~100 s: two 2-worker jobs
+@pytest.mark.ci  # README: "the others stop within about 10 s ...; restarting all workers resumes"
 def test_a_dead_worker_fails_the_job_clearly_and_a_restart_resumes(tmp_path, image_folder):
     model_dir = tmp_path / "run"
     args = [
         f"--data_dir={image_folder}",
         f"--model_dir={model_dir}",
-        "--train_steps=60",
+        "--train_steps=20",  # the job cannot pass step 2 without worker 1: 20 is plenty
         "--checkpoint_steps=2",
         "--strategy=multi_worker_mirrored",
         *TINY,
@@ -225,16 +226,20 @@ def test_a_dead_worker_fails_the_job_clearly_and_a_restart_resumes(tmp_path, ima
     procs[1].send_signal(signal.SIGKILL)
     killed = time.time()
     # The chief notices within the coordination service's heartbeat timeout (~10 s) and
-    # exits with 4 and one line saying what happened and how to resume.
+    # prints one line saying what happened and how to resume, then exits with 4. The
+    # bound on the line (its own exit, TensorFlow's teardown, is not timed) leaves room
+    # for a slow machine; a chief that waited for a collective timeout (minutes) fails it.
+    while "run.py: error" not in logs[0].read_text() and time.time() - killed < 120:
+        time.sleep(0.1)
+    noticed = time.time() - killed
     (chief_rc, _), (chief_log, _) = wait_all(procs, logs, timeout=120)
-    waited = time.time() - killed
     assert chief_rc == 4, chief_log[-3000:]
-    assert waited < 60, waited
+    assert noticed < 30, noticed
     error_lines = [line for line in chief_log.splitlines() if line.startswith("run.py: error")]
     assert len(error_lines) == 1 and "lost a worker" in error_lines[0], chief_log[-3000:]
     assert "restart all workers" in error_lines[0] and "Traceback" not in chief_log
     committed = int(re.search(r'"ckpt-(\d+)"', state.read_text()).group(1))
-    assert committed < 60, "the job finished before a worker could be killed"
+    assert committed < 20, "the job finished before a worker could be killed"
 
     # Restarting every worker (the same command; here on fresh ports) resumes the job.
     procs, logs = start_workers(args, tmp_path, "again")
@@ -243,4 +248,4 @@ def test_a_dead_worker_fails_the_job_clearly_and_a_restart_resumes(tmp_path, ima
     for text in texts:
         resumed = re.search(r"Resumed from \S*ckpt-(\d+)", text)
         assert resumed and int(resumed.group(1)) >= committed, text[-2000:]
-    assert json.loads((model_dir / "train_result.json").read_text())["global_step"] == 60
+    assert json.loads((model_dir / "train_result.json").read_text())["global_step"] == 20

@@ -22,6 +22,7 @@ ARCHIVE = ROOT.parent / "shared" / "data" / "cifar10-jpg.tar.gz"
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.ci,  # README: pretraining learns (CI skips it without the data)
     pytest.mark.skipif(not ARCHIVE.exists(), reason=f"real CIFAR-10 not found at {ARCHIVE}"),
 ]
 
@@ -84,3 +85,9 @@ def test_scaled_down_proof_run_end_to_end(tmp_path):
         results[name] = json.loads((out / "eval_results.json").read_text())
         assert results[name]["global_step"] == 21
         assert 0.0 <= results[name]["top1"] <= 1.0
+    # Pretraining learned something a linear classifier uses: 20 pretraining steps beat
+    # a random encoder by at least 5 points of linear-eval top-1 on the 500 test images
+    # (measured: 20.6% vs 10.0%; the standard error of the difference is ~2.3 points).
+    # kNN is not compared: at this scale a random encoder's kNN was not measured, and at
+    # full scale it is 30.1% (docs/results.md), above this run's 23.4%.
+    assert results["pretrained"]["top1"] >= results["random"]["top1"] + 0.05, results

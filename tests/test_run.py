@@ -82,46 +82,77 @@ def listing(path):
     return sorted((p.name, p.stat().st_mtime_ns) for p in pathlib.Path(path).rglob("*"))
 
 
+# Bad input, the flag its one line must name, and how it runs: in this process through
+# run.py's own parse_flags and main (a subprocess costs a TensorFlow import), as a real
+# `python run.py` (the process's stderr and exit code), or both.
+BOTH, IN_PROCESS, SUBPROCESS = ("in_process", "subprocess"), ("in_process",), ("subprocess",)
+BAD_INPUT = [
+    (["--mode=bogus"], "mode", BOTH),
+    (["--no_such_flag=1"], "no_such_flag", IN_PROCESS),
+    (["--resnet_depth=19"], "resnet_depth", IN_PROCESS),
+    (["--train_batch_size=notanumber"], "train_batch_size", IN_PROCESS),
+    (["--proj_head_mode=mlp"], "proj_head_mode", IN_PROCESS),
+    (["--image_size=4"], "image_size", IN_PROCESS),
+    (["--optimizer=sgd"], "optimizer", IN_PROCESS),
+    (["--temperature=0"], "temperature", IN_PROCESS),
+    (["--dataset=no_such_dataset_xyz"], "dataset", IN_PROCESS),
+    ([], "dataset", IN_PROCESS),  # no silent imagenet2012 download
+    (["--dataset=cifar10", "--data_dir=EMPTY", "--download=false"], "download", IN_PROCESS),
+    (["--dataset=image_folder", "--data_dir=/no/such/dir"], "data_dir", IN_PROCESS),
+    (["--dataset=image_folder", "--data_dir=EMPTY"], "data_dir", BOTH),
+    (["--dataset=image_folder", "--data_dir=IMAGES", "--train_split=nope"], "train_split", BOTH),
+    # Splits the CPU into 2 logical devices: only before TensorFlow starts, so only in a
+    # fresh process.
+    (
+        [
+            "--dataset=image_folder",
+            "--data_dir=IMAGES",
+            "--strategy=mirrored",
+            "--num_cpu_devices=2",
+            "--train_batch_size=3",
+        ],
+        "train_batch_size",
+        SUBPROCESS,
+    ),
+    # No TPU here: no name and no GCE metadata, a name the (unreachable) Cloud TPU API
+    # cannot resolve, an address where nothing listens. Each is one line, not a hang.
+    (["--dataset=image_folder", "--data_dir=IMAGES", "--use_tpu"], "tpu_name", BOTH),
+    (["--dataset=image_folder", "--data_dir=IMAGES", "--tpu_name=my-tpu"], "tpu_name", IN_PROCESS),
+    (
+        ["--dataset=image_folder", "--data_dir=IMAGES", "--use_tpu", "--master=CLOSED"],
+        "tpu_name",
+        IN_PROCESS,
+    ),
+    (
+        ["--strategy=tpu", "--tpu_name=my-tpu", "--use_tpu=false", "--mode=export"],
+        "tpu_name",
+        IN_PROCESS,
+    ),
+]
+
+
+def run_in_process(argv, capsys):
+    """run.py's parse_flags + main in this process: (exit code, stderr)."""
+    sys.path.insert(0, str(ROOT))
+    import run
+
+    capsys.readouterr()
+    try:
+        remaining = run.parse_flags(["run.py", *argv])
+        run.main(remaining)
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    finally:
+        run.FLAGS.unparse_flags()
+    return code, capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
-    "args, flag",
-    [
-        (["--mode=bogus"], "mode"),
-        (["--no_such_flag=1"], "no_such_flag"),
-        (["--resnet_depth=19"], "resnet_depth"),
-        (["--train_batch_size=notanumber"], "train_batch_size"),
-        (["--proj_head_mode=mlp"], "proj_head_mode"),
-        (["--image_size=4"], "image_size"),
-        (["--optimizer=sgd"], "optimizer"),
-        (["--temperature=0"], "temperature"),
-        (["--dataset=no_such_dataset_xyz"], "dataset"),
-        ([], "dataset"),  # no silent imagenet2012 download
-        (["--dataset=cifar10", "--data_dir=EMPTY", "--download=false"], "download"),
-        (["--dataset=image_folder", "--data_dir=/no/such/dir"], "data_dir"),
-        (["--dataset=image_folder", "--data_dir=EMPTY"], "data_dir"),
-        (["--dataset=image_folder", "--data_dir=IMAGES", "--train_split=nope"], "train_split"),
-        (
-            [
-                "--dataset=image_folder",
-                "--data_dir=IMAGES",
-                "--strategy=mirrored",
-                "--num_cpu_devices=2",
-                "--train_batch_size=3",
-            ],
-            "train_batch_size",
-        ),
-        # No TPU here: no name and no GCE metadata, a name the (unreachable) Cloud TPU API
-        # cannot resolve, an address where nothing listens. Each is one line, not a hang.
-        (["--dataset=image_folder", "--data_dir=IMAGES", "--use_tpu"], "tpu_name"),
-        (["--dataset=image_folder", "--data_dir=IMAGES", "--tpu_name=my-tpu"], "tpu_name"),
-        (
-            ["--dataset=image_folder", "--data_dir=IMAGES", "--use_tpu", "--master=CLOSED"],
-            "tpu_name",
-        ),
-        (["--strategy=tpu", "--tpu_name=my-tpu", "--use_tpu=false", "--mode=export"], "tpu_name"),
-    ],
+    "args, flag, how", [(args, flag, how) for args, flag, hows in BAD_INPUT for how in hows]
 )
 def test_bad_input_exits_2_with_one_line_and_leaves_model_dir_alone(
-    tmp_path, image_folder, args, flag
+    tmp_path, image_folder, args, flag, how, capsys
 ):
     model_dir = tmp_path / "existing_run"
     model_dir.mkdir()
@@ -135,12 +166,16 @@ def test_bad_input_exits_2_with_one_line_and_leaves_model_dir_alone(
         for a in args
     ]
     base = [f"--model_dir={model_dir}", "--train_steps=1", "--image_size=16"]
-    proc = run_cli(base + args)
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    error_lines = [line for line in proc.stderr.splitlines() if line.startswith("run.py: error")]
-    assert len(error_lines) == 1, proc.stderr[-2000:]
+    if how == "subprocess":
+        proc = run_cli(base + args)
+        code, stderr = proc.returncode, proc.stderr
+    else:
+        code, stderr = run_in_process(base + args, capsys)
+    assert code == 2, stderr[-2000:]
+    error_lines = [line for line in stderr.splitlines() if line.startswith("run.py: error")]
+    assert len(error_lines) == 1, stderr[-2000:]
     assert f"--{flag}" in error_lines[0] or f"'{flag}'" in error_lines[0], error_lines[0]
-    assert "Traceback" not in proc.stderr
+    assert "Traceback" not in stderr
     assert listing(model_dir) == before
     assert list((tmp_path / "empty").iterdir()) == []
 
@@ -187,18 +222,73 @@ def test_train_on_image_folder_then_resume(tmp_path, image_folder):
     assert result["learning_rate"] == pytest.approx(expected, rel=1e-4, abs=1e-9)
 
 
-def checkpoint_step(prefix):
-    """The optimizer's step counter stored in a checkpoint."""
+# Deterministic training for the kill/resume tests: every augmentation off, so the batches
+# are fixed by the (seeded) data order alone, and plain momentum. 16 images, batch 4:
+# 4 steps per epoch; 40 steps = 10 epochs, a checkpoint every 2 steps.
+DETERMINISTIC = [
+    "--optimizer=momentum",
+    "--learning_rate=0.3",
+    "--warmup_epochs=0",
+    "--use_crop=false",
+    "--use_flip=false",
+    "--use_color_jitter=false",
+    "--use_grayscale=false",
+    "--train_steps=40",
+    "--checkpoint_steps=2",
+    "--verbose=0",
+]
+
+
+def resume_args(image_folder, model_dir):
+    return folder_args(image_folder, model_dir, *DETERMINISTIC)
+
+
+def float_variables(prefix):
+    """Every float variable of a checkpoint: weights, BatchNorm statistics, momentum slots."""
+    import numpy as np
     import tensorflow as tf
 
-    return int(
-        tf.train.load_checkpoint(str(prefix)).get_tensor(
-            "optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE"
-        )
-    )
+    reader = tf.train.load_checkpoint(str(prefix))
+    values = {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()}
+    return {k: v for k, v in values.items() if np.issubdtype(np.asarray(v).dtype, np.floating)}
 
 
-# 16 images, batch 4: 4 steps per epoch; 40 steps = 10 epochs, a checkpoint every 2 steps.
+@pytest.fixture(scope="module")
+def uninterrupted(session_train_test_folder, tmp_path_factory):
+    """The 40 deterministic steps run without interruption, in this process through
+    run.py's own main: {"step": the optimizer's counter, "variables": of ckpt-40}."""
+    import tensorflow as tf
+
+    sys.path.insert(0, str(ROOT))
+    import run
+
+    model_dir = tmp_path_factory.mktemp("uninterrupted") / "run"
+    try:
+        run.FLAGS(["run.py", *resume_args(session_train_test_folder, model_dir)])
+        run.main(["run.py"])
+    finally:
+        run.FLAGS.unparse_flags()
+    reader = tf.train.load_checkpoint(str(model_dir / "ckpt-40"))
+    return {
+        "step": int(reader.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE")),
+        "variables": float_variables(model_dir / "ckpt-40"),
+    }
+
+
+def assert_trained_like(model_dir, uninterrupted):
+    """The run in model_dir ended at step 40 with the uninterrupted run's weights, BN
+    statistics and optimizer slots (the same float32 computation on the same batches)."""
+    import numpy as np
+
+    assert json.loads((model_dir / "train_result.json").read_text())["global_step"] == 40
+    assert tf_latest_step(model_dir) == 40 and uninterrupted["step"] == 40
+    got, want = float_variables(model_dir / "ckpt-40"), uninterrupted["variables"]
+    assert got.keys() == want.keys()
+    assert any(key.startswith("optimizer/_variables/") for key in want)  # momentum slots
+    for key in want:
+        np.testing.assert_allclose(got[key], want[key], rtol=1e-6, atol=1e-7, err_msg=key)
+
+
 SIGKILL_AT = {
     # training has started (the resolved config is written just before step 0) but no
     # checkpoint is complete: the restart starts afresh
@@ -216,19 +306,18 @@ SIGKILL_AT = {
     "point",
     [
         "right_after_a_checkpoint",
-        "mid_checkpoint_write",
-        # ~50-70 s each on the shared 2 cores: opt-in
+        # ~20 s each here: opt-in (in_the_last_epoch also runs in CI's `ci` subset)
         pytest.param("early_in_epoch_1", marks=pytest.mark.slow),
-        pytest.param("in_the_last_epoch", marks=pytest.mark.slow),
+        pytest.param("in_the_last_epoch", marks=[pytest.mark.slow, pytest.mark.ci]),
     ],
 )
-def test_sigkill_then_restart_resumes_from_last_complete_checkpoint(tmp_path, image_folder, point):
+def test_sigkill_then_restart_resumes_from_last_complete_checkpoint(
+    tmp_path, session_train_test_folder, uninterrupted, point
+):
     model_dir = tmp_path / "run"
-    args = folder_args(
-        image_folder, model_dir, "--train_steps=40", "--checkpoint_steps=2", "--verbose=0"
-    )
+    args = resume_args(session_train_test_folder, model_dir)
     proc = start_cli(args, stderr=subprocess.DEVNULL)
-    ready = SIGKILL_AT.get(point, SIGKILL_AT["right_after_a_checkpoint"])
+    ready = SIGKILL_AT[point]
     deadline = time.time() + 240
     while not ready(model_dir) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.01)
@@ -238,16 +327,6 @@ def test_sigkill_then_restart_resumes_from_last_complete_checkpoint(tmp_path, im
     state = model_dir / "checkpoint"  # CheckpointManager's record of complete checkpoints
     committed = tf_latest_step(model_dir) if state.exists() else 0
     assert committed < 40, "the run finished before it could be killed"
-    if point == "mid_checkpoint_write":
-        # What a kill during the next save leaves: its temporary shard and a truncated
-        # index/data pair under the next name, not yet recorded in `checkpoint`.
-        half = model_dir / f"ckpt-{committed + 2}"
-        (model_dir / f"ckpt-{committed + 2}_temp").mkdir()
-        (model_dir / f"ckpt-{committed + 2}_temp" / "part-00000-of-00001.index").write_bytes(
-            b"\x00" * 7
-        )
-        pathlib.Path(f"{half}.index").write_bytes(b"truncated")
-        pathlib.Path(f"{half}.data-00000-of-00001").write_bytes(b"\x01" * 13)
 
     again = run_cli(args)
     assert again.returncode == 0, again.stderr[-3000:]
@@ -256,11 +335,42 @@ def test_sigkill_then_restart_resumes_from_last_complete_checkpoint(tmp_path, im
         assert resumed and int(resumed.group(1)) == committed, again.stderr[-2000:]
     else:
         assert not resumed, again.stderr[-2000:]
-    # The step counter is consistent: 40 in the result, the latest checkpoint's name and
-    # the optimizer counter inside it.
-    assert json.loads((model_dir / "train_result.json").read_text())["global_step"] == 40
-    assert tf_latest_step(model_dir) == 40
-    assert checkpoint_step(model_dir / "ckpt-40") == 40
+    assert_trained_like(model_dir, uninterrupted)
+
+
+def test_sigkill_during_a_checkpoint_write_resumes_from_the_previous_one(
+    tmp_path, session_train_test_folder, uninterrupted
+):
+    """A real write of ckpt-4, stopped between its two steps (tests/_pause_checkpoint_write.py):
+    the shard is on disk, the merged files are not, `checkpoint` still says ckpt-2."""
+    model_dir, marker = tmp_path / "run", tmp_path / "paused"
+    args = resume_args(session_train_test_folder, model_dir)
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "_pause_checkpoint_write.py"), "2", str(marker)]
+        + args,
+        cwd=ROOT,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 240
+    while not marker.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert marker.exists(), "the second checkpoint write was not reached"
+    assert sorted(p.name for p in (model_dir / "ckpt-4_temp").iterdir()) == [
+        "part-00000-of-00001.data-00000-of-00001",
+        "part-00000-of-00001.index",
+    ]
+    assert not list(model_dir.glob("ckpt-4.*")) and tf_latest_step(model_dir) == 2
+
+    again = run_cli(args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    resumed = re.search(r"Resumed from \S*ckpt-(\d+)", again.stderr)
+    assert resumed and int(resumed.group(1)) == 2, again.stderr[-2000:]
+    assert not (model_dir / "ckpt-4_temp").exists()  # the next write of ckpt-4 replaced it
+    assert_trained_like(model_dir, uninterrupted)
 
 
 def test_run_main_in_process_on_mock_tfds_data(tmp_path):
@@ -285,16 +395,16 @@ def test_run_main_in_process_on_mock_tfds_data(tmp_path):
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_signal_saves_a_checkpoint_and_exits_cleanly_then_resumes(tmp_path, image_folder, signum):
+def test_signal_saves_a_checkpoint_and_exits_cleanly_then_resumes(
+    tmp_path, session_train_test_folder, uninterrupted, signum
+):
     model_dir = tmp_path / "run"
-    args = folder_args(
-        image_folder, model_dir, "--train_steps=400", "--checkpoint_steps=100", "--verbose=0"
-    )
+    args = resume_args(session_train_test_folder, model_dir)
     proc = start_cli(args, stderr=subprocess.PIPE)
     deadline = time.time() + 240
-    while not (model_dir / "train").exists() and time.time() < deadline:
-        time.sleep(0.1)
-    time.sleep(3)  # let a few steps run
+    # Training is under way once the first checkpoint is recorded (38 steps remain).
+    while not (model_dir / "checkpoint").exists() and time.time() < deadline:
+        time.sleep(0.01)
     proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signum, stderr[-2000:]
@@ -302,10 +412,60 @@ def test_signal_saves_a_checkpoint_and_exits_cleanly_then_resumes(tmp_path, imag
     stopped = re.search(r"stopped by SIG\w+ at step (\d+)", stderr)
     assert stopped, stderr[-2000:]
     step = int(stopped.group(1))
-    assert 0 < step < 400
+    assert 0 < step < 40
     assert tf_latest_step(model_dir) == step  # the checkpoint of the interrupted step
 
     again = run_cli(args)
     assert again.returncode == 0, again.stderr[-3000:]
     assert f"ckpt-{step}" in again.stderr
-    assert json.loads((model_dir / "train_result.json").read_text())["global_step"] == 400
+    assert_trained_like(model_dir, uninterrupted)
+
+
+def logged_losses(model_dir):
+    """{step: loss} from the TensorBoard scalars (the running mean over the epoch so far,
+    finite exactly as long as every loss of the epoch so far is)."""
+    import tensorflow as tf
+
+    losses = {}
+    for path in (model_dir / "train").glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                if value.tag == "train/loss":
+                    losses[event.step] = tf.make_ndarray(value.tensor).item()
+    return losses
+
+
+def test_nan_loss_exits_3_naming_the_first_nonfinite_step_and_keeps_the_last_good_save(
+    tmp_path, image_folder
+):
+    """Learning rate 1e30 after a linear warmup from 0: step 1 (rate 0) and step 2 are
+    finite, the weights explode in step 2, the loss of step 3 is NaN or Inf."""
+    import math
+
+    import numpy as np
+    import tensorflow as tf
+
+    model_dir = tmp_path / "run"
+    args = folder_args(image_folder, model_dir, "--optimizer=momentum", "--learning_rate=1e30")
+    args += ["--warmup_epochs=1", "--train_steps=30", "--checkpoint_steps=2", "--verbose=0"]
+    proc = run_cli(args)
+    assert proc.returncode == 3, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("run.py: error")]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    named = int(re.search(r"NaN or Inf at step (\d+)", errors[0]).group(1))
+    assert "learning rate" in errors[0]
+
+    # The step named is the first whose loss is not finite (TensorBoard logs every step,
+    # the one that stopped training included).
+    losses = logged_losses(model_dir)
+    assert sorted(losses) == [1, 2, 3], losses  # and training stopped there
+    first_bad = min(step for step, loss in losses.items() if not math.isfinite(loss))
+    assert named == first_bad == 3, losses
+    # The latest checkpoint is the save before it (step 2); nothing was saved after.
+    assert tf_latest_step(model_dir) == 2
+    assert sorted(p.name for p in model_dir.glob("ckpt-*.index")) == ["ckpt-2.index"]
+    reader = tf.train.load_checkpoint(str(model_dir / "ckpt-2"))
+    assert int(reader.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE")) == 2
+    for value in float_variables(model_dir / "ckpt-2").values():
+        assert np.all(np.isfinite(value))
+    assert not (model_dir / "train_result.json").exists()

@@ -384,11 +384,13 @@ def test_report_writes_tables_between_markers_and_figures(ablations, arms, tmp_p
         assert (figures / f"ablation_{group}.png").stat().st_size > 1000
 
 
-def test_run_trains_evaluates_records_and_skips_done_arms(train_test_folder, tmp_path):
-    """A tiny end-to-end study of two arms: JSON written; a second `run` trains nothing."""
+def test_run_trains_evaluates_records_and_skips_done_arms(
+    ablations, train_test_folder, tmp_path, capsys
+):
+    """A tiny end-to-end study of two arms: JSON written; a second `run` trains nothing.
+
+    The runner's `main` runs in this process (each arm still trains in its own run.py)."""
     command = [
-        sys.executable,
-        str(ROOT / "scripts" / "ablations.py"),
         "run",
         f"--data_dir={train_test_folder}",
         f"--work_dir={tmp_path / 'work'}",
@@ -401,8 +403,7 @@ def test_run_trains_evaluates_records_and_skips_done_arms(train_test_folder, tmp
         "--set=eval_batch_size=16",
         "--set=train_summary_steps=1",
     ]
-    first = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    ablations.main(command)
     base = json.loads((tmp_path / "results" / "base.json").read_text())
     # 16 * 2 // 8 + 1 = 5 steps (the reference's count), epochs of 2: checkpoints 2, 4, 5.
     assert base["status"] == "complete" and base["steps"] == 5 and base["steps_per_epoch"] == 2
@@ -416,17 +417,15 @@ def test_run_trains_evaluates_records_and_skips_done_arms(train_test_folder, tmp
     assert not (tmp_path / "work" / "random_init" / "checkpoint").exists()
 
     before = (tmp_path / "results" / "base.json").stat().st_mtime_ns
-    second = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert second.returncode == 0
-    assert "base: done already" in second.stdout and "random_init: done already" in second.stdout
+    capsys.readouterr()
+    ablations.main(command)
+    second = capsys.readouterr().out
+    assert "base: done already" in second and "random_init: done already" in second
     assert (tmp_path / "results" / "base.json").stat().st_mtime_ns == before
 
     # Training again (--force; run.py resumes at the final step) adds to the arm's
     # training time instead of replacing it.
-    third = subprocess.run(
-        [*command, "--force", "--arms=base"], capture_output=True, text=True, timeout=300
-    )
-    assert third.returncode == 0, third.stdout[-2000:] + third.stderr[-2000:]
+    ablations.main([*command, "--force", "--arms=base"])
     runs = (tmp_path / "work" / "base" / "train_seconds.txt").read_text().split()
     again = json.loads((tmp_path / "results" / "base.json").read_text())
     assert len(runs) == 2 and float(runs[0]) == pytest.approx(base["train_seconds"], abs=0.1)

@@ -36,7 +36,19 @@ def _feature_eval(*args):
     )
 
 
-def test_trained_and_random_encoder(train_test_folder, tmp_path):
+def _feature_eval_in_process(feature_eval, capsys, *args):
+    """feature_eval's main in this process: (exit code, stderr)."""
+    capsys.readouterr()
+    try:
+        feature_eval.main(list(args))
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    return code, capsys.readouterr().err
+
+
+def test_trained_and_random_encoder(feature_eval, train_test_folder, tmp_path, capsys):
+    """The trained encoder and the bad input in process, the random one as a script."""
     common = [
         "--dataset=image_folder",
         f"--data_dir={train_test_folder}",
@@ -62,13 +74,15 @@ def test_trained_and_random_encoder(train_test_folder, tmp_path):
     assert trained.returncode == 0, trained.stderr[-2000:]
 
     output = tmp_path / "out" / "trained.json"
-    done = _feature_eval(
+    code, stderr = _feature_eval_in_process(
+        feature_eval,
+        capsys,
         f"--flagfile={flagfile}",
         f"--model_dir={model_dir}",
         "--probe_epochs=1",
         f"--output={output}",
     )
-    assert done.returncode == 0, done.stderr[-2000:]
+    assert code == 0, stderr[-2000:]
     result = json.loads(output.read_text())
     assert result["encoder"] == f"{model_dir} step 3" and result["knn_k"] == 5
     assert 0.0 <= result["knn_top1"] <= 1.0 and result["feature_dim"] == 64
@@ -85,9 +99,11 @@ def test_trained_and_random_encoder(train_test_folder, tmp_path):
     assert json.loads(output.read_text())["encoder"] == "random_init"
 
     # Bad input: one line naming the flag, exit 2.
-    missing = _feature_eval(f"--flagfile={flagfile}", f"--model_dir={tmp_path / 'none'}")
-    assert missing.returncode == 2 and "Traceback" not in missing.stderr
-    assert "feature_eval.py: error: --model_dir" in missing.stderr
-    unknown = _feature_eval("--no_such_flag=1", f"--model_dir={model_dir}")
-    assert unknown.returncode == 2
-    assert "--no_such_flag: is not a run.py flag" in unknown.stderr
+    code, stderr = _feature_eval_in_process(
+        feature_eval, capsys, f"--flagfile={flagfile}", f"--model_dir={tmp_path / 'none'}"
+    )
+    assert code == 2 and "feature_eval.py: error: --model_dir" in stderr
+    code, stderr = _feature_eval_in_process(
+        feature_eval, capsys, "--no_such_flag=1", f"--model_dir={model_dir}"
+    )
+    assert code == 2 and "--no_such_flag: is not a run.py flag" in stderr

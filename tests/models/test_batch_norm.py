@@ -112,3 +112,44 @@ def test_fused_kernel_outside_xla_keras_ops_inside(jit_compile):
     expected = keras.layers.BatchNormalization()
     expected.build((None, 4, 4, 3))
     np.testing.assert_allclose(step(x), expected(x, training=True), rtol=1e-4, atol=1e-4)
+
+
+def test_synchronized_statistics_over_replicas_equal_one_device(mirrored_strategy):
+    """Global BN on 2 replicas normalises, and back-propagates, as one device does on the
+    whole batch, also where the mean is large against the spread (a selective-kernel gate:
+    one pooled vector per image). E[x^2] - E[x]^2, Keras's synchronized formula, loses the
+    variance there (its gradients differ by whole percents)."""
+    rng = np.random.default_rng(3)
+    # 8 images, 4 channels: mean ~50, spread ~0.05 (E[x^2] ~ 2500, variance ~ 2.5e-3).
+    x = (50.0 + 0.05 * rng.normal(size=(8, 1, 1, 4))).astype(np.float32)
+    upstream = rng.normal(size=x.shape).astype(np.float32)
+
+    def step(layer, images, grads_in):
+        with tf.GradientTape() as tape:
+            tape.watch(images)
+            y = layer(images, training=True)
+            loss = tf.reduce_sum(y * grads_in)
+        return y, tape.gradient(loss, images)
+
+    one = FusedBatchNormalization(epsilon=1e-8)
+    one.build(x.shape)
+    y1, g1 = step(one, tf.constant(x), tf.constant(upstream))
+
+    with mirrored_strategy.scope():
+        two = FusedBatchNormalization(epsilon=1e-8, synchronized=True)
+        two.build(x.shape)
+    per_replica = mirrored_strategy.experimental_distribute_values_from_function(
+        lambda ctx: tuple(
+            tf.constant(a[4 * ctx.replica_id_in_sync_group : 4 * ctx.replica_id_in_sync_group + 4])
+            for a in (x, upstream)
+        )
+    )
+    y2, g2 = mirrored_strategy.run(
+        tf.function(lambda pair: step(two, *pair)),
+        args=(per_replica,),
+    )
+    y2 = np.concatenate([np.asarray(t) for t in mirrored_strategy.experimental_local_results(y2)])
+    g2 = np.concatenate([np.asarray(t) for t in mirrored_strategy.experimental_local_results(g2)])
+    np.testing.assert_allclose(y2, y1, atol=2e-3)  # y ~ N(0, 1)
+    np.testing.assert_allclose(g2, g1, rtol=1e-2, atol=1e-2 * np.abs(g1).max())
+    np.testing.assert_allclose(two.moving_variance.numpy(), one.moving_variance.numpy(), rtol=1e-3)

@@ -431,6 +431,14 @@ def _sk_simclr_one_step(strategy, data, synchronized_bn):
         model = SimCLR(encoder, head, num_classes=3, temperature=0.5)
         model(tf.zeros([1, 32, 32, 3]))
         randomize_weights(model.encoder)  # non-zero last-BN gammas: gradients everywhere
+        # ...but small ones on each residual branch's last BN (as a trained ResNet has), or
+        # the residual stream grows through 16 blocks and the step becomes ill-conditioned:
+        # with gammas of ~1 there, two mathematically equal BN kernels on one device took
+        # steps 17% apart (measured), and no replica comparison can be tighter than that.
+        rng = np.random.default_rng(1)
+        for variable in model.encoder.weights:
+            if variable.path.endswith("bn3/gamma"):
+                variable.assign(rng.uniform(0.05, 0.15, variable.shape).astype("float32"))
         initial = model.get_weights()
         model.compile(optimizer=keras.optimizers.SGD(1.0))
     history = model.fit(tf.data.Dataset.from_tensors(data), epochs=1, verbose=0)
@@ -438,18 +446,11 @@ def _sk_simclr_one_step(strategy, data, synchronized_bn):
 
 
 @pytest.mark.slow  # a 16-block network traced twice, once under 2 replicas: minutes here
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="OPEN: the loss agrees to 3e-5, but the steps of the SK gate layers "
-    "(block_group3_block2_sk_gate_conv1/kernel, ..._sk_gate_bn, ..._sk_bn) differ from one "
-    "device by 9% (uniform noise) to 18% (this batch) of their length; with per-replica "
-    "instead of global BN the difference is 680%. Not understood yet; remove this marker "
-    "when the assertion holds.",
-)
 def test_sk_encoder_two_replicas_step_like_one_device(mirrored_strategy, worst_relative_step):
     """Selective kernels under MirroredStrategy with global BatchNorm: the gate's BN sees
-    the global batch, so 2 replicas take the single-device step."""
+    the global batch, so 2 replicas take the single-device step. (With Keras's
+    synchronized statistics, E[x^2] - E[x]^2, the gate layers' steps were 9-18% off: see
+    `models.batch_norm.sync_moments`.)"""
     import tensorflow as tf
 
     rng = np.random.default_rng(5)
@@ -470,8 +471,11 @@ def test_sk_encoder_two_replicas_step_like_one_device(mirrored_strategy, worst_r
         if not np.array_equal(a, b)
     ]
     assert trainable <= set(moved), sorted(trainable - set(moved))[:5]
+    # Measured: 1.6e-4 (stem_bn2/gamma; 3.5e-5 for every other tensor). The round-off
+    # floor: the same step on one device with Keras's BN kernel instead of the fused one
+    # differs by 5.6e-4. Per-replica instead of global BN: whole multiples of the step.
     worst = worst_relative_step(init1, single, init2, replicated)
-    assert worst < 1e-4, worst
+    assert worst < 1e-3, worst
 
 
 # --- Config, serialization, precision ---------------------------------------------

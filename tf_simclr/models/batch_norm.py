@@ -15,6 +15,12 @@ interchangeable), outputs and moving-average update as the Keras layer. It uses
 the fused kernel for 2-D `[B, C]` and 4-D `[B, H, W, C]` inputs normalised over
 the last axis, and the Keras computation otherwise (synchronized / global BN,
 renorm, masks, other axes, other backends, and inside XLA-compiled functions).
+
+Synchronized (global) BN across replicas takes its statistics from `sync_moments`, in
+two passes (the global mean, then the global mean squared deviation from it). Keras
+(and the reference's `SyncBatchNormalization`) compute the variance as E[x^2] - E[x]^2,
+which loses most of its float32 digits when the mean is large against the spread, as in
+a selective-kernel gate (BN over one pooled vector per image).
 """
 
 from __future__ import annotations
@@ -68,6 +74,11 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
             and not _in_xla_context()
         )
 
+    def _moments(self, inputs, mask):
+        if mask is None and self.synchronized:
+            return sync_moments(inputs, self._reduction_axes, tf.distribute.get_replica_context())
+        return super()._moments(inputs, mask)
+
     def call(self, inputs, training=None, mask=None):
         if not self._fusable(inputs, mask):
             return super().call(inputs, training=training, mask=mask)
@@ -108,3 +119,28 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         if flat:
             y = tf.reshape(y, [-1, channels])
         return tf.cast(y, self.compute_dtype)
+
+
+def sync_moments(x, axes, replica: tf.distribute.ReplicaContext | None):
+    """Mean and biased variance of `x` over `axes` and over every replica's batch.
+
+    Two all-reduces: the sum and count give the global mean; the sum of squared
+    deviations from that mean gives the variance, as one device computes it on the whole
+    batch (no E[x^2] - E[x]^2 cancellation). Float32 for half-precision inputs; the
+    returned statistics are squeezed to `[C]`. Without a replica context, or with one
+    replica, the same two passes over the local batch.
+    """
+    reduce = (
+        (lambda value: replica.all_reduce(tf.distribute.ReduceOp.SUM, value))
+        if replica is not None and replica.num_replicas_in_sync > 1
+        else (lambda value: value)
+    )
+    if x.dtype in (tf.float16, tf.bfloat16):
+        x = tf.cast(x, tf.float32)
+    local_sum = tf.reduce_sum(x, axis=axes, keepdims=True)
+    local_count = tf.cast(tf.size(x) // tf.size(local_sum), x.dtype)
+    total, count = reduce([local_sum, local_count])
+    mean = total / count
+    squares = tf.reduce_sum(tf.square(x - mean), axis=axes, keepdims=True)
+    variance = reduce(squares) / count
+    return tf.squeeze(mean, axes), tf.squeeze(variance, axes)

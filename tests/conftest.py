@@ -35,14 +35,17 @@ def write_image_folder(root, split="train", classes=("cat", "dog"), per_class=8,
     return pathlib.Path(root)
 
 
-@pytest.fixture(autouse=True)
-def _network_answers(monkeypatch):
+@pytest.fixture(autouse=True, scope="session")
+def _network_answers():
     """Tests run offline: TFDS datasets "downloaded" here are mocks or local builders that
-    need no network, so `download="auto"` may go ahead. Tests of the offline path set the
-    probe to False themselves; `tests/data/test_sources.py` tests the probe itself."""
+    need no network, so `download="auto"` may go ahead. Session-wide, so that module- and
+    session-scoped fixtures get it too. Tests of the offline path set the probe to False
+    themselves; `tests/data/test_sources.py` tests the probe itself."""
     from tf_simclr.data import sources
 
-    monkeypatch.setattr(sources, "network_reachable", lambda *args, **kwargs: True)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sources, "network_reachable", lambda *args, **kwargs: True)
+        yield
 
 
 @pytest.fixture

@@ -38,6 +38,7 @@ def test_committed_without_outputs():
 
 
 @pytest.mark.slow
+@pytest.mark.ci  # issue 14: the notebook is executed in CI (minutes: the ci step, not the default)
 def test_quickstart_notebook_runs_and_draws(tmp_path, monkeypatch):
     classes = ("a", "b", "c", "d", "e")
     write_image_folder = load_test_module("conftest").write_image_folder

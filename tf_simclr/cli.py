@@ -122,4 +122,7 @@ def run() -> None:
     # absl prints the __main__ module's docstring at the top of --help: make it this
     # module's whichever file was started.
     sys.modules["__main__"].__doc__ = __doc__
+    # --help lists the key flags of the started module (sys.argv[0]): ours, defined here.
+    for name, *_ in flag_specs():
+        FLAGS.register_key_flag_for_module(sys.argv[0], FLAGS[name])
     app.run(main, flags_parser=parse_flags)

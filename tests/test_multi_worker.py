@@ -158,6 +158,7 @@ def run_job_and_single_process(tmp_path, image_folder, steps, checkpoint_steps):
     return single_dir, multi_dir
 
 
+@pytest.mark.slow  # 27 s: two worker processes; the ci step runs the dead-worker test
 def test_two_workers_take_the_single_process_first_step(tmp_path, image_folder):
     """The cheap variant (one step, ~50 s): same loss, same variables after step 1."""
     single_dir, multi_dir = run_job_and_single_process(tmp_path, image_folder, 1, 1)

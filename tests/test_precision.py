@@ -222,6 +222,7 @@ def saved_loss_scale(model_dir):
     return float(reader.get_tensor(names[0]))
 
 
+@pytest.mark.slow  # 20 s: two float16 runs through run.py
 def test_float16_run_checkpoints_the_loss_scale_and_resumes(tmp_path):
     model_dir = tmp_path / "run"
     with tfds.testing.mock_data(num_examples=32):

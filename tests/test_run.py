@@ -394,7 +394,10 @@ def test_run_main_in_process_on_mock_tfds_data(tmp_path):
     assert (model_dir / "saved_model" / "2" / "saved_model.pb").exists()
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+# SIGINT takes the same path as SIGTERM (one handler): slow, ~30 s each here.
+@pytest.mark.parametrize(
+    "signum", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)]
+)
 def test_signal_saves_a_checkpoint_and_exits_cleanly_then_resumes(
     tmp_path, session_train_test_folder, uninterrupted, signum
 ):

@@ -23,9 +23,9 @@ NO_AUGMENT = AugmentConfig(
 @pytest.fixture(autouse=True)
 def close_figures():
     yield
-    import matplotlib.pyplot as plt
-
-    plt.close("all")
+    plt = sys.modules.get("matplotlib.pyplot")  # None while a test blocks matplotlib
+    if plt is not None:
+        plt.close("all")
 
 
 def image_axes(fig):

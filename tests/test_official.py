@@ -445,21 +445,7 @@ def test_fine_tune_an_imported_model_from_the_head_middle(
 ):
     out, _ = imported
     ft_dir = tmp_path / "ft"
-    config = Config(
-        mode="train",
-        train_mode="finetune",
-        checkpoint=str(out),
-        ft_proj_selector=1,
-        model_dir=str(ft_dir),
-        dataset="image_folder",
-        data_dir=str(session_train_test_folder),
-        image_size=32,
-        train_batch_size=8,
-        train_steps=2,
-        optimizer="momentum",
-        learning_rate=0.01,
-        verbose=0,
-    )
+    config = finetune_config(out, ft_dir, session_train_test_folder)
     result = modes.run(config)["train"]
     assert result["global_step"] == 2 and np.isfinite(result["loss"])
     # The fine-tuned model: every trainable variable gets a gradient.

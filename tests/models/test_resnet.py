@@ -327,3 +327,48 @@ def test_keras_save_load_round_trip(tmp_path, depth, cifar_stem, size):
     assert type(restored) is ResNet
     assert restored.get_config() == model.get_config()
     np.testing.assert_array_equal(np.asarray(restored(x, training=False)), expected)
+
+
+@pytest.mark.parametrize("size", [8, 9])
+def test_strided_pointwise_conv_is_the_strided_tf_conv(size):
+    """The projection shortcut's 1x1 stride-2 conv, computed as a subsampling and a stride-1
+    conv (a oneDNN workaround), gives the outputs and kernel gradient of `tf.nn.conv2d`."""
+    import tensorflow as tf
+
+    model = ResNet(18, width_multiplier=0.125, cifar_stem=True)
+    layer = model.get_layer("block_group2_block0_shortcut_conv")
+    assert layer.strides == (2, 2) and layer.kernel_size == (1, 1)
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(size=(4, size, size, 8)), tf.float32)
+    weights = tf.constant(rng.normal(size=(4, (size + 1) // 2, (size + 1) // 2, 16)), tf.float32)
+    with tf.GradientTape(persistent=True) as tape:
+        ours = layer(x)
+        theirs = tf.nn.conv2d(x, layer.kernel, 2, "VALID")
+        loss_ours, loss_theirs = (tf.reduce_sum(y * weights) for y in (ours, theirs))
+    np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        tape.gradient(loss_ours, layer.kernel),
+        tape.gradient(loss_theirs, layer.kernel),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+
+
+def test_tiny_encoder_trains_at_an_odd_batch():
+    """TensorFlow 2.21's oneDNN filter gradient of a 1x1 stride-2 conv corrupts the heap
+    with 8 input channels, an odd batch and 32x32 inputs: without the workaround in
+    `resnet._Conv2D` this test aborts the process ("malloc(): ...")."""
+    import tensorflow as tf
+
+    model = ResNet(18, width_multiplier=0.125, cifar_stem=True)
+    images = tf.random.stateless_uniform([3, 32, 32, 3], seed=[0, 1])
+
+    @tf.function
+    def gradients():
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(tf.square(model(images, training=True)))
+        return tape.gradient(loss, model.trainable_weights)
+
+    for _ in range(5):
+        grads = gradients()
+    assert all(np.all(np.isfinite(g)) for g in grads)

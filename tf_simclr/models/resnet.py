@@ -310,7 +310,7 @@ class _Builder:
             padding = "valid"
         else:
             padding = "same"
-        return keras.layers.Conv2D(
+        return _Conv2D(
             filters,
             kernel_size,
             strides=strides,
@@ -485,6 +485,26 @@ class _Builder:
             x = self.squeeze_excitation(x, filters, prefix)
         x = keras.layers.Add(dtype=self.dtype, name=f"{prefix}add")([x, shortcut])
         return self.relu(x, name=f"{prefix}out")
+
+
+@keras.saving.register_keras_serializable(package="tf_simclr")
+class _Conv2D(keras.layers.Conv2D):
+    """`Conv2D` whose strided 1x1 VALID conv is a subsampling, then a stride-1 1x1 conv.
+
+    The two are the same function (a 1x1 kernel at stride s reads every s-th pixel), but
+    oneDNN's filter gradient of the strided 1x1 conv in TensorFlow 2.21 corrupts the heap
+    for some shapes: fewer than 16 input channels, an odd batch and an even image size
+    (`Conv2DBackpropFilter`, e.g. batch 3, 32x32x8 -> 16; the process aborts with
+    "malloc(): ..." or dies silently). Tiny encoders' projection shortcuts have such
+    shapes (`tests/models/test_resnet.py`).
+    """
+
+    def convolution_op(self, inputs, kernel):
+        if self.kernel_size == (1, 1) and self.padding == "valid" and self.strides != (1, 1):
+            rows, cols = self.strides
+            inputs = inputs[:, ::rows, ::cols, :]  # channels_last, as the builder makes it
+            return keras.ops.conv(inputs, kernel, strides=1, padding="valid")
+        return super().convolution_op(inputs, kernel)
 
 
 @keras.saving.register_keras_serializable(package="tf_simclr")

@@ -69,6 +69,13 @@ def session_train_test_folder(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def make_image_folder():
+    """`write_image_folder` itself, for other classes, sizes or counts (tests cannot import
+    conftest)."""
+    return write_image_folder
+
+
+@pytest.fixture(scope="session")
 def mirrored_strategy():
     """One 2-replica MirroredStrategy shared by all tests.
 

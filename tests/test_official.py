@@ -627,3 +627,73 @@ def test_our_export_is_called_like_the_reference_saved_model(imported, tmp_path)
         assert value.dtype == np.float32
         difference = official.relative_difference(value, expected[key])
         assert difference < TOLERANCE, (key, difference)
+
+
+# --- A published model as the teacher of distillation ------------------------------------
+
+
+def test_distill_from_a_reference_checkpoint_and_from_its_import(
+    checkpoints_dir, imported, make_image_folder, mirrored_strategy, tmp_path
+):
+    """`--teacher` takes a published model directly (imported on the fly, under the run's
+    strategy) or the model_dir `--mode=import` wrote; either teacher predicts the
+    reference's `logits_sup`, and the student trains on it."""
+    from tf_simclr.modes import distill
+
+    classes = [f"c{i}" for i in range(10)]  # the fixture's 10 classes
+    data = make_image_folder(tmp_path / "images", classes=classes, per_class=1, size=32)
+    expected, full = expected_outputs("r18_cifar_1x")
+    reference = checkpoints_dir("r18_cifar_1x")
+    out, _ = imported
+    config = Config(
+        mode="train",
+        train_mode="distill",
+        dataset="image_folder",
+        data_dir=str(data),
+        resnet_depth=18,
+        width_multiplier=0.125,
+        image_size=32,
+        proj_out_dim=8,
+        num_proj_layers=2,
+        train_batch_size=5,
+        train_steps=2,
+        optimizer="momentum",
+        learning_rate=0.1,
+        verbose=0,
+    )
+    # The published model built under 2 replicas (its variables mirrored), the import's on one.
+    for teacher, strategy in ((reference, mirrored_strategy), (str(out), None)):
+        run = config.replace(teacher=teacher, model_dir=str(tmp_path / "student"))
+        strategy = strategy or tf.distribute.get_strategy()
+        model = distill.load_teacher(run, strategy, num_classes=10)
+        assert not model.trainable_weights
+        logits = np.asarray(model(expected["images"], training=False)["logits"])
+        difference = official.relative_difference(logits, expected["logits_sup"])
+        assert difference < TOLERANCE, (teacher, difference)
+    # The mode with the published model as the teacher (the model_dir's path, a tf_simclr
+    # model_dir, is the one every other distillation test takes).
+    result = modes.run(config.replace(teacher=reference, model_dir=str(tmp_path / "student")))
+    assert result["train"]["global_step"] == 2 and np.isfinite(result["train"]["loss"])
+    assert run_dir.read(str(tmp_path / "student"))["model"]["width_multiplier"] == 0.125
+
+
+def test_a_reference_teacher_without_classifier_or_with_another_stem_is_refused(
+    checkpoints_dir, tmp_path, make_image_folder
+):
+    data = make_image_folder(tmp_path / "images", classes=[f"c{i}" for i in range(10)])
+    config = Config(
+        mode="train",
+        train_mode="distill",
+        dataset="image_folder",
+        data_dir=str(data),
+        model_dir=str(tmp_path / "student"),
+        image_size=32,
+        train_batch_size=8,
+        verbose=0,
+    )
+    without = rebuild_checkpoint("r18_cifar_1x", tmp_path / "v1", drop("model/supervised_head/"))
+    with pytest.raises(ConfigError, match="^--teacher=.*has no classifier"):
+        modes.run(config.replace(teacher=without))
+    with pytest.raises(ConfigError, match="^--image_size=64: the encoder in --teacher=.*CIFAR"):
+        modes.run(config.replace(teacher=checkpoints_dir("r18_cifar_1x"), image_size=64))
+    assert not (tmp_path / "student").exists()

@@ -110,7 +110,8 @@ class Config:
     teacher: str = _field(
         "",
         "--train_mode=distill: the teacher, a fine-tuned model_dir, ckpt-N prefix or exported "
-        "SavedModel of tf_simclr. It runs in inference mode and is not saved with the student.",
+        "SavedModel of tf_simclr, or a published SimCLR SavedModel or checkpoint (imported at "
+        "the start). It runs in inference mode and is not saved with the student.",
     )
     distill_temperature: float = _field(
         1.0, "Distillation temperature T of both softmaxes (SimCLRv2 eq. 2; the paper: 1)."

@@ -5,11 +5,12 @@ Data: every image of the training split with crop + flip views, labels ignored
 `--labels_per_class` subset). Model: the student of the architecture flags
 (`Classifier`: smaller than the teacher, or the same for self-distillation),
 and the teacher from `--teacher` (one of our fine-tuned model_dirs, checkpoints
-or SavedModels), frozen and in inference mode. Restore: resume the student from
-`model_dir`, else initialise its encoder from `--checkpoint` (a pretrained run),
-else fresh. Fit: `Distiller` minimises the cross-entropy against the teacher's
-softened predictions. Save: the student alone, so `model_dir` is a classifier
-run that `--mode=eval`, `--mode=export` and fine-tuning take as any other.
+or SavedModels, or a published SimCLR model, imported on the fly), frozen and in
+inference mode. Restore: resume the student from `model_dir`, else initialise its
+encoder from `--checkpoint` (a pretrained run), else fresh. Fit: `Distiller`
+minimises the cross-entropy against the teacher's softened predictions. Save: the
+student alone, so `model_dir` is a classifier run that `--mode=eval`,
+`--mode=export` and fine-tuning take as any other.
 """
 
 from __future__ import annotations
@@ -20,21 +21,30 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from tf_simclr import builders, checkpoints, run_dir, training
-from tf_simclr.config import Config, ConfigError
+from tf_simclr import builders, checkpoints, official, run_dir, training
+from tf_simclr.config import Config, ConfigError, flags_for
 from tf_simclr.data import supervised_dataset
 from tf_simclr.models import Distiller
 
 
 def load_teacher(config: Config, strategy: tf.distribute.Strategy, num_classes: int):
-    """The teacher of `--teacher`, rebuilt from its description and restored; checked against
-    the student's classes and preprocessing."""
+    """The teacher of `--teacher`, rebuilt and restored; checked against the student's
+    classes and preprocessing.
+
+    `--teacher` is one of our model_dirs, checkpoints or SavedModels (rebuilt from its
+    description), or a published reference model (its architecture inferred from its
+    variables and imported, `tf_simclr.official`).
+    """
     description = run_dir.read(config.teacher, "teacher")
+    reference = description is None and run_dir.is_reference(config.teacher, "teacher")
+    if reference:
+        description = run_dir.describe_reference(config.teacher, config, "teacher")
     if description is None:
         raise ConfigError(
             "teacher",
-            "has no tf_simclr model description (model.json, or assets.extra in an export); "
-            "give a model_dir, checkpoint or SavedModel written by tf_simclr",
+            "has no tf_simclr model description (model.json, or assets.extra in an export) "
+            "and is no reference SimCLR model; give a model_dir, checkpoint or SavedModel "
+            "written by tf_simclr, or a published SimCLR SavedModel or checkpoint",
             config.teacher,
         )
     saved = description["model"]
@@ -48,7 +58,10 @@ def load_teacher(config: Config, strategy: tf.distribute.Strategy, num_classes: 
             f"{num_classes} (another --dataset?)",
             config.teacher,
         )
-    if saved["image_size"] != config.image_size:
+    if reference:
+        # A reference model records no image size, only the stem it was trained with.
+        run_dir.check_stem(config, description, f"--teacher={config.teacher}")
+    elif saved["image_size"] != config.image_size:
         raise ConfigError(
             "image_size",
             f"the teacher was trained at --image_size={saved['image_size']}; teacher and "
@@ -56,9 +69,22 @@ def load_teacher(config: Config, strategy: tf.distribute.Strategy, num_classes: 
             config.image_size,
         )
     teacher_config = config.replace(train_mode="finetune", checkpoint="", teacher="")
-    teacher, step, _ = run_dir.load_model(config.teacher, teacher_config, strategy, "teacher")
+    if reference:
+        # Built as `--mode=import` builds it (a pretraining model whose probe is the
+        # reference's supervised head), under the strategy, then the variables copied in.
+        teacher_config = teacher_config.replace(
+            **{**saved, "train_mode": "pretrain", "lineareval_while_pretraining": True}
+        )
+        with strategy.scope():
+            teacher = builders.build_pretrain_model(teacher_config, num_classes)
+        with flags_for(path="teacher"):
+            imported = official.import_official(config.teacher, model=teacher)
+        what = f"imported {imported.source.kind}, {imported.architecture.name()}"
+    else:
+        teacher, step, _ = run_dir.load_model(config.teacher, teacher_config, strategy, "teacher")
+        what = f"step {step}"
     teacher.trainable = False
-    logging.info("Teacher: %s (step %d, %d classes)", config.teacher, step, num_classes)
+    logging.info("Teacher: %s (%s, %d classes)", config.teacher, what, num_classes)
     return teacher
 
 

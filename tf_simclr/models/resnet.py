@@ -489,18 +489,25 @@ class _Builder:
 
 @keras.saving.register_keras_serializable(package="tf_simclr")
 class _Conv2D(keras.layers.Conv2D):
-    """`Conv2D` whose strided 1x1 VALID conv is a subsampling, then a stride-1 1x1 conv.
+    """`Conv2D` that computes a strided 1x1 VALID conv of fewer than 16 input channels as a
+    subsampling, then a stride-1 1x1 conv.
 
     The two are the same function (a 1x1 kernel at stride s reads every s-th pixel), but
     oneDNN's filter gradient of the strided 1x1 conv in TensorFlow 2.21 corrupts the heap
-    for some shapes: fewer than 16 input channels, an odd batch and an even image size
+    when the input has 1 to 15 channels, the batch is odd and the image size even
     (`Conv2DBackpropFilter`, e.g. batch 3, 32x32x8 -> 16; the process aborts with
-    "malloc(): ..." or dies silently). Tiny encoders' projection shortcuts have such
-    shapes (`tests/models/test_resnet.py`).
+    "malloc(): ..." or dies silently; 16 and more channels were fine in every shape tried).
+    Tiny encoders' projection shortcuts have such shapes (`tests/models/test_resnet.py`);
+    wider ones keep the stock kernel.
     """
 
     def convolution_op(self, inputs, kernel):
-        if self.kernel_size == (1, 1) and self.padding == "valid" and self.strides != (1, 1):
+        if (
+            self.kernel_size == (1, 1)
+            and self.padding == "valid"
+            and self.strides != (1, 1)
+            and inputs.shape[-1] < 16
+        ):
             rows, cols = self.strides
             inputs = inputs[:, ::rows, ::cols, :]  # channels_last, as the builder makes it
             return keras.ops.conv(inputs, kernel, strides=1, padding="valid")

@@ -93,6 +93,12 @@ class _CoupledWeightDecay:
         gradient is the `weight_decay * w` added here. For logging (`total_loss`)."""
         return _l2_loss(self.coupled_weight_decay, self.weight_decay_exclusions, variables)
 
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config["weight_decay"] = self.coupled_weight_decay  # Keras' own (decoupled) is None
+        config["exclude_from_weight_decay"] = list(self.weight_decay_exclusions)
+        return config
+
 
 @keras.saving.register_keras_serializable(package="tf_simclr")
 class LARS(_CoupledWeightDecay, keras.optimizers.Optimizer):
@@ -219,11 +225,9 @@ class LARS(_CoupledWeightDecay, keras.optimizers.Optimizer):
         config.update(
             {
                 "momentum": self.momentum,
-                "weight_decay": self.coupled_weight_decay,
                 "trust_coefficient": self.trust_coefficient,
                 "nesterov": self.nesterov,
                 "layer_adaptation": self.layer_adaptation,
-                "exclude_from_weight_decay": list(self.weight_decay_exclusions),
                 "exclude_from_layer_adaptation": (
                     None
                     if self.layer_adaptation_exclusions is None
@@ -271,16 +275,6 @@ class AdamL2(_CoupledWeightDecay, keras.optimizers.Adam):
     def update_step(self, gradient, variable, learning_rate):
         gradient = self._decayed(gradient, variable, self._get_variable_index(variable))
         super().update_step(gradient, variable, learning_rate)
-
-    def get_config(self) -> dict:
-        config = super().get_config()
-        config.update(
-            {
-                "weight_decay": self.coupled_weight_decay,
-                "exclude_from_weight_decay": list(self.weight_decay_exclusions),
-            }
-        )
-        return config
 
 
 def build_optimizer(

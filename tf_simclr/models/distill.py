@@ -10,7 +10,7 @@ its label ignored ("self-training on unlabelled data").
 `Distiller` trains the student only. The teacher runs in inference mode
 (BatchNorm statistics fixed), receives no gradient, and is held outside the
 Keras and TensorFlow object graphs, so it appears in neither
-`trainable_variables` nor checkpoints of the student.
+`trainable_variables` nor the checkpoints and weights files of the distiller.
 """
 
 from __future__ import annotations

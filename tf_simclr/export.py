@@ -123,28 +123,7 @@ def eval_preprocess(
       float32 `[N, image_size, image_size, 3]` in [0, 1], equal to `eval_view`
       applied to each image.
     """
-    if crop_proportion is None and image_size > 32:
-        crop_proportion = augment.EVAL_CROP_PROPORTION
-    shape = tf.shape(images)
-    height, width = shape[1], shape[2]
-    if crop_proportion is not None:
-        # Same arithmetic as `augment.center_crop`, on all images at once.
-        shorter = tf.cast(tf.minimum(height, width), tf.float32)
-        side = tf.maximum(tf.cast(tf.math.rint(crop_proportion * shorter), tf.int32), 1)
-        offset_y = (height - side + 1) // 2
-        offset_x = (width - side + 1) // 2
-        images = images[:, offset_y : offset_y + side, offset_x : offset_x + side, :]
-        height = width = side
-
-    def resize():
-        resized = tf.image.resize(
-            images, [image_size, image_size], method=tf.image.ResizeMethod.BICUBIC
-        )
-        return tf.clip_by_value(resized, 0.0, 1.0)
-
-    same_size = tf.logical_and(tf.equal(height, image_size), tf.equal(width, image_size))
-    images = tf.cond(same_size, lambda: images, resize)
-    images = tf.clip_by_value(images, 0.0, 1.0)
+    images = augment.eval_crop_and_resize(images, image_size, crop_proportion)
     return tf.ensure_shape(images, [None, image_size, image_size, 3])
 
 

@@ -510,10 +510,11 @@ def test_keras_save_load_round_trip(tmp_path):
     np.testing.assert_array_equal(np.asarray(restored(x, training=False)), expected)
 
 
-def test_mixed_bfloat16():
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision(policy):
     import tensorflow as tf
 
-    model = tiny(se_ratio=0.25, dtype="mixed_bfloat16")
+    model = tiny(se_ratio=0.25, dtype=policy)
     reference = tiny(se_ratio=0.25)
     reference.set_weights(model.get_weights())
     assert {v.dtype for v in model.weights} == {"float32"}
@@ -523,8 +524,10 @@ def test_mixed_bfloat16():
         [model.get_layer(f"{prefix}{name}").output for name in ("sk_conv", "sk_pool", "sk_mix")],
     )
     x = images(2, 32)
-    assert [t.dtype for t in probe(x)] == [tf.bfloat16] * 3
-    # Inference: bfloat16 (8-bit mantissa) agrees with float32 to about 1% here.
+    compute = {"mixed_bfloat16": tf.bfloat16, "mixed_float16": tf.float16}[policy]
+    assert [t.dtype for t in probe(x)] == [compute] * 3
+    # Inference: bfloat16 (8-bit mantissa) agrees with float32 to about 1% here, float16
+    # (11 bits) closer.
     out = model(x, training=False)
     assert out.dtype == tf.float32
     expected = np.asarray(reference(x, training=False))

@@ -115,11 +115,12 @@ def _resize(image: tf.Tensor, size: int) -> tf.Tensor:
 
 
 def _resize_if_needed(image: tf.Tensor, size: int) -> tf.Tensor:
-    """Like `_resize`, but returns `image` untouched when it is already size x size."""
+    """Like `_resize`, but returns `image` untouched when it is already size x size.
+    Also takes a batch `[N, H, W, C]` of equal-sized images."""
     shape = tf.shape(image)
-    same_size = tf.logical_and(tf.equal(shape[0], size), tf.equal(shape[1], size))
+    same_size = tf.logical_and(tf.equal(shape[-3], size), tf.equal(shape[-2], size))
     image = tf.cond(same_size, lambda: image, lambda: _resize(image, size))
-    return tf.ensure_shape(image, [size, size, image.shape[-1]])
+    return tf.ensure_shape(image, image.shape[:-3].concatenate([size, size, image.shape[-1]]))
 
 
 def sample_crop_box(
@@ -364,17 +365,17 @@ def center_crop(
     the nearest integer); an odd margin puts the extra pixel before the crop.
 
     Args:
-      image: float32 `[H, W, C]` in [0, 1].
+      image: float32 `[H, W, C]` in [0, 1], or a batch `[N, H, W, C]` of one size.
       size: output side in pixels.
       crop_proportion: fraction of the shorter side kept, in (0, 1].
 
     Returns:
-      float32 `[size, size, C]` in [0, 1].
+      float32 `[size, size, C]` (`[N, size, size, C]`) in [0, 1].
     """
     # The reference takes the target's aspect ratio into account; our targets
     # are square, for which its formula reduces to this one.
     shape = tf.shape(image)
-    height, width = shape[0], shape[1]
+    height, width = shape[-3], shape[-2]
     shorter = tf.cast(tf.minimum(height, width), tf.float32)
     side = tf.maximum(tf.cast(tf.math.rint(crop_proportion * shorter), tf.int32), 1)
     offset_y = (height - side + 1) // 2
@@ -516,15 +517,27 @@ def eval_view(image: tf.Tensor, image_size: int, crop_proportion: float | None =
     Returns:
       float32 `[image_size, image_size, 3]` in [0, 1].
     """
-    image = to_float_image(image)
+    image = eval_crop_and_resize(to_float_image(image), image_size, crop_proportion)
+    return tf.ensure_shape(image, [image_size, image_size, 3])
+
+
+def eval_crop_and_resize(
+    images: tf.Tensor, image_size: int, crop_proportion: float | None = None
+) -> tf.Tensor:
+    """`eval_view`'s crop and resize of float images in [0, 1], one `[H, W, C]` or a batch
+    `[N, H, W, C]` of one size (the exported SavedModel's preprocessing,
+    `tf_simclr.export.eval_preprocess`); `crop_proportion` as in `eval_view`.
+
+    Returns:
+      float32 `[..., image_size, image_size, C]` in [0, 1].
+    """
     if crop_proportion is None and image_size > 32:
         crop_proportion = EVAL_CROP_PROPORTION
     if crop_proportion is None:
-        image = _resize_if_needed(image, image_size)
+        images = _resize_if_needed(images, image_size)
     else:
-        image = center_crop(image, image_size, crop_proportion)
-    image = tf.clip_by_value(image, 0.0, 1.0)
-    return tf.ensure_shape(image, [image_size, image_size, 3])
+        images = center_crop(images, image_size, crop_proportion)
+    return tf.clip_by_value(images, 0.0, 1.0)
 
 
 def two_views(example: dict[str, tf.Tensor], cfg: AugmentConfig) -> dict[str, tf.Tensor]:

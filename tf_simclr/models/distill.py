@@ -10,7 +10,7 @@ its label ignored ("self-training on unlabelled data").
 `Distiller` trains the student only. The teacher runs in inference mode
 (BatchNorm statistics fixed), receives no gradient, and is held outside the
 Keras and TensorFlow object graphs, so it appears in neither
-`trainable_variables` nor checkpoints of the student.
+`trainable_variables` nor the checkpoints and weights files of the distiller.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from tf_simclr.models.fit_compat import BuiltBeforeFit, multi_worker_logs
+from tf_simclr.models.fit_compat import BuiltBeforeFit, input_shape_of, multi_worker_logs
 from tf_simclr.models.steps import replica_scaled_step
 
 
@@ -57,7 +57,14 @@ class Distiller(BuiltBeforeFit):
 
     Batches are `{"image": [B, S, S, 3] in [0, 1], "label": [B]}` (labels may be -1).
     Logs: `loss`, `distill_loss`, `label_loss` (with a label weight), `agreement`
-    (how often the student's top class is the teacher's), `learning_rate`.
+    (how often the student's top class is the teacher's), `learning_rate`;
+    `evaluate` reports the same (the student in inference mode), without the rate.
+
+    The distiller is built when its student is (a `Classifier` on our `ResNet` is built
+    when created), else by `fit`; its weights are the student's, so `save_weights`,
+    `load_weights` and `keras.callbacks.BackupAndRestore` store and restore the student
+    (and the optimizer) and never the teacher. For the same reason it is not saved as a
+    whole (`.keras`): save `distiller.student`.
     """
 
     def __init__(
@@ -81,10 +88,30 @@ class Distiller(BuiltBeforeFit):
         self.distill_tracker = keras.metrics.Mean(name="distill_loss")
         self.label_tracker = keras.metrics.Mean(name="label_loss")
         self.agreement = keras.metrics.Mean(name="agreement")
+        # Built now when the student is, as SimCLR and Classifier are: `load_weights`
+        # refuses an unbuilt model, e.g. a new distiller restoring a saved one.
+        if student.built:
+            self.build(input_shape_of(getattr(student, "encoder", student)))
+
+    def build(self, images_shape=None):
+        if not self.student.built:
+            self.student.build(images_shape)
+
+    def get_config(self):
+        raise NotImplementedError(
+            "A Distiller is not saved as a whole: its teacher is held outside it on "
+            "purpose. Save the student (`distiller.student.save(path)`), or the "
+            "distiller's weights (`save_weights`, the student's only)."
+        )
 
     @property
     def teacher(self) -> keras.Model:
         return self._teacher.model
+
+    def __dir__(self):
+        # Keras's weights files (`save_weights`, `BackupAndRestore`) save every Keras
+        # object that `dir()` names, properties included: without this, the teacher.
+        return [name for name in super().__dir__() if name != "teacher"]
 
     @property
     def metrics(self):
@@ -99,34 +126,47 @@ class Distiller(BuiltBeforeFit):
         outputs = self.teacher(images, training=False)
         return tf.stop_gradient(tf.cast(outputs["logits"], tf.float32))
 
-    def train_step(self, data):
+    def _unpack(self, data) -> tuple[tf.Tensor, tf.Tensor]:
         if isinstance(data, (tuple, list)):  # `(batch, None, None)` from train_on_batch
             data = data[0] if isinstance(data[0], dict) else {"image": data[0], "label": data[1]}
-        images, labels = data["image"], tf.cast(data["label"], tf.int64)
-        teacher_logits = self.teacher_logits(images)
+        return data["image"], tf.cast(data["label"], tf.int64)
 
-        def forward():
-            student_logits = tf.cast(self.student(images, training=True)["logits"], tf.float32)
-            distill = distillation_loss(teacher_logits, student_logits, self.temperature)
-            if self.label_weight == 0:
-                return distill, (student_logits, distill, None)
-            labelled = tf.cast(labels >= 0, tf.float32)
-            cross_entropy = tf.nn.sparse_softmax_cross_entropy_with_logits(
-                labels=tf.maximum(labels, 0), logits=student_logits
-            )
-            supervised = tf.reduce_sum(cross_entropy * labelled) / tf.maximum(
-                tf.reduce_sum(labelled), 1.0
-            )
-            return distill + self.label_weight * supervised, (student_logits, distill, supervised)
+    def _loss_terms(self, images, labels, teacher_logits, training: bool):
+        """(total loss, (student logits, distillation loss, label loss or None))."""
+        student_logits = tf.cast(self.student(images, training=training)["logits"], tf.float32)
+        distill = distillation_loss(teacher_logits, student_logits, self.temperature)
+        if self.label_weight == 0:
+            return distill, (student_logits, distill, None)
+        labelled = tf.cast(labels >= 0, tf.float32)
+        cross_entropy = tf.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=tf.maximum(labels, 0), logits=student_logits
+        )
+        supervised = tf.reduce_sum(cross_entropy * labelled) / tf.maximum(
+            tf.reduce_sum(labelled), 1.0
+        )
+        return distill + self.label_weight * supervised, (student_logits, distill, supervised)
 
-        (student_logits, distill, supervised), learning_rate = replica_scaled_step(self, forward)
-        total = distill if supervised is None else distill + self.label_weight * supervised
+    def _update_metrics(self, total, student_logits, distill, supervised, teacher_logits) -> dict:
         self.loss_tracker.update_state(total)
         self.distill_tracker.update_state(distill)
         if supervised is not None:
             self.label_tracker.update_state(supervised)
         same = tf.equal(tf.argmax(student_logits, -1), tf.argmax(teacher_logits, -1))
         self.agreement.update_state(tf.reduce_mean(tf.cast(same, tf.float32)))
-        logs = {m.name: m.result() for m in self.metrics}
+        return {m.name: m.result() for m in self.metrics}
+
+    def train_step(self, data):
+        images, labels = self._unpack(data)
+        teacher_logits = self.teacher_logits(images)
+        forward = lambda: self._loss_terms(images, labels, teacher_logits, training=True)
+        (student_logits, distill, supervised), learning_rate = replica_scaled_step(self, forward)
+        total = distill if supervised is None else distill + self.label_weight * supervised
+        logs = self._update_metrics(total, student_logits, distill, supervised, teacher_logits)
         logs["learning_rate"] = learning_rate
         return multi_worker_logs(logs)
+
+    def test_step(self, data):
+        images, labels = self._unpack(data)
+        teacher_logits = self.teacher_logits(images)
+        total, outputs = self._loss_terms(images, labels, teacher_logits, training=False)
+        return self._update_metrics(total, *outputs, teacher_logits)

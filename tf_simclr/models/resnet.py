@@ -458,12 +458,7 @@ class _Builder:
         x = self.batch_norm(x, name=f"{prefix}bn1")
         x = self.relu(x, name=f"{prefix}relu1")
         x = self.conv(x, filters, kernel_size=3, strides=1, name=f"{prefix}conv2")
-        # Zero gamma: the block starts as relu(shortcut) (Goyal et al. 2017).
-        x = self.batch_norm(x, name=f"{prefix}bn2", zero_gamma=True)
-        if self.se_ratio > 0:
-            x = self.squeeze_excitation(x, filters, prefix)
-        x = keras.layers.Add(dtype=self.dtype, name=f"{prefix}add")([x, shortcut])
-        return self.relu(x, name=f"{prefix}out")
+        return self.residual_output(x, shortcut, filters, f"{prefix}bn2", prefix)
 
     def bottleneck_block(self, x, filters: int, strides: int, use_projection: bool, prefix: str):
         """1x1 -> 3x3 (strided; SK if sk_ratio > 0) -> 1x1 with `4 * filters` channels."""
@@ -479,9 +474,15 @@ class _Builder:
             x = self.batch_norm(x, name=f"{prefix}bn2")
             x = self.relu(x, name=f"{prefix}relu2")
         x = self.conv(x, filters_out, kernel_size=1, strides=1, name=f"{prefix}conv3")
-        x = self.batch_norm(x, name=f"{prefix}bn3", zero_gamma=True)
+        # SE hidden width from `filters`, not `filters_out`, as the reference.
+        return self.residual_output(x, shortcut, filters, f"{prefix}bn3", prefix)
+
+    def residual_output(self, x, shortcut, filters: int, bn_name: str, prefix: str):
+        """The end of every block: the branch's last BN, SE (`se_ratio > 0`, hidden width
+        from `filters`), + shortcut, ReLU."""
+        # Zero gamma: the block starts as relu(shortcut) (Goyal et al. 2017).
+        x = self.batch_norm(x, name=bn_name, zero_gamma=True)
         if self.se_ratio > 0:
-            # SE hidden width from `filters`, not `filters_out`, as the reference.
             x = self.squeeze_excitation(x, filters, prefix)
         x = keras.layers.Add(dtype=self.dtype, name=f"{prefix}add")([x, shortcut])
         return self.relu(x, name=f"{prefix}out")

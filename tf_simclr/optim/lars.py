@@ -54,8 +54,54 @@ def _l2_loss(weight_decay: float, exclusions: Sequence[str], variables):
     return weight_decay * ops.sum(ops.stack(decayed)) / 2
 
 
+class _CoupledWeightDecay:
+    """Coupled (L2) weight decay for a Keras optimizer: `weight_decay * w` added to the
+    gradient of every variable whose path matches none of the exclusions (LARS, AdamL2).
+
+    Keras' own `weight_decay` (decoupled) stays None; the coupled value is
+    `coupled_weight_decay`, serialised as `weight_decay`.
+    """
+
+    def _set_weight_decay(self, weight_decay: float, exclusions: Sequence[str]) -> None:
+        if weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {weight_decay}.")
+        self.coupled_weight_decay = float(weight_decay)
+        self.weight_decay_exclusions = tuple(exclusions)
+
+    def _build_weight_decay(self, paths: Sequence[str]) -> None:
+        # Decided once per variable, by index: under tf.distribute, `update_step`
+        # receives per-device tf.Variables, which have no Keras path.
+        self._use_weight_decay_flags = [
+            self.coupled_weight_decay > 0 and not matches_any(p, self.weight_decay_exclusions)
+            for p in paths
+        ]
+
+    def uses_weight_decay(self, variable) -> bool:
+        """Whether `variable` (one the optimizer was built with) is decayed."""
+        return self._use_weight_decay_flags[self._get_variable_index(variable)]
+
+    def _decayed(self, gradient, variable, index: int):
+        """`gradient` (cast to the variable's dtype), plus the decay term if `variable` has it."""
+        gradient = ops.cast(gradient, variable.dtype)
+        if self._use_weight_decay_flags[index]:
+            gradient = gradient + ops.cast(self.coupled_weight_decay, variable.dtype) * variable
+        return gradient
+
+    def l2_loss(self, variables):
+        """The L2 loss term equivalent to this optimizer's coupled decay of `variables`:
+        `weight_decay * sum(||w||^2) / 2` over those it decays (float32 scalar), whose
+        gradient is the `weight_decay * w` added here. For logging (`total_loss`)."""
+        return _l2_loss(self.coupled_weight_decay, self.weight_decay_exclusions, variables)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config["weight_decay"] = self.coupled_weight_decay  # Keras' own (decoupled) is None
+        config["exclude_from_weight_decay"] = list(self.weight_decay_exclusions)
+        return config
+
+
 @keras.saving.register_keras_serializable(package="tf_simclr")
-class LARS(keras.optimizers.Optimizer):
+class LARS(_CoupledWeightDecay, keras.optimizers.Optimizer):
     """Layer-wise Adaptive Rate Scaling with momentum and coupled weight decay.
 
     For each variable `w` with gradient `g`:
@@ -106,16 +152,13 @@ class LARS(keras.optimizers.Optimizer):
         super().__init__(learning_rate=learning_rate, weight_decay=None, name=name, **kwargs)
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(f"momentum must be in [0, 1], got {momentum}.")
-        if weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {weight_decay}.")
+        self._set_weight_decay(weight_decay, exclude_from_weight_decay)
         if trust_coefficient <= 0:
             raise ValueError(f"trust_coefficient must be > 0, got {trust_coefficient}.")
         self.momentum = float(momentum)
-        self.coupled_weight_decay = float(weight_decay)
         self.trust_coefficient = float(trust_coefficient)
         self.nesterov = bool(nesterov)
         self.layer_adaptation = bool(layer_adaptation)
-        self.weight_decay_exclusions = tuple(exclude_from_weight_decay)
         self.layer_adaptation_exclusions = (
             None if exclude_from_layer_adaptation is None else tuple(exclude_from_layer_adaptation)
         )
@@ -137,39 +180,22 @@ class LARS(keras.optimizers.Optimizer):
             if self.layer_adaptation_exclusions is None
             else self.layer_adaptation_exclusions
         )
-        # Decided once per variable, by index: under tf.distribute, `update_step`
-        # receives per-device tf.Variables, which have no Keras path.
+        # Decided once per variable, as the decay (see `_build_weight_decay`).
         paths = [variable_path(v) for v in variables]
-        self._use_weight_decay_flags = [
-            self.coupled_weight_decay > 0 and not matches_any(p, self.weight_decay_exclusions)
-            for p in paths
-        ]
+        self._build_weight_decay(paths)
         self._use_layer_adaptation_flags = [
             self.layer_adaptation and not matches_any(p, adaptation_exclusions) for p in paths
         ]
-
-    def uses_weight_decay(self, variable) -> bool:
-        """Whether `variable` (one the optimizer was built with) is decayed."""
-        return self._use_weight_decay_flags[self._get_variable_index(variable)]
 
     def uses_layer_adaptation(self, variable) -> bool:
         """Whether `variable` (one the optimizer was built with) gets a trust ratio."""
         return self._use_layer_adaptation_flags[self._get_variable_index(variable)]
 
-    def l2_loss(self, variables):
-        """The L2 loss term equivalent to this optimizer's coupled decay of `variables`:
-        `weight_decay * sum(||w||^2) / 2` over those it decays (float32 scalar), whose
-        gradient is the `weight_decay * w` added here. For logging (`total_loss`)."""
-        return _l2_loss(self.coupled_weight_decay, self.weight_decay_exclusions, variables)
-
     def update_step(self, gradient, variable, learning_rate):
         index = self._get_variable_index(variable)
         dtype = variable.dtype
         learning_rate = ops.cast(learning_rate, dtype)
-        gradient = ops.cast(gradient, dtype)
-
-        if self._use_weight_decay_flags[index]:
-            gradient = gradient + ops.cast(self.coupled_weight_decay, dtype) * variable
+        gradient = self._decayed(gradient, variable, index)
 
         scaled_lr = learning_rate
         if self._use_layer_adaptation_flags[index]:
@@ -199,11 +225,9 @@ class LARS(keras.optimizers.Optimizer):
         config.update(
             {
                 "momentum": self.momentum,
-                "weight_decay": self.coupled_weight_decay,
                 "trust_coefficient": self.trust_coefficient,
                 "nesterov": self.nesterov,
                 "layer_adaptation": self.layer_adaptation,
-                "exclude_from_weight_decay": list(self.weight_decay_exclusions),
                 "exclude_from_layer_adaptation": (
                     None
                     if self.layer_adaptation_exclusions is None
@@ -215,7 +239,7 @@ class LARS(keras.optimizers.Optimizer):
 
 
 @keras.saving.register_keras_serializable(package="tf_simclr")
-class AdamL2(keras.optimizers.Adam):
+class AdamL2(_CoupledWeightDecay, keras.optimizers.Adam):
     """Adam with coupled (L2) weight decay: `g + weight_decay * w` enters the moments.
 
     Keras' Adam only offers decoupled decay (that is AdamW). Adding the decay to
@@ -240,42 +264,17 @@ class AdamL2(keras.optimizers.Adam):
         **kwargs,
     ):
         super().__init__(learning_rate=learning_rate, weight_decay=None, name=name, **kwargs)
-        if weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {weight_decay}.")
-        self.coupled_weight_decay = float(weight_decay)
-        self.weight_decay_exclusions = tuple(exclude_from_weight_decay)
+        self._set_weight_decay(weight_decay, exclude_from_weight_decay)
 
     def build(self, variables):
         if self.built:
             return
         super().build(variables)
-        self._use_weight_decay_flags = [
-            self.coupled_weight_decay > 0
-            and not matches_any(variable_path(v), self.weight_decay_exclusions)
-            for v in variables
-        ]
-
-    def l2_loss(self, variables):
-        """The L2 loss term equivalent to this optimizer's coupled decay of `variables`:
-        `weight_decay * sum(||w||^2) / 2` over those it decays (float32 scalar), whose
-        gradient is the `weight_decay * w` added here. For logging (`total_loss`)."""
-        return _l2_loss(self.coupled_weight_decay, self.weight_decay_exclusions, variables)
+        self._build_weight_decay([variable_path(v) for v in variables])
 
     def update_step(self, gradient, variable, learning_rate):
-        if self._use_weight_decay_flags[self._get_variable_index(variable)]:
-            gradient = ops.cast(gradient, variable.dtype)
-            gradient = gradient + ops.cast(self.coupled_weight_decay, variable.dtype) * variable
+        gradient = self._decayed(gradient, variable, self._get_variable_index(variable))
         super().update_step(gradient, variable, learning_rate)
-
-    def get_config(self) -> dict:
-        config = super().get_config()
-        config.update(
-            {
-                "weight_decay": self.coupled_weight_decay,
-                "exclude_from_weight_decay": list(self.weight_decay_exclusions),
-            }
-        )
-        return config
 
 
 def build_optimizer(

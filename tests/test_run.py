@@ -1,6 +1,8 @@
 """End-to-end tests of `run.py`: bad input exits 2 with one line; train, kill, resume."""
 
 import json
+import logging
+import math
 import os
 import pathlib
 import re
@@ -197,29 +199,54 @@ def test_help_exits_0_says_what_to_run_first_and_lists_reference_flags():
         assert f"--{flag}" in proc.stdout or f"--[no]{flag}" in proc.stdout
 
 
-def test_train_on_image_folder_then_resume(tmp_path, image_folder):
+def test_train_on_image_folder_then_resume(tmp_path, image_folder, caplog, capsys):
+    """run.py's main in this process (the kill tests below resume real `python run.py`
+    processes): 4 steps, the same run extended to 6 resumes at 4, a third call has nothing
+    left to do."""
+    from absl import logging as absl_logging
+
     model_dir = tmp_path / "run"
-    args = folder_args(image_folder, model_dir, "--train_steps=6", "--checkpoint_steps=2")
-    first = run_cli(args[:-2] + ["--train_steps=4", "--checkpoint_steps=2"])
-    assert first.returncode == 0, first.stderr[-3000:]
-    config = json.loads((model_dir / "config.json").read_text())
-    assert config["train_steps"] == 4 and config["dataset"] == "image_folder"
-    assert json.loads((model_dir / "train_result.json").read_text())["global_step"] == 4
-    assert (model_dir / "ckpt-4.index").exists()
-    assert list((model_dir / "train").glob("events.out.tfevents.*"))
+    # absl at INFO, for "Resumed from" (run.py's default, WARNING, hides it in this process).
+    first = folder_args(image_folder, model_dir, "--checkpoint_steps=2", "--verbosity=0")
+    args = first + ["--train_steps=6"]
+    verbosity = absl_logging.get_verbosity()
+    caplog.set_level(logging.INFO, logger="absl")
+    try:
+        code, stderr = run_in_process(first + ["--train_steps=4"], capsys)
+        assert code == 0, stderr[-3000:]
+        config = json.loads((model_dir / "config.json").read_text())
+        assert config["train_steps"] == 4 and config["dataset"] == "image_folder"
+        assert json.loads((model_dir / "train_result.json").read_text())["global_step"] == 4
+        assert (model_dir / "ckpt-4.index").exists()
+        assert list((model_dir / "train").glob("events.out.tfevents.*"))
+        assert not resumed_from(caplog)
 
-    second = run_cli(args)  # the same run extended to 6 steps resumes at 4
-    assert second.returncode == 0, second.stderr[-3000:]
-    assert "Resumed from" in second.stderr and "ckpt-4" in second.stderr
-    result = json.loads((model_dir / "train_result.json").read_text())
-    assert result["global_step"] == 6
-    # Learning-rate position continues: the logged LR of the last step is the schedule's
-    # value at step 5 (peak 0.1 * 4/256, warmup 4 steps, cosine to 0 at step 6).
-    import math
+        caplog.clear()
+        code, stderr = run_in_process(args, capsys)  # the same run extended to 6 steps
+        assert code == 0, stderr[-3000:]
+        assert resumed_from(caplog) == ["ckpt-4"]
+        result = json.loads((model_dir / "train_result.json").read_text())
+        assert result["global_step"] == 6
+        # Learning-rate position continues: the logged LR of the last step is the schedule's
+        # value at step 5 (peak 0.1 * 4/256, warmup 4 steps, cosine to 0 at step 6).
+        peak = 0.1 * 4 / 256
+        expected = peak * 0.5 * (1 + math.cos(math.pi * (5 - 4) / (6 - 4)))
+        assert result["learning_rate"] == pytest.approx(expected, rel=1e-4, abs=1e-9)
 
-    peak = 0.1 * 4 / 256
-    expected = peak * 0.5 * (1 + math.cos(math.pi * (5 - 4) / (6 - 4)))
-    assert result["learning_rate"] == pytest.approx(expected, rel=1e-4, abs=1e-9)
+        caplog.clear()
+        code, stderr = run_in_process(args, capsys)  # the same target: nothing left to do
+        assert code == 0, stderr[-3000:]
+        assert resumed_from(caplog) == ["ckpt-6"]
+        assert json.loads((model_dir / "train_result.json").read_text())["global_step"] == 6
+        assert tf_latest_step(model_dir) == 6
+    finally:
+        absl_logging.set_verbosity(verbosity)
+
+
+def resumed_from(caplog):
+    """The checkpoint names of the "Resumed from <model_dir>/ckpt-N" log lines."""
+    found = (re.search(r"Resumed from \S*(ckpt-\d+)", r.getMessage()) for r in caplog.records)
+    return [m.group(1) for m in found if m]
 
 
 # Deterministic training for the kill/resume tests: every augmentation off, so the batches

@@ -75,7 +75,7 @@ def test_pretraining_logs_total_loss_and_no_summaries_with_zero_steps(pretrained
         logs["loss"] + logs["probe_loss"] + logs["weight_decay"], rel=1e-5
     )
     assert logs["weight_decay"] > 0  # lars: the probe's L2 term, as the reference
-    assert not list(model_dir.rglob("train/events.out.tfevents.*"))  # --train_summary_steps=0
+    assert not (model_dir / "train").exists()  # --train_summary_steps=0: no summary writer
 
 
 def _tiny_simclr(num_classes=3):

@@ -10,31 +10,12 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from tests import _harness
 from tf_simclr import builders, modes, training
 from tf_simclr.config import Config, ConfigError
 from tf_simclr.modes import pretrain
 
-
-def tiny_config(model_dir, **changes):
-    base = dict(
-        mode="train",
-        dataset="cifar10",
-        model_dir=str(model_dir),
-        resnet_depth=18,
-        width_multiplier=0.125,
-        image_size=16,
-        train_batch_size=8,
-        train_steps=3,
-        checkpoint_steps=2,
-        warmup_epochs=0.5,
-        proj_out_dim=8,
-        num_proj_layers=2,
-        use_blur=False,
-        verbose=0,
-        train_summary_steps=1,
-    )
-    base.update(changes)
-    return Config(**base)
+tiny_config = _harness.tiny_config
 
 
 def test_step_plan_follows_reference_units():
@@ -303,10 +284,7 @@ def test_worker_lost_message_keeps_what_the_runtime_said():
     )
 
 
-def _float_variables(prefix):
-    reader = tf.train.load_checkpoint(str(prefix))
-    values = {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()}
-    return {k: v for k, v in values.items() if np.issubdtype(np.asarray(v).dtype, np.floating)}
+_float_variables = _harness.float_variables
 
 
 def test_a_resumed_run_continues_the_data_epoch_where_it_stopped(tmp_path, image_folder):

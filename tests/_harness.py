@@ -33,13 +33,13 @@ TINY_FLAGS = [
     "--num_proj_layers=2",
     "--use_blur=false",
 ]
-# Every augmentation off: the batches are fixed by the (seeded) data order alone.
+# With TINY_FLAGS (blur off), every augmentation off: both views are the image itself, so
+# the batches are fixed by the (seeded) data order alone.
 NO_AUGMENTATION_FLAGS = [
     "--use_crop=false",
     "--use_flip=false",
     "--use_color_jitter=false",
     "--use_grayscale=false",
-    "--use_blur=false",
 ]
 
 

@@ -14,46 +14,20 @@ import time
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+from tests import _harness
+
+ROOT = _harness.ROOT
 TINY = [
-    "--resnet_depth=18",
-    "--width_multiplier=0.125",
-    "--image_size=16",
-    "--train_batch_size=4",
-    "--proj_out_dim=8",
-    "--num_proj_layers=2",
+    *_harness.TINY_FLAGS,
     "--learning_rate=0.1",
     "--warmup_epochs=1",
     "--optimizer=lars",
     "--color_jitter_strength=0.5",
-    "--use_blur=false",
     "--train_summary_steps=1",
     "--verbose=2",
 ]
-
-
-def run_cli(args, timeout=300):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run(
-        [sys.executable, str(ROOT / "run.py"), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        cwd=ROOT,
-    )
-
-
-def start_cli(args, stderr):
-    """run.py in the background (stdout discarded); returns the Popen."""
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / "run.py"), *args],
-        cwd=ROOT,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
-        stdout=subprocess.DEVNULL,
-        stderr=stderr,
-        text=True,
-    )
+run_cli, start_cli, run_in_process = _harness.run_cli, _harness.start_cli, _harness.run_in_process
+tf_latest_step, float_variables = _harness.latest_step, _harness.float_variables
 
 
 def folder_args(image_folder, model_dir, *extra):
@@ -65,12 +39,6 @@ def folder_args(image_folder, model_dir, *extra):
         *TINY,
         *extra,
     ]
-
-
-def tf_latest_step(model_dir):
-    """Step of the latest checkpoint recorded in model_dir/checkpoint."""
-    text = (pathlib.Path(model_dir) / "checkpoint").read_text()
-    return int(re.search(r'model_checkpoint_path: "ckpt-(\d+)"', text).group(1))
 
 
 def closed_port():
@@ -131,23 +99,6 @@ BAD_INPUT = [
         IN_PROCESS,
     ),
 ]
-
-
-def run_in_process(argv, capsys):
-    """run.py's parse_flags + main in this process: (exit code, stderr)."""
-    sys.path.insert(0, str(ROOT))
-    import run
-
-    capsys.readouterr()
-    try:
-        remaining = run.parse_flags(["run.py", *argv])
-        run.main(remaining)
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    finally:
-        run.FLAGS.unparse_flags()
-    return code, capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -251,16 +202,15 @@ def resumed_from(caplog):
 
 # Deterministic training for the kill/resume tests: every augmentation off, so the batches
 # are fixed by the (seeded) data order alone, and plain momentum. 16 images, batch 4:
-# 4 steps per epoch; 40 steps = 10 epochs, a checkpoint every 2 steps.
+# 4 steps per epoch; STEPS = 20 steps = 5 epochs, a checkpoint every 2 steps (the 40 steps
+# of before checked nothing more: each kill point below is still well inside the run).
+STEPS = 20
 DETERMINISTIC = [
     "--optimizer=momentum",
     "--learning_rate=0.3",
     "--warmup_epochs=0",
-    "--use_crop=false",
-    "--use_flip=false",
-    "--use_color_jitter=false",
-    "--use_grayscale=false",
-    "--train_steps=40",
+    *_harness.NO_AUGMENTATION_FLAGS,
+    f"--train_steps={STEPS}",
     "--checkpoint_steps=2",
     "--verbose=0",
 ]
@@ -270,20 +220,10 @@ def resume_args(image_folder, model_dir):
     return folder_args(image_folder, model_dir, *DETERMINISTIC)
 
 
-def float_variables(prefix):
-    """Every float variable of a checkpoint: weights, BatchNorm statistics, momentum slots."""
-    import numpy as np
-    import tensorflow as tf
-
-    reader = tf.train.load_checkpoint(str(prefix))
-    values = {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()}
-    return {k: v for k, v in values.items() if np.issubdtype(np.asarray(v).dtype, np.floating)}
-
-
 @pytest.fixture(scope="module")
 def uninterrupted(session_train_test_folder, tmp_path_factory):
-    """The 40 deterministic steps run without interruption, in this process through
-    run.py's own main: {"step": the optimizer's counter, "variables": of ckpt-40}."""
+    """The STEPS deterministic steps run without interruption, in this process through
+    run.py's own main: {"step": the optimizer's counter, "variables": of its last ckpt}."""
     import tensorflow as tf
 
     sys.path.insert(0, str(ROOT))
@@ -295,21 +235,21 @@ def uninterrupted(session_train_test_folder, tmp_path_factory):
         run.main(["run.py"])
     finally:
         run.FLAGS.unparse_flags()
-    reader = tf.train.load_checkpoint(str(model_dir / "ckpt-40"))
+    reader = tf.train.load_checkpoint(str(model_dir / f"ckpt-{STEPS}"))
     return {
         "step": int(reader.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE")),
-        "variables": float_variables(model_dir / "ckpt-40"),
+        "variables": float_variables(model_dir / f"ckpt-{STEPS}"),
     }
 
 
 def assert_trained_like(model_dir, uninterrupted):
-    """The run in model_dir ended at step 40 with the uninterrupted run's weights, BN
+    """The run in model_dir ended at step STEPS with the uninterrupted run's weights, BN
     statistics and optimizer slots (the same float32 computation on the same batches)."""
     import numpy as np
 
-    assert json.loads((model_dir / "train_result.json").read_text())["global_step"] == 40
-    assert tf_latest_step(model_dir) == 40 and uninterrupted["step"] == 40
-    got, want = float_variables(model_dir / "ckpt-40"), uninterrupted["variables"]
+    assert json.loads((model_dir / "train_result.json").read_text())["global_step"] == STEPS
+    assert tf_latest_step(model_dir) == STEPS and uninterrupted["step"] == STEPS
+    got, want = float_variables(model_dir / f"ckpt-{STEPS}"), uninterrupted["variables"]
     assert got.keys() == want.keys()
     assert any(key.startswith("optimizer/_variables/") for key in want)  # momentum slots
     for key in want:
@@ -322,9 +262,9 @@ SIGKILL_AT = {
     "early_in_epoch_1": lambda model_dir: (model_dir / "config.json").exists(),
     # the first checkpoint is complete
     "right_after_a_checkpoint": lambda model_dir: (model_dir / "checkpoint").exists(),
-    # a checkpoint of the last epoch (steps 36..40) is complete
+    # a checkpoint of the last epoch (steps STEPS - 4 .. STEPS) is complete
     "in_the_last_epoch": lambda model_dir: (
-        (model_dir / "checkpoint").exists() and tf_latest_step(model_dir) >= 36
+        (model_dir / "checkpoint").exists() and tf_latest_step(model_dir) >= STEPS - 4
     ),
 }
 
@@ -353,7 +293,7 @@ def test_sigkill_then_restart_resumes_from_last_complete_checkpoint(
     assert ready(model_dir), f"{point} was not reached before the kill"
     state = model_dir / "checkpoint"  # CheckpointManager's record of complete checkpoints
     committed = tf_latest_step(model_dir) if state.exists() else 0
-    assert committed < 40, "the run finished before it could be killed"
+    assert committed < STEPS, "the run finished before it could be killed"
 
     again = run_cli(args)
     assert again.returncode == 0, again.stderr[-3000:]
@@ -372,14 +312,8 @@ def test_sigkill_during_a_checkpoint_write_resumes_from_the_previous_one(
     the shard is on disk, the merged files are not, `checkpoint` still says ckpt-2."""
     model_dir, marker = tmp_path / "run", tmp_path / "paused"
     args = resume_args(session_train_test_folder, model_dir)
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "tests" / "_pause_checkpoint_write.py"), "2", str(marker)]
-        + args,
-        cwd=ROOT,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    script = ROOT / "tests" / "_pause_checkpoint_write.py"
+    proc = start_cli(["2", str(marker), *args], subprocess.DEVNULL, script=script)
     deadline = time.time() + 240
     while not marker.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.01)
@@ -432,7 +366,7 @@ def test_signal_saves_a_checkpoint_and_exits_cleanly_then_resumes(
     args = resume_args(session_train_test_folder, model_dir)
     proc = start_cli(args, stderr=subprocess.PIPE)
     deadline = time.time() + 240
-    # Training is under way once the first checkpoint is recorded (38 steps remain).
+    # Training is under way once the first checkpoint is recorded (STEPS - 2 steps remain).
     while not (model_dir / "checkpoint").exists() and time.time() < deadline:
         time.sleep(0.01)
     proc.send_signal(signum)
@@ -442,7 +376,7 @@ def test_signal_saves_a_checkpoint_and_exits_cleanly_then_resumes(
     stopped = re.search(r"stopped by SIG\w+ at step (\d+)", stderr)
     assert stopped, stderr[-2000:]
     step = int(stopped.group(1))
-    assert 0 < step < 40
+    assert 0 < step < STEPS
     assert tf_latest_step(model_dir) == step  # the checkpoint of the interrupted step
 
     again = run_cli(args)
@@ -451,18 +385,7 @@ def test_signal_saves_a_checkpoint_and_exits_cleanly_then_resumes(
     assert_trained_like(model_dir, uninterrupted)
 
 
-def logged_losses(model_dir):
-    """{step: loss} from the TensorBoard scalars (the running mean over the epoch so far,
-    finite exactly as long as every loss of the epoch so far is)."""
-    import tensorflow as tf
-
-    losses = {}
-    for path in (model_dir / "train").glob("events.out.tfevents.*"):
-        for event in tf.compat.v1.train.summary_iterator(str(path)):
-            for value in event.summary.value:
-                if value.tag == "train/loss":
-                    losses[event.step] = tf.make_ndarray(value.tensor).item()
-    return losses
+logged_losses = _harness.logged_losses
 
 
 def test_nan_loss_exits_3_naming_the_first_nonfinite_step_and_keeps_the_last_good_save(

@@ -208,26 +208,18 @@ def test_eval_without_checkpoint_and_bad_init_checkpoint_are_config_errors(tmp_p
             )
         modes.run(tiny_config(tmp_path / "pre", train_steps=1))
         # A wider encoder contradicts the pretrained run's model.json: named error.
+        wider = lambda name: tiny_config(
+            tmp_path / name,
+            train_mode="finetune",
+            width_multiplier=0.25,
+            checkpoint=str(tmp_path / "pre"),
+        )
         with pytest.raises(ConfigError, match="--width_multiplier=0.25: contradicts .*0.125"):
-            modes.run(
-                tiny_config(
-                    tmp_path / "wide",
-                    train_mode="finetune",
-                    width_multiplier=0.25,
-                    checkpoint=str(tmp_path / "pre"),
-                )
-            )
+            modes.run(wider("wide"))
         # Without model.json (a run from before), the weights' shapes decide: named error.
         (tmp_path / "pre" / "model.json").unlink()
         with pytest.raises(ConfigError, match="--checkpoint.*shape"):
-            modes.run(
-                tiny_config(
-                    tmp_path / "wide_old",
-                    train_mode="finetune",
-                    width_multiplier=0.25,
-                    checkpoint=str(tmp_path / "pre"),
-                )
-            )
+            modes.run(wider("wide_old"))
     assert not (tmp_path / "ft").exists()
     assert not (tmp_path / "wide_old").exists()  # no empty model_dir left behind
 

@@ -10,7 +10,6 @@ trains on the same global batch as the single process.
 
 import json
 import os
-import pathlib
 import re
 import signal
 import socket
@@ -20,18 +19,14 @@ import time
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+from tests import _harness
+
+ROOT = _harness.ROOT
 TINY = [
     "--mode=train",
     "--dataset=image_folder",
-    "--resnet_depth=18",
-    "--width_multiplier=0.125",
-    "--image_size=16",
-    "--train_batch_size=4",
-    "--proj_out_dim=8",
-    "--num_proj_layers=2",
+    *_harness.TINY_FLAGS,
     "--optimizer=momentum",
     "--learning_rate=0.3",
     "--warmup_epochs=0",
@@ -39,12 +34,14 @@ TINY = [
     "--train_summary_steps=1",
     "--verbose=0",
     # Deterministic views: no augmentation at all (16 px images, no resize either).
-    "--use_crop=false",
-    "--use_flip=false",
-    "--use_color_jitter=false",
-    "--use_grayscale=false",
-    "--use_blur=false",
+    *_harness.NO_AUGMENTATION_FLAGS,
 ]
+logged_losses = _harness.logged_losses
+
+
+def variables(model_dir, step):
+    """Every float variable of ckpt-<step>: weights, BatchNorm statistics, momentum slots."""
+    return _harness.float_variables(model_dir / f"ckpt-{step}")
 
 
 def free_ports(count):
@@ -98,28 +95,6 @@ def wait_all(procs, logs, timeout):
         tails = "\n".join(log.read_text()[-1500:] for log in logs)
         pytest.fail(f"multi-worker job did not finish in {timeout} s:\n{tails}")
     return [proc.returncode for proc in procs], [log.read_text() for log in logs]
-
-
-def logged_losses(model_dir):
-    """{step: loss} from the TensorBoard scalars (the running mean over the epoch so far)."""
-    losses = {}
-    for path in (model_dir / "train").glob("events.out.tfevents.*"):
-        for event in tf.compat.v1.train.summary_iterator(str(path)):
-            for value in event.summary.value:
-                if value.tag == "train/loss":
-                    losses[event.step] = tf.make_ndarray(value.tensor).item()
-    return losses
-
-
-def variables(model_dir, step):
-    """Every float variable of ckpt-<step>: weights, BatchNorm statistics, momentum slots."""
-    reader = tf.train.load_checkpoint(str(model_dir / f"ckpt-{step}"))
-    values = {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()}
-    return {
-        k: v
-        for k, v in sorted(values.items())
-        if np.issubdtype(np.asarray(v).dtype, np.floating) and not k.startswith("_CHECKPOINT")
-    }
 
 
 def run_job_and_single_process(tmp_path, image_folder, steps, checkpoint_steps):

@@ -8,26 +8,15 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from tests import _harness
 from tf_simclr import builders, losses, modes
-from tf_simclr.config import Config
 from tf_simclr.models import ResNet
 from tf_simclr.optim import LARS, AdamL2, build_optimizer
 
 MIXED = ("mixed_bfloat16", "mixed_float16")
 
 
-def tiny_config(**changes):
-    base = dict(
-        model_dir="/tmp/unused",
-        resnet_depth=18,
-        width_multiplier=0.125,
-        image_size=16,
-        proj_out_dim=8,
-        num_proj_layers=2,
-        train_batch_size=8,
-    )
-    base.update(changes)
-    return Config(**base)
+tiny_config = _harness.tiny_config
 
 
 def two_view_batch(batch=8, size=16, seed=0):
@@ -202,17 +191,7 @@ def test_loss_scaling_composes_with_our_optimizers(name):
 
 
 def run_config(model_dir, **changes):
-    base = dict(
-        mode="train",
-        dataset="cifar10",
-        model_dir=str(model_dir),
-        checkpoint_steps=3,
-        warmup_epochs=0.5,
-        use_blur=False,
-        verbose=0,
-        train_summary_steps=1,
-    )
-    return tiny_config(**{**base, **changes})
+    return tiny_config(model_dir, **{"checkpoint_steps": 3, **changes})
 
 
 def saved_loss_scale(model_dir):

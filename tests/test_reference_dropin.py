@@ -7,10 +7,7 @@ Fine-tuning starts from the checkpoint's probe; the reference's flags are accept
 
 import json
 import os
-import pathlib
 import shutil
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -18,14 +15,13 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from tests import _harness
 from tf_simclr import builders, checkpoints, export, modes, training
 from tf_simclr.config import Config, ConfigError
 from tf_simclr.models import ProjectionHead, ResNet, SimCLR
 from tf_simclr.modes import evaluate
 from tf_simclr.optim import build_optimizer
 from tf_simclr.optim.lars import DEFAULT_EXCLUDE, matches_any, variable_path
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def kernel_of(model_dir, name="probe"):
@@ -36,27 +32,10 @@ def kernel_of(model_dir, name="probe"):
 
 
 def tiny_config(model_dir, **changes):
-    base = dict(
-        mode="train",
-        dataset="cifar10",
-        model_dir=str(model_dir),
-        resnet_depth=18,
-        width_multiplier=0.125,
-        image_size=16,
-        train_batch_size=8,
-        train_steps=3,
-        checkpoint_steps=1,
-        warmup_epochs=0.5,
-        proj_out_dim=8,
-        num_proj_layers=2,
-        use_blur=False,
-        verbose=0,
-        train_summary_steps=0,  # the reference README's value: no summaries
-        eval_knn=False,
-        eval_split="test",
-    )
-    base.update(changes)
-    return Config(**base)
+    """The harness's tiny run with the reference README's --train_summary_steps=0 (no
+    summaries), a checkpoint every step, no kNN, evaluation on the test split."""
+    base = dict(checkpoint_steps=1, train_summary_steps=0, eval_knn=False, eval_split="test")
+    return _harness.tiny_config(model_dir, **{**base, **changes})
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +54,7 @@ def test_pretraining_logs_total_loss_and_no_summaries_with_zero_steps(pretrained
         logs["loss"] + logs["probe_loss"] + logs["weight_decay"], rel=1e-5
     )
     assert logs["weight_decay"] > 0  # lars: the probe's L2 term, as the reference
-    assert not list(model_dir.rglob("train/events.out.tfevents.*"))  # --train_summary_steps=0
+    assert not (model_dir / "train").exists()  # --train_summary_steps=0: no summary writer
 
 
 def _tiny_simclr(num_classes=3):
@@ -281,7 +260,7 @@ def test_eval_continuous_follows_checkpoints_skips_deleted_ones_and_times_out(
     assert (model_dir / "eval_test_1.json").exists() and (model_dir / "eval_test_3.json").exists()
 
 
-def test_reference_flags_parse_and_pretraining_refuses_frozen_blocks(tmp_path):
+def test_reference_flags_parse_and_pretraining_refuses_frozen_blocks(tmp_path, capsys):
     with pytest.raises(ConfigError, match="--fine_tune_after_block=4"):
         tiny_config(tmp_path, fine_tune_after_block=4).validate()
     tiny_config(tmp_path, mode="eval", fine_tune_after_block=4).validate()  # eval: adopted
@@ -297,21 +276,10 @@ def test_reference_flags_parse_and_pretraining_refuses_frozen_blocks(tmp_path):
         "--se_ratio=0.25",
         "--eval_continuous=false",
     ]
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "run.py"),
-            f"--model_dir={tmp_path / 'run'}",
-            *reference_flags,
-            "--fine_tune_after_block=0",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
-    )
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("run.py: error")]
-    assert len(errors) == 1 and "--fine_tune_after_block=0" in errors[0], proc.stderr[-2000:]
+    # run.py's own flag parsing and main, in this process (test_run.py runs the real one).
+    argv = [f"--model_dir={tmp_path / 'run'}", *reference_flags, "--fine_tune_after_block=0"]
+    code, stderr = _harness.run_in_process(argv, capsys)
+    assert code == 2, stderr[-2000:]
+    errors = [line for line in stderr.splitlines() if line.startswith("run.py: error")]
+    assert len(errors) == 1 and "--fine_tune_after_block=0" in errors[0], stderr[-2000:]
     assert not (tmp_path / "run").exists()

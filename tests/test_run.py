@@ -1,6 +1,8 @@
 """End-to-end tests of `run.py`: bad input exits 2 with one line; train, kill, resume."""
 
 import json
+import logging
+import math
 import os
 import pathlib
 import re
@@ -12,46 +14,20 @@ import time
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+from tests import _harness
+
+ROOT = _harness.ROOT
 TINY = [
-    "--resnet_depth=18",
-    "--width_multiplier=0.125",
-    "--image_size=16",
-    "--train_batch_size=4",
-    "--proj_out_dim=8",
-    "--num_proj_layers=2",
+    *_harness.TINY_FLAGS,
     "--learning_rate=0.1",
     "--warmup_epochs=1",
     "--optimizer=lars",
     "--color_jitter_strength=0.5",
-    "--use_blur=false",
     "--train_summary_steps=1",
     "--verbose=2",
 ]
-
-
-def run_cli(args, timeout=300):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run(
-        [sys.executable, str(ROOT / "run.py"), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        cwd=ROOT,
-    )
-
-
-def start_cli(args, stderr):
-    """run.py in the background (stdout discarded); returns the Popen."""
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / "run.py"), *args],
-        cwd=ROOT,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
-        stdout=subprocess.DEVNULL,
-        stderr=stderr,
-        text=True,
-    )
+run_cli, start_cli, run_in_process = _harness.run_cli, _harness.start_cli, _harness.run_in_process
+tf_latest_step, float_variables = _harness.latest_step, _harness.float_variables
 
 
 def folder_args(image_folder, model_dir, *extra):
@@ -63,12 +39,6 @@ def folder_args(image_folder, model_dir, *extra):
         *TINY,
         *extra,
     ]
-
-
-def tf_latest_step(model_dir):
-    """Step of the latest checkpoint recorded in model_dir/checkpoint."""
-    text = (pathlib.Path(model_dir) / "checkpoint").read_text()
-    return int(re.search(r'model_checkpoint_path: "ckpt-(\d+)"', text).group(1))
 
 
 def closed_port():
@@ -131,23 +101,6 @@ BAD_INPUT = [
 ]
 
 
-def run_in_process(argv, capsys):
-    """run.py's parse_flags + main in this process: (exit code, stderr)."""
-    sys.path.insert(0, str(ROOT))
-    import run
-
-    capsys.readouterr()
-    try:
-        remaining = run.parse_flags(["run.py", *argv])
-        run.main(remaining)
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    finally:
-        run.FLAGS.unparse_flags()
-    return code, capsys.readouterr().err
-
-
 @pytest.mark.parametrize(
     "args, flag, how", [(args, flag, how) for args, flag, hows in BAD_INPUT for how in hows]
 )
@@ -180,10 +133,10 @@ def test_bad_input_exits_2_with_one_line_and_leaves_model_dir_alone(
     assert list((tmp_path / "empty").iterdir()) == []
 
 
-def test_missing_model_dir_is_a_usage_error():
-    proc = run_cli(["--train_steps=1"])
-    assert proc.returncode == 2
-    assert "--model_dir" in proc.stderr
+def test_missing_model_dir_is_a_usage_error(capsys):
+    code, stderr = run_in_process(["--train_steps=1"], capsys)
+    assert code == 2
+    assert "--model_dir" in stderr
 
 
 def test_help_exits_0_says_what_to_run_first_and_lists_reference_flags():
@@ -197,43 +150,67 @@ def test_help_exits_0_says_what_to_run_first_and_lists_reference_flags():
         assert f"--{flag}" in proc.stdout or f"--[no]{flag}" in proc.stdout
 
 
-def test_train_on_image_folder_then_resume(tmp_path, image_folder):
+def test_train_on_image_folder_then_resume(tmp_path, image_folder, caplog, capsys):
+    """run.py's main in this process (the kill tests below resume real `python run.py`
+    processes): 4 steps, the same run extended to 6 resumes at 4, a third call has nothing
+    left to do."""
+    from absl import logging as absl_logging
+
     model_dir = tmp_path / "run"
-    args = folder_args(image_folder, model_dir, "--train_steps=6", "--checkpoint_steps=2")
-    first = run_cli(args[:-2] + ["--train_steps=4", "--checkpoint_steps=2"])
-    assert first.returncode == 0, first.stderr[-3000:]
-    config = json.loads((model_dir / "config.json").read_text())
-    assert config["train_steps"] == 4 and config["dataset"] == "image_folder"
-    assert json.loads((model_dir / "train_result.json").read_text())["global_step"] == 4
-    assert (model_dir / "ckpt-4.index").exists()
-    assert list((model_dir / "train").glob("events.out.tfevents.*"))
+    # absl at INFO, for "Resumed from" (run.py's default, WARNING, hides it in this process).
+    first = folder_args(image_folder, model_dir, "--checkpoint_steps=2", "--verbosity=0")
+    args = first + ["--train_steps=6"]
+    verbosity = absl_logging.get_verbosity()
+    caplog.set_level(logging.INFO, logger="absl")
+    try:
+        code, stderr = run_in_process(first + ["--train_steps=4"], capsys)
+        assert code == 0, stderr[-3000:]
+        config = json.loads((model_dir / "config.json").read_text())
+        assert config["train_steps"] == 4 and config["dataset"] == "image_folder"
+        assert json.loads((model_dir / "train_result.json").read_text())["global_step"] == 4
+        assert (model_dir / "ckpt-4.index").exists()
+        assert list((model_dir / "train").glob("events.out.tfevents.*"))
+        assert not resumed_from(caplog)
 
-    second = run_cli(args)  # the same run extended to 6 steps resumes at 4
-    assert second.returncode == 0, second.stderr[-3000:]
-    assert "Resumed from" in second.stderr and "ckpt-4" in second.stderr
-    result = json.loads((model_dir / "train_result.json").read_text())
-    assert result["global_step"] == 6
-    # Learning-rate position continues: the logged LR of the last step is the schedule's
-    # value at step 5 (peak 0.1 * 4/256, warmup 4 steps, cosine to 0 at step 6).
-    import math
+        caplog.clear()
+        code, stderr = run_in_process(args, capsys)  # the same run extended to 6 steps
+        assert code == 0, stderr[-3000:]
+        assert resumed_from(caplog) == ["ckpt-4"]
+        result = json.loads((model_dir / "train_result.json").read_text())
+        assert result["global_step"] == 6
+        # Learning-rate position continues: the logged LR of the last step is the schedule's
+        # value at step 5 (peak 0.1 * 4/256, warmup 4 steps, cosine to 0 at step 6).
+        peak = 0.1 * 4 / 256
+        expected = peak * 0.5 * (1 + math.cos(math.pi * (5 - 4) / (6 - 4)))
+        assert result["learning_rate"] == pytest.approx(expected, rel=1e-4, abs=1e-9)
 
-    peak = 0.1 * 4 / 256
-    expected = peak * 0.5 * (1 + math.cos(math.pi * (5 - 4) / (6 - 4)))
-    assert result["learning_rate"] == pytest.approx(expected, rel=1e-4, abs=1e-9)
+        caplog.clear()
+        code, stderr = run_in_process(args, capsys)  # the same target: nothing left to do
+        assert code == 0, stderr[-3000:]
+        assert resumed_from(caplog) == ["ckpt-6"]
+        assert json.loads((model_dir / "train_result.json").read_text())["global_step"] == 6
+        assert tf_latest_step(model_dir) == 6
+    finally:
+        absl_logging.set_verbosity(verbosity)
+
+
+def resumed_from(caplog):
+    """The checkpoint names of the "Resumed from <model_dir>/ckpt-N" log lines."""
+    found = (re.search(r"Resumed from \S*(ckpt-\d+)", r.getMessage()) for r in caplog.records)
+    return [m.group(1) for m in found if m]
 
 
 # Deterministic training for the kill/resume tests: every augmentation off, so the batches
 # are fixed by the (seeded) data order alone, and plain momentum. 16 images, batch 4:
-# 4 steps per epoch; 40 steps = 10 epochs, a checkpoint every 2 steps.
+# 4 steps per epoch; STEPS = 20 steps = 5 epochs, a checkpoint every 2 steps (the 40 steps
+# of before checked nothing more: each kill point below is still well inside the run).
+STEPS = 20
 DETERMINISTIC = [
     "--optimizer=momentum",
     "--learning_rate=0.3",
     "--warmup_epochs=0",
-    "--use_crop=false",
-    "--use_flip=false",
-    "--use_color_jitter=false",
-    "--use_grayscale=false",
-    "--train_steps=40",
+    *_harness.NO_AUGMENTATION_FLAGS,
+    f"--train_steps={STEPS}",
     "--checkpoint_steps=2",
     "--verbose=0",
 ]
@@ -243,20 +220,10 @@ def resume_args(image_folder, model_dir):
     return folder_args(image_folder, model_dir, *DETERMINISTIC)
 
 
-def float_variables(prefix):
-    """Every float variable of a checkpoint: weights, BatchNorm statistics, momentum slots."""
-    import numpy as np
-    import tensorflow as tf
-
-    reader = tf.train.load_checkpoint(str(prefix))
-    values = {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()}
-    return {k: v for k, v in values.items() if np.issubdtype(np.asarray(v).dtype, np.floating)}
-
-
 @pytest.fixture(scope="module")
 def uninterrupted(session_train_test_folder, tmp_path_factory):
-    """The 40 deterministic steps run without interruption, in this process through
-    run.py's own main: {"step": the optimizer's counter, "variables": of ckpt-40}."""
+    """The STEPS deterministic steps run without interruption, in this process through
+    run.py's own main: {"step": the optimizer's counter, "variables": of its last ckpt}."""
     import tensorflow as tf
 
     sys.path.insert(0, str(ROOT))
@@ -268,21 +235,21 @@ def uninterrupted(session_train_test_folder, tmp_path_factory):
         run.main(["run.py"])
     finally:
         run.FLAGS.unparse_flags()
-    reader = tf.train.load_checkpoint(str(model_dir / "ckpt-40"))
+    reader = tf.train.load_checkpoint(str(model_dir / f"ckpt-{STEPS}"))
     return {
         "step": int(reader.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE")),
-        "variables": float_variables(model_dir / "ckpt-40"),
+        "variables": float_variables(model_dir / f"ckpt-{STEPS}"),
     }
 
 
 def assert_trained_like(model_dir, uninterrupted):
-    """The run in model_dir ended at step 40 with the uninterrupted run's weights, BN
+    """The run in model_dir ended at step STEPS with the uninterrupted run's weights, BN
     statistics and optimizer slots (the same float32 computation on the same batches)."""
     import numpy as np
 
-    assert json.loads((model_dir / "train_result.json").read_text())["global_step"] == 40
-    assert tf_latest_step(model_dir) == 40 and uninterrupted["step"] == 40
-    got, want = float_variables(model_dir / "ckpt-40"), uninterrupted["variables"]
+    assert json.loads((model_dir / "train_result.json").read_text())["global_step"] == STEPS
+    assert tf_latest_step(model_dir) == STEPS and uninterrupted["step"] == STEPS
+    got, want = float_variables(model_dir / f"ckpt-{STEPS}"), uninterrupted["variables"]
     assert got.keys() == want.keys()
     assert any(key.startswith("optimizer/_variables/") for key in want)  # momentum slots
     for key in want:
@@ -295,9 +262,9 @@ SIGKILL_AT = {
     "early_in_epoch_1": lambda model_dir: (model_dir / "config.json").exists(),
     # the first checkpoint is complete
     "right_after_a_checkpoint": lambda model_dir: (model_dir / "checkpoint").exists(),
-    # a checkpoint of the last epoch (steps 36..40) is complete
+    # a checkpoint of the last epoch (steps STEPS - 4 .. STEPS) is complete
     "in_the_last_epoch": lambda model_dir: (
-        (model_dir / "checkpoint").exists() and tf_latest_step(model_dir) >= 36
+        (model_dir / "checkpoint").exists() and tf_latest_step(model_dir) >= STEPS - 4
     ),
 }
 
@@ -326,7 +293,7 @@ def test_sigkill_then_restart_resumes_from_last_complete_checkpoint(
     assert ready(model_dir), f"{point} was not reached before the kill"
     state = model_dir / "checkpoint"  # CheckpointManager's record of complete checkpoints
     committed = tf_latest_step(model_dir) if state.exists() else 0
-    assert committed < 40, "the run finished before it could be killed"
+    assert committed < STEPS, "the run finished before it could be killed"
 
     again = run_cli(args)
     assert again.returncode == 0, again.stderr[-3000:]
@@ -345,14 +312,8 @@ def test_sigkill_during_a_checkpoint_write_resumes_from_the_previous_one(
     the shard is on disk, the merged files are not, `checkpoint` still says ckpt-2."""
     model_dir, marker = tmp_path / "run", tmp_path / "paused"
     args = resume_args(session_train_test_folder, model_dir)
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "tests" / "_pause_checkpoint_write.py"), "2", str(marker)]
-        + args,
-        cwd=ROOT,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    script = ROOT / "tests" / "_pause_checkpoint_write.py"
+    proc = start_cli(["2", str(marker), *args], subprocess.DEVNULL, script=script)
     deadline = time.time() + 240
     while not marker.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.01)
@@ -405,7 +366,7 @@ def test_signal_saves_a_checkpoint_and_exits_cleanly_then_resumes(
     args = resume_args(session_train_test_folder, model_dir)
     proc = start_cli(args, stderr=subprocess.PIPE)
     deadline = time.time() + 240
-    # Training is under way once the first checkpoint is recorded (38 steps remain).
+    # Training is under way once the first checkpoint is recorded (STEPS - 2 steps remain).
     while not (model_dir / "checkpoint").exists() and time.time() < deadline:
         time.sleep(0.01)
     proc.send_signal(signum)
@@ -415,7 +376,7 @@ def test_signal_saves_a_checkpoint_and_exits_cleanly_then_resumes(
     stopped = re.search(r"stopped by SIG\w+ at step (\d+)", stderr)
     assert stopped, stderr[-2000:]
     step = int(stopped.group(1))
-    assert 0 < step < 40
+    assert 0 < step < STEPS
     assert tf_latest_step(model_dir) == step  # the checkpoint of the interrupted step
 
     again = run_cli(args)
@@ -424,25 +385,15 @@ def test_signal_saves_a_checkpoint_and_exits_cleanly_then_resumes(
     assert_trained_like(model_dir, uninterrupted)
 
 
-def logged_losses(model_dir):
-    """{step: loss} from the TensorBoard scalars (the running mean over the epoch so far,
-    finite exactly as long as every loss of the epoch so far is)."""
-    import tensorflow as tf
-
-    losses = {}
-    for path in (model_dir / "train").glob("events.out.tfevents.*"):
-        for event in tf.compat.v1.train.summary_iterator(str(path)):
-            for value in event.summary.value:
-                if value.tag == "train/loss":
-                    losses[event.step] = tf.make_ndarray(value.tensor).item()
-    return losses
+logged_losses = _harness.logged_losses
 
 
 def test_nan_loss_exits_3_naming_the_first_nonfinite_step_and_keeps_the_last_good_save(
-    tmp_path, image_folder
+    tmp_path, image_folder, capsys
 ):
     """Learning rate 1e30 after a linear warmup from 0: step 1 (rate 0) and step 2 are
-    finite, the weights explode in step 2, the loss of step 3 is NaN or Inf."""
+    finite, the weights explode in step 2, the loss of step 3 is NaN or Inf. run.py's main
+    in this process (its exit code and stderr; a fresh process adds nothing checked here)."""
     import math
 
     import numpy as np
@@ -451,10 +402,10 @@ def test_nan_loss_exits_3_naming_the_first_nonfinite_step_and_keeps_the_last_goo
     model_dir = tmp_path / "run"
     args = folder_args(image_folder, model_dir, "--optimizer=momentum", "--learning_rate=1e30")
     args += ["--warmup_epochs=1", "--train_steps=30", "--checkpoint_steps=2", "--verbose=0"]
-    proc = run_cli(args)
-    assert proc.returncode == 3, proc.stderr[-3000:]
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("run.py: error")]
-    assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    code, stderr = run_in_process(args, capsys)
+    assert code == 3, stderr[-3000:]
+    errors = [line for line in stderr.splitlines() if line.startswith("run.py: error")]
+    assert len(errors) == 1 and "Traceback" not in stderr, stderr[-3000:]
     named = int(re.search(r"NaN or Inf at step (\d+)", errors[0]).group(1))
     assert "learning rate" in errors[0]
 

@@ -7,40 +7,24 @@ test copies what it changes.
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests import _harness
 from tf_simclr import checkpoints, modes, run_dir
 from tf_simclr.config import Config, ConfigError
 from tf_simclr.data import eval_dataset, make_source
 from tf_simclr.eval import extract_features
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ARCH = dict(resnet_depth=18, width_multiplier=0.125, image_size=16, proj_out_dim=8)
+ARCH = _harness.TINY_MODEL
 
 
 def tiny_config(model_dir, data_dir, **changes):
-    base = dict(
-        mode="train",
-        dataset="image_folder",
-        data_dir=str(data_dir),
-        eval_split="test",
-        model_dir=str(model_dir),
-        train_batch_size=8,
-        train_steps=2,
-        warmup_epochs=0.5,
-        num_proj_layers=2,
-        use_blur=False,
-        verbose=0,
-        knn_k=3,
-        **ARCH,
-    )
-    base.update(changes)
-    return Config(**base)
+    """The harness's tiny 2-step run on the image folder `data_dir` (train and test)."""
+    base = dict(dataset="image_folder", data_dir=str(data_dir), eval_split="test", train_steps=2)
+    return _harness.tiny_config(model_dir, **{**base, "knn_k": 3, **changes})
 
 
 @pytest.fixture(scope="module")
@@ -61,17 +45,6 @@ def copy_run(pretrained, tmp_path, name="run"):
     return tmp_path / name, tmp_path / "images"
 
 
-def run_cli(*args):
-    return subprocess.run(
-        [sys.executable, os.path.join(ROOT, "run.py"), *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
-    )
-
-
 def test_model_json_describes_the_model(pretrained):
     model_dir, data = pretrained
     description = json.loads((model_dir / "model.json").read_text())
@@ -90,23 +63,27 @@ def test_model_json_describes_the_model(pretrained):
     assert json.loads(exported.read_text()) == description
 
 
-def test_export_needs_no_other_flag_and_no_data(pretrained, tmp_path):
+def test_export_needs_no_other_flag_and_no_data(pretrained, tmp_path, capsys):
+    """run.py's main in this process (test_run.py checks a real process's exit code and
+    one-line error)."""
     model_dir, data = copy_run(pretrained, tmp_path)
     shutil.rmtree(data)
     shutil.rmtree(model_dir / "saved_model")
-    proc = run_cli("--mode=export", f"--model_dir={model_dir}")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    code, stderr = _harness.run_in_process(["--mode=export", f"--model_dir={model_dir}"], capsys)
+    assert code == 0, stderr[-3000:]
     assert (model_dir / "saved_model" / "2" / "saved_model.pb").exists()
     # A flag that contradicts the saved architecture: one line naming both values, exit 2.
-    proc = run_cli("--mode=export", f"--model_dir={model_dir}", "--resnet_depth=34")
-    assert proc.returncode == 2
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("run.py: error")]
-    assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    argv = ["--mode=export", f"--model_dir={model_dir}", "--resnet_depth=34"]
+    code, stderr = _harness.run_in_process(argv, capsys)
+    assert code == 2
+    errors = [line for line in stderr.splitlines() if line.startswith("run.py: error")]
+    assert len(errors) == 1 and "Traceback" not in stderr, stderr[-3000:]
     assert errors[0].startswith("run.py: error: --resnet_depth=34: contradicts")
     assert "--resnet_depth=18" in errors[0]
     # A flag that agrees with it is fine.
-    proc = run_cli("--mode=export", f"--model_dir={model_dir}", "--resnet_depth=18")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    argv = ["--mode=export", f"--model_dir={model_dir}", "--resnet_depth=18"]
+    code, stderr = _harness.run_in_process(argv, capsys)
+    assert code == 0, stderr[-3000:]
 
 
 def test_eval_needs_only_the_data_it_evaluates_on(pretrained, tmp_path):
@@ -181,7 +158,7 @@ def test_saved_model_of_another_architecture_is_a_one_line_error(pretrained):
     model, _, _ = run_dir.load_model(str(model_dir))
     from tf_simclr import builders
 
-    wider_config = Config(model_dir="x", num_proj_layers=2, **{**ARCH, "width_multiplier": 0.25})
+    wider_config = Config(model_dir="x", **{**ARCH, "width_multiplier": 0.25})
     wider = builders.build_model(wider_config, 2)
     with pytest.raises(ValueError, match="^path=.*shape .* in the SavedModel") as info:
         checkpoints.restore_model(wider, saved)
@@ -228,7 +205,7 @@ def test_checkpoints_hold_the_projection_head_and_old_ones_still_restore(tmp_pat
 
     from tf_simclr import builders
 
-    config = Config(model_dir="x", num_proj_layers=2, **ARCH)
+    config = Config(model_dir="x", **ARCH)
 
     def trained_model():
         model = builders.build_model(config, 2)
@@ -319,6 +296,4 @@ def test_short_runs_write_their_last_step_and_evaluation_to_tensorboard(
     assert train["train/loss"] == {2, 3}
     evaluation = _scalar_steps(model_dir / "eval_test")
     assert evaluation["eval_test/knn_top1"] == {3} and "eval_test/probe_top1" in evaluation
-    quiet = tmp_path / "quiet"
-    modes.run(tiny_config(quiet, session_train_test_folder, train_summary_steps=0))
-    assert not (quiet / "train").exists()
+    # --train_summary_steps=0 writes none: test_reference_dropin.py's module run.

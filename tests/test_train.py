@@ -10,31 +10,12 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from tests import _harness
 from tf_simclr import builders, modes, training
 from tf_simclr.config import Config, ConfigError
 from tf_simclr.modes import pretrain
 
-
-def tiny_config(model_dir, **changes):
-    base = dict(
-        mode="train",
-        dataset="cifar10",
-        model_dir=str(model_dir),
-        resnet_depth=18,
-        width_multiplier=0.125,
-        image_size=16,
-        train_batch_size=8,
-        train_steps=3,
-        checkpoint_steps=2,
-        warmup_epochs=0.5,
-        proj_out_dim=8,
-        num_proj_layers=2,
-        use_blur=False,
-        verbose=0,
-        train_summary_steps=1,
-    )
-    base.update(changes)
-    return Config(**base)
+tiny_config = _harness.tiny_config
 
 
 def test_step_plan_follows_reference_units():
@@ -160,20 +141,6 @@ def test_pretrain_with_batched_and_device_augmentation(tmp_path, augment_impl):
     assert saved["augment_impl"] == augment_impl
 
 
-def test_resume_continues_step_and_learning_rate(tmp_path):
-    model_dir = tmp_path / "run"
-    with tfds.testing.mock_data(num_examples=32):
-        modes.run(tiny_config(model_dir, train_steps=2))
-        resumed = modes.run(tiny_config(model_dir, train_steps=4))["train"]
-        assert resumed["global_step"] == 4
-        # A third call with the same target has nothing left to do.
-        again = modes.run(tiny_config(model_dir, train_steps=4))["train"]
-    assert again["global_step"] == 4
-    # Warmup 2 steps (0.5 epoch of 4 steps), cosine to 0 at step 4: LR at step 3 is peak/2.
-    peak = 0.3 * 8 / 256
-    assert resumed["learning_rate"] == pytest.approx(peak / 2, rel=1e-4)
-
-
 @pytest.mark.slow  # about 3 minutes on the shared 2-core machine
 def test_epoch_run_ends_on_a_short_epoch_and_resumes_across_it(tmp_path):
     # 32 examples, batch 8: epochs of 4 steps; 1 epoch is 32 * 1 // 8 + 1 = 5 steps
@@ -241,26 +208,18 @@ def test_eval_without_checkpoint_and_bad_init_checkpoint_are_config_errors(tmp_p
             )
         modes.run(tiny_config(tmp_path / "pre", train_steps=1))
         # A wider encoder contradicts the pretrained run's model.json: named error.
+        wider = lambda name: tiny_config(
+            tmp_path / name,
+            train_mode="finetune",
+            width_multiplier=0.25,
+            checkpoint=str(tmp_path / "pre"),
+        )
         with pytest.raises(ConfigError, match="--width_multiplier=0.25: contradicts .*0.125"):
-            modes.run(
-                tiny_config(
-                    tmp_path / "wide",
-                    train_mode="finetune",
-                    width_multiplier=0.25,
-                    checkpoint=str(tmp_path / "pre"),
-                )
-            )
+            modes.run(wider("wide"))
         # Without model.json (a run from before), the weights' shapes decide: named error.
         (tmp_path / "pre" / "model.json").unlink()
         with pytest.raises(ConfigError, match="--checkpoint.*shape"):
-            modes.run(
-                tiny_config(
-                    tmp_path / "wide_old",
-                    train_mode="finetune",
-                    width_multiplier=0.25,
-                    checkpoint=str(tmp_path / "pre"),
-                )
-            )
+            modes.run(wider("wide_old"))
     assert not (tmp_path / "ft").exists()
     assert not (tmp_path / "wide_old").exists()  # no empty model_dir left behind
 
@@ -317,10 +276,7 @@ def test_worker_lost_message_keeps_what_the_runtime_said():
     )
 
 
-def _float_variables(prefix):
-    reader = tf.train.load_checkpoint(str(prefix))
-    values = {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()}
-    return {k: v for k, v in values.items() if np.issubdtype(np.asarray(v).dtype, np.floating)}
+_float_variables = _harness.float_variables
 
 
 def test_a_resumed_run_continues_the_data_epoch_where_it_stopped(tmp_path, image_folder):

@@ -2,8 +2,6 @@
 
 import os
 import pathlib
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -11,36 +9,21 @@ import tensorflow as tf
 from google.protobuf import text_format
 from tensorboard.plugins import projector
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-TINY = [
-    "--dataset=image_folder",
-    "--resnet_depth=18",
-    "--width_multiplier=0.125",
-    "--image_size=16",
-    "--train_batch_size=4",
-    "--proj_out_dim=8",
-    "--num_proj_layers=2",
-    "--warmup_epochs=0",
-    "--use_blur=false",
-    "--verbose=0",
-]
+from tests import _harness
+
+TINY = ["--dataset=image_folder", *_harness.TINY_FLAGS, "--warmup_epochs=0", "--verbose=0"]
 
 
-def run_cli(*args, timeout=300):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run(
-        [sys.executable, str(ROOT / "run.py"), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        cwd=ROOT,
-    )
+def run_cli(capsys, *args):
+    """run.py's parse_flags + main in this process (a fresh one costs a TensorFlow import;
+    test_run.py checks the real process): (exit code, stderr)."""
+    return _harness.run_in_process(list(args), capsys)
 
 
-def test_preview_writes_the_views_png(tmp_path, image_folder):
+def test_preview_writes_the_views_png(tmp_path, image_folder, capsys):
     out = tmp_path / "pictures" / "views.png"
-    done = run_cli(
+    code, stderr = run_cli(
+        capsys,
         "--mode=preview",
         *TINY,
         f"--data_dir={image_folder}",
@@ -48,21 +31,23 @@ def test_preview_writes_the_views_png(tmp_path, image_folder):
         "--use_color_jitter=false",
         f"--preview_file={out}",
     )
-    assert done.returncode == 0, done.stderr[-2000:]
+    assert code == 0, stderr[-2000:]
     image = tf.io.decode_png(tf.io.read_file(str(out))).numpy()
     assert image.shape[0] > 100 and image.shape[2] in (3, 4)
     assert not (tmp_path / "model").exists()  # nothing but the picture
 
 
-def test_preview_defaults_to_model_dir_and_checks_its_flags(tmp_path, image_folder):
-    done = run_cli(
-        "--mode=preview", *TINY, f"--data_dir={image_folder}", f"--model_dir={tmp_path}/m"
+def test_preview_defaults_to_model_dir_and_checks_its_flags(tmp_path, image_folder, capsys):
+    code, stderr = run_cli(
+        capsys, "--mode=preview", *TINY, f"--data_dir={image_folder}", f"--model_dir={tmp_path}/m"
     )
-    assert done.returncode == 0, done.stderr[-2000:]
+    assert code == 0, stderr[-2000:]
     assert (tmp_path / "m" / "views.png").stat().st_size > 1000
     assert sorted(os.listdir(tmp_path / "m")) == ["views.png"]
-    done = run_cli("--mode=preview", *TINY, f"--model_dir={tmp_path}/m", "--preview_images=0")
-    assert done.returncode == 2 and "--preview_images" in done.stderr
+    code, stderr = run_cli(
+        capsys, "--mode=preview", *TINY, f"--model_dir={tmp_path}/m", "--preview_images=0"
+    )
+    assert code == 2 and "--preview_images" in stderr
 
 
 def event_images(log_dir, tag):
@@ -78,9 +63,10 @@ def event_images(log_dir, tag):
     return found
 
 
-def test_summary_images_and_the_eval_projector(tmp_path, train_test_folder):
+def test_summary_images_and_the_eval_projector(tmp_path, train_test_folder, capsys):
     model_dir = tmp_path / "run"
-    done = run_cli(
+    code, stderr = run_cli(
+        capsys,
         "--mode=train_then_eval",
         *TINY,
         f"--data_dir={train_test_folder}",
@@ -91,7 +77,7 @@ def test_summary_images_and_the_eval_projector(tmp_path, train_test_folder):
         "--eval_knn=false",
         f"--model_dir={model_dir}",
     )
-    assert done.returncode == 0, done.stderr[-2000:]
+    assert code == 0, stderr[-2000:]
     # The views: at the start (step 0) and every 3 steps, 4 images, each 16 px beside two
     # views with 1 px gaps.
     views = event_images(model_dir / "train", "train/views")
@@ -114,6 +100,8 @@ def test_summary_images_and_the_eval_projector(tmp_path, train_test_folder):
 
 
 @pytest.mark.parametrize("flag", ["--summary_images=-1"])
-def test_bad_picture_flags_exit_2(tmp_path, flag):
-    done = run_cli("--mode=train", *TINY, "--data_dir=x", f"--model_dir={tmp_path}", flag)
-    assert done.returncode == 2 and flag.split("=")[0] in done.stderr
+def test_bad_picture_flags_exit_2(tmp_path, flag, capsys):
+    code, stderr = run_cli(
+        capsys, "--mode=train", *TINY, "--data_dir=x", f"--model_dir={tmp_path}", flag
+    )
+    assert code == 2 and flag.split("=")[0] in stderr

@@ -5,23 +5,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests import _harness
 from tf_simclr import builders
 from tf_simclr.config import Config, ConfigError
 from tf_simclr.modes import pretrain
 
 
 def run_steps(jit_compile, steps=3):
-    config = Config(
-        model_dir="/tmp/unused",
-        resnet_depth=18,
-        width_multiplier=0.125,
-        image_size=16,
-        proj_out_dim=8,
-        num_proj_layers=2,
-        train_batch_size=8,
-        temperature=0.5,
-        jit_compile=jit_compile,
-    )
+    config = _harness.tiny_config(temperature=0.5, jit_compile=jit_compile)
     keras.utils.set_random_seed(0)
     model = builders.build_pretrain_model(config, num_classes=3)
     optimizer = builders.build_training_optimizer(config, warmup_steps=0, total_steps=10)

@@ -1,0 +1,134 @@
+"""The test harness shared by the test files: tiny configs and flags, run.py in a process or
+in this one, checkpoint and TensorBoard readers.
+
+Import it as `from tests import _harness` (the repository root is on `pythonpath`; pytest's
+importlib mode cannot import conftest.py, whose fixtures stay there).
+"""
+
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+from tf_simclr.config import Config
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+# The tiny model every end-to-end test trains: a 1/8-width ResNet-18 on 16 px images with a
+# 2-layer, 8-dimensional projection head.
+TINY_MODEL = dict(
+    resnet_depth=18, width_multiplier=0.125, image_size=16, proj_out_dim=8, num_proj_layers=2
+)
+# The same model as run.py flags, with batch 4 and no blur (the CPU-costly augmentation).
+TINY_FLAGS = [
+    "--resnet_depth=18",
+    "--width_multiplier=0.125",
+    "--image_size=16",
+    "--train_batch_size=4",
+    "--proj_out_dim=8",
+    "--num_proj_layers=2",
+    "--use_blur=false",
+]
+# With TINY_FLAGS (blur off), every augmentation off: both views are the image itself, so
+# the batches are fixed by the (seeded) data order alone.
+NO_AUGMENTATION_FLAGS = [
+    "--use_crop=false",
+    "--use_flip=false",
+    "--use_color_jitter=false",
+    "--use_grayscale=false",
+]
+
+
+def tiny_config(model_dir="/tmp/unused", **changes):
+    """A 3-step pretraining Config of the tiny model on CIFAR-10 (mock it with
+    `tfds.testing.mock_data`), batch 8, a checkpoint every 2 steps; `changes` override."""
+    base = dict(
+        mode="train",
+        dataset="cifar10",
+        model_dir=str(model_dir),
+        train_batch_size=8,
+        train_steps=3,
+        checkpoint_steps=2,
+        warmup_epochs=0.5,
+        use_blur=False,
+        verbose=0,
+        train_summary_steps=1,
+        **TINY_MODEL,
+    )
+    base.update(changes)
+    return Config(**base)
+
+
+def _run_py_env():
+    return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+
+
+def run_cli(args, timeout=300):
+    """`python run.py *args` in a fresh process: the CompletedProcess (text stdout/stderr)."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "run.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=_run_py_env(),
+        cwd=ROOT,
+    )
+
+
+def start_cli(args, stderr, script=ROOT / "run.py"):
+    """`python run.py *args` (or another script) in the background, stdout discarded."""
+    return subprocess.Popen(
+        [sys.executable, str(script), *args],
+        cwd=ROOT,
+        env=_run_py_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+        text=True,
+    )
+
+
+def run_in_process(argv, capsys):
+    """run.py's own parse_flags + main in this process (no TensorFlow import to pay):
+    (exit code, stderr). absl logs to stderr too once main has set it up."""
+    sys.path.insert(0, str(ROOT))
+    import run
+
+    capsys.readouterr()
+    try:
+        remaining = run.parse_flags(["run.py", *argv])
+        run.main(remaining)
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    finally:
+        run.FLAGS.unparse_flags()
+    return code, capsys.readouterr().err
+
+
+def latest_step(model_dir):
+    """Step of the latest checkpoint recorded in model_dir/checkpoint."""
+    text = (pathlib.Path(model_dir) / "checkpoint").read_text()
+    return int(re.search(r'model_checkpoint_path: "ckpt-(\d+)"', text).group(1))
+
+
+def float_variables(prefix):
+    """Every float variable of a checkpoint: weights, BatchNorm statistics, optimizer slots."""
+    reader = tf.train.load_checkpoint(str(prefix))
+    values = {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()}
+    return {k: v for k, v in values.items() if np.issubdtype(np.asarray(v).dtype, np.floating)}
+
+
+def logged_losses(model_dir):
+    """{step: loss} from the TensorBoard scalars of model_dir/train (the running mean over
+    the epoch so far, finite exactly as long as every loss of the epoch so far is)."""
+    losses = {}
+    for path in (pathlib.Path(model_dir) / "train").glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                if value.tag == "train/loss":
+                    losses[event.step] = tf.make_ndarray(value.tensor).item()
+    return losses

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests import _harness
 from tf_simclr import modes
 from tf_simclr.config import Config, ConfigError
 from tf_simclr.data import make_source, unlabel_outside_subset
@@ -118,25 +119,17 @@ def test_unlabel_outside_subset_keeps_every_image(session_train_test_folder):
 
 def base_config(model_dir, data_dir, **changes):
     values = dict(
-        mode="train",
         dataset="image_folder",
         data_dir=str(data_dir),
         eval_split="test",
-        model_dir=str(model_dir),
-        resnet_depth=18,
-        width_multiplier=0.125,
-        image_size=16,
-        proj_out_dim=8,
-        num_proj_layers=2,
-        train_batch_size=8,
         train_steps=2,
         warmup_epochs=0,
         optimizer="momentum",
         learning_rate=0.1,
-        verbose=0,
+        checkpoint_steps=0,  # the defaults, where the tiny config saves and logs more often
+        train_summary_steps=100,
     )
-    values.update(changes)
-    return Config(**values)
+    return _harness.tiny_config(model_dir, **{**values, **changes})
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests import _harness
 from tf_simclr import modes, official, run_dir
 from tf_simclr.config import Config, ConfigError
 from tf_simclr.errors import ArgumentError
@@ -645,21 +646,15 @@ def test_distill_from_a_reference_checkpoint_and_from_its_import(
     expected, full = expected_outputs("r18_cifar_1x")
     reference = checkpoints_dir("r18_cifar_1x")
     out, _ = imported
-    config = Config(
-        mode="train",
+    config = _harness.tiny_config(
         train_mode="distill",
         dataset="image_folder",
         data_dir=str(data),
-        resnet_depth=18,
-        width_multiplier=0.125,
         image_size=32,
-        proj_out_dim=8,
-        num_proj_layers=2,
         train_batch_size=5,
         train_steps=2,
         optimizer="momentum",
         learning_rate=0.1,
-        verbose=0,
     )
     # The published model built under 2 replicas (its variables mirrored), the import's on one.
     for teacher, strategy in ((reference, mirrored_strategy), (str(out), None)):

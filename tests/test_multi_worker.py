@@ -201,7 +201,8 @@ def test_a_dead_worker_fails_the_job_clearly_and_a_restart_resumes(tmp_path, ima
     assert state.exists(), logs[0].read_text()[-3000:]
     procs[1].send_signal(signal.SIGKILL)
     killed = time.time()
-    # The chief notices within the coordination service's heartbeat timeout (~10 s) and
+    # The chief notices at once (the dead process closes its connections: 0.3 s measured
+    # on an idle 2-core machine; else after the coordination service heartbeat timeout) and
     # prints one line saying what happened and how to resume, then exits with 4. The
     # bound on the line (its own exit, TensorFlow's teardown, is not timed) leaves room
     # for a slow machine; a chief that waited for a collective timeout (minutes) fails it.

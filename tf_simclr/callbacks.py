@@ -8,7 +8,8 @@ Faults and what happens (see also `tf_simclr.checkpoints`):
   nothing is saved (the last good checkpoint stays the latest), and
   `TrainingDiverged` names the step and the likely causes.
 - A worker of a multi-worker job dies: the others' collectives are aborted
-  (TensorFlow's coordination service misses its heartbeats) and
+  (its connections close, or TensorFlow's coordination service misses its
+  heartbeats) and
   `WorkerLost` ends the run on every surviving worker (`run.py` exits with 4);
   restarting all workers resumes from the last checkpoint.
 - SIGKILL: nothing runs; `tf.train.CheckpointManager` only records complete

@@ -156,8 +156,8 @@ def build_strategy(
       devices when there is no GPU (see `configure_cpu_devices`).
     - multi_worker_mirrored: MultiWorkerMirroredStrategy over the cluster in
       TF_CONFIG (every worker runs the same command). A worker that dies is
-      detected by the coordination service's heartbeats (about 10 s); the
-      others then fail with `tf.errors.UnavailableError` (see
+      detected at once when its connections close, else by the coordination
+      service's heartbeats; the others then fail with `tf.errors.UnavailableError` (see
       `tf_simclr.callbacks.WorkerLost`) instead of waiting forever.
     - tpu: TPUStrategy on the TPU at `tpu_address` (a name, `local` or
       grpc://host:8470; empty: from the GCE metadata), `tpu_zone`, `gcp_project`.

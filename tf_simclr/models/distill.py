@@ -132,11 +132,11 @@ class Distiller(BuiltBeforeFit):
         return data["image"], tf.cast(data["label"], tf.int64)
 
     def _loss_terms(self, images, labels, teacher_logits, training: bool):
-        """(total loss, (student logits, distillation loss, label loss or None))."""
+        """(total loss, (total loss, student logits, distillation loss, label loss or None))."""
         student_logits = tf.cast(self.student(images, training=training)["logits"], tf.float32)
         distill = distillation_loss(teacher_logits, student_logits, self.temperature)
         if self.label_weight == 0:
-            return distill, (student_logits, distill, None)
+            return distill, (distill, student_logits, distill, None)
         labelled = tf.cast(labels >= 0, tf.float32)
         cross_entropy = tf.nn.sparse_softmax_cross_entropy_with_logits(
             labels=tf.maximum(labels, 0), logits=student_logits
@@ -144,7 +144,8 @@ class Distiller(BuiltBeforeFit):
         supervised = tf.reduce_sum(cross_entropy * labelled) / tf.maximum(
             tf.reduce_sum(labelled), 1.0
         )
-        return distill + self.label_weight * supervised, (student_logits, distill, supervised)
+        total = distill + self.label_weight * supervised
+        return total, (total, student_logits, distill, supervised)
 
     def _update_metrics(self, total, student_logits, distill, supervised, teacher_logits) -> dict:
         self.loss_tracker.update_state(total)
@@ -159,14 +160,13 @@ class Distiller(BuiltBeforeFit):
         images, labels = self._unpack(data)
         teacher_logits = self.teacher_logits(images)
         forward = lambda: self._loss_terms(images, labels, teacher_logits, training=True)
-        (student_logits, distill, supervised), learning_rate = replica_scaled_step(self, forward)
-        total = distill if supervised is None else distill + self.label_weight * supervised
-        logs = self._update_metrics(total, student_logits, distill, supervised, teacher_logits)
+        terms, learning_rate = replica_scaled_step(self, forward)
+        logs = self._update_metrics(*terms, teacher_logits)
         logs["learning_rate"] = learning_rate
         return multi_worker_logs(logs)
 
     def test_step(self, data):
         images, labels = self._unpack(data)
         teacher_logits = self.teacher_logits(images)
-        total, outputs = self._loss_terms(images, labels, teacher_logits, training=False)
-        return self._update_metrics(total, *outputs, teacher_logits)
+        _, terms = self._loss_terms(images, labels, teacher_logits, training=False)
+        return self._update_metrics(*terms, teacher_logits)

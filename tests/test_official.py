@@ -643,7 +643,7 @@ def test_distill_from_a_reference_checkpoint_and_from_its_import(
 
     classes = [f"c{i}" for i in range(10)]  # the fixture's 10 classes
     data = make_image_folder(tmp_path / "images", classes=classes, per_class=1, size=32)
-    expected, full = expected_outputs("r18_cifar_1x")
+    expected, _ = expected_outputs("r18_cifar_1x")  # logits: 2-D, never strided
     reference = checkpoints_dir("r18_cifar_1x")
     out, _ = imported
     config = _harness.tiny_config(

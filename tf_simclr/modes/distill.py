@@ -36,9 +36,10 @@ def load_teacher(config: Config, strategy: tf.distribute.Strategy, num_classes: 
     variables and imported, `tf_simclr.official`).
     """
     description = run_dir.read(config.teacher, "teacher")
-    reference = description is None and run_dir.is_reference(config.teacher, "teacher")
-    if reference:
+    reference = False
+    if description is None:
         description = run_dir.describe_reference(config.teacher, config, "teacher")
+        reference = description is not None
     if description is None:
         raise ConfigError(
             "teacher",

@@ -5,6 +5,7 @@ Import it as `from tests import _harness` (the repository root is on `pythonpath
 importlib mode cannot import conftest.py, whose fixtures stay there).
 """
 
+import json
 import os
 import pathlib
 import re
@@ -107,6 +108,25 @@ def run_in_process(argv, capsys):
     finally:
         run.FLAGS.unparse_flags()
     return code, capsys.readouterr().err
+
+
+def assert_loads_in_a_tf1_session(saved_model_dir):
+    """Runs `tests/_session_load.py` on a SavedModel in a fresh process: every serving
+    signature gives the same outputs in a TF1 session (TF Serving's restore path) as with
+    `tf.saved_model.load`."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "_session_load.py"), str(saved_model_dir)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={k: v for k, v in _run_py_env().items() if k != "PYTHONPATH"},
+        cwd=pathlib.Path(saved_model_dir).parent,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["signatures"] == ["serving_default", "serving_float"], report
+    assert not report["tf_simclr_imported"]
+    assert max(report["max_abs_diff"].values()) < 1e-5, report
 
 
 def latest_step(model_dir):

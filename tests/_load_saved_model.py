@@ -16,6 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from _session_load import session_run  # noqa: E402
 
 
 def error_message(fn, **inputs):
@@ -42,6 +43,15 @@ def check_export(spec, arrays, outputs):
         floats = tf.constant(images.astype(np.float32) / 255.0)
         for key, value in serve_float(images=floats).items():
             outputs[f"{name}/float_{i}/{key}"] = value.numpy()
+
+    # The same signatures in a TF1 session (the TF Serving loader's restore path).
+    for i in range(spec["num_inputs"]):
+        images = arrays[f"{name}/input{i}"]
+        feeds = {"serving_default": images, "serving_float": images.astype(np.float32) / 255}
+        for signature, result in session_run(spec["path"], feeds).items():
+            kind = "uint8" if signature == "serving_default" else "float"
+            for key, value in result.items():
+                outputs[f"{name}/session_{kind}_{i}/{key}"] = value
 
     # The model call on already preprocessed images; `training` defaults to False.
     views = tf.constant(arrays[f"{name}/views"])

@@ -157,6 +157,7 @@ def test_distill_into_a_half_width_student_then_eval_and_export(
     assert 0.0 < result["train"]["teacher_share"] <= 1.0
     assert {"top1", "top5"} <= set(result["eval"])
     assert (student_dir / "saved_model" / "2" / "saved_model.pb").exists()
+    _harness.assert_loads_in_a_tf1_session(student_dir / "saved_model" / "2")
     description = json.loads((student_dir / "model.json").read_text())
     assert description["model"]["train_mode"] == "distill"
     assert description["model"]["width_multiplier"] == 0.0625

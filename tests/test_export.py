@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from tf_simclr import export
 from tf_simclr.data import augment
-from tf_simclr.models import ProjectionHead, ResNet, SimCLR, endpoints
+from tf_simclr.models import Classifier, ProjectionHead, ResNet, SimCLR, endpoints
 
 STEP = 7
 LOADER = pathlib.Path(__file__).with_name("_load_saved_model.py")
@@ -94,7 +94,15 @@ def export_cases():
         "classifier16": (built(TinyClassifier(), 16), 16, [(18, 18)]),
         # A mixed-precision encoder: the signatures still take uint8 / float32 images.
         "bf16probe16": (built(tiny_simclr(3, dtype="mixed_bfloat16"), 16), 16, [(20, 20)]),
+        # A selective-kernel encoder fine-tuned from the head's middle under float16.
+        "sk_finetuned16": (built(tiny_classifier(), 16), 16, [(16, 16)]),
     }
+
+
+def tiny_classifier():
+    encoder = ResNet(18, 0.125, cifar_stem=True, sk_ratio=0.0625, dtype="mixed_float16")
+    head = ProjectionHead("nonlinear", out_dim=8, num_layers=3)
+    return Classifier(encoder, 3, head=head, ft_proj_selector=1, fine_tune_after_block=2)
 
 
 @pytest.fixture(scope="module")
@@ -190,12 +198,14 @@ def test_fresh_process_loads_signatures_without_tf_simclr(exported):
         assert result["signatures"] == ["serving_default", "serving_float"], name
 
 
-@pytest.mark.parametrize("name", ["probe16", "noprobe40", "classifier16", "bf16probe16"])
+@pytest.mark.parametrize(
+    "name", ["probe16", "noprobe40", "classifier16", "bf16probe16", "sk_finetuned16"]
+)
 def test_signatures_equal_keras_model_on_eval_views(exported, name):
     outputs, expected = exported["outputs"], exported["expected"]
     for i in range(exported["specs"][name]["num_inputs"]):
-        assert_outputs_close(outputs_under(outputs, f"{name}/uint8_{i}/"), expected[name, i])
-        assert_outputs_close(outputs_under(outputs, f"{name}/float_{i}/"), expected[name, i])
+        for kind in ("uint8", "float", "session_uint8", "session_float"):
+            assert_outputs_close(outputs_under(outputs, f"{name}/{kind}_{i}/"), expected[name, i])
     # The model call, for fine-tuning, takes already preprocessed views (and returns the
     # reference's outputs too, see test_output_keys_follow_the_model).
     call = outputs_under(outputs, f"{name}/call/")
@@ -295,18 +305,31 @@ def test_export_root_holds_only_the_version_directory(exported):
         assert os.path.exists(os.path.join(root, str(STEP), "saved_model.pb"))
 
 
-def test_saved_model_cli_lists_the_signatures(exported):
+def saved_model_cli(*args):
     cli = shutil.which("saved_model_cli", path=os.path.dirname(sys.executable))
     cli = cli or shutil.which("saved_model_cli")
     if cli is None:
         pytest.skip("saved_model_cli is not on PATH")
-    proc = subprocess.run(
-        [cli, "show", "--all", "--dir", exported["specs"]["probe16"]["path"]],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = subprocess.run([cli, *args], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc
+
+
+def test_saved_model_cli_runs_the_serving_signature(exported, tmp_path):
+    # `saved_model_cli run` loads with the TF1 session loader, TF Serving's restore path.
+    np.save(tmp_path / "images.npy", exported["arrays"]["probe16/input1"])
+    saved_model_cli(
+        "run",
+        *("--dir", exported["specs"]["probe16"]["path"], "--tag_set", "serve"),
+        *("--signature_def", "serving_default", "--inputs", f"images={tmp_path / 'images.npy'}"),
+        *("--outdir", str(tmp_path / "out")),
+    )
+    actual = {p.stem: np.load(p) for p in (tmp_path / "out").glob("*.npy")}
+    assert_outputs_close(actual, exported["expected"]["probe16", 1])
+
+
+def test_saved_model_cli_lists_the_signatures(exported):
+    proc = saved_model_cli("show", "--all", "--dir", exported["specs"]["probe16"]["path"])
     for text in ("serving_default", "serving_float", "images", "DT_UINT8", "probabilities"):
         assert text in proc.stdout, text
     # Both inputs declare their shape: any batch and size, 3 channels.

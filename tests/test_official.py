@@ -401,6 +401,7 @@ def test_import_mode_writes_a_self_describing_model_dir(imported, checkpoints_di
     assert result["architecture"] == "r18_cifar_1x"
     assert (out / "ckpt-0.index").exists() and (out / "config.json").exists()
     assert (out / "saved_model" / "0" / "saved_model.pb").exists()
+    _harness.assert_loads_in_a_tf1_session(out / "saved_model" / "0")
     description = run_dir.read(str(out))
     assert description["model"]["resnet_depth"] == 18 and description["cifar_stem"]
     assert description["model"]["image_size"] == 32 and description["num_classes"] == 10

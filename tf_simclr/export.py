@@ -163,20 +163,34 @@ def _outputs(
     return result
 
 
+def _tf_variables(variables: list) -> list[tf.Variable]:
+    """The TensorFlow variables that hold `variables` (Keras or TF variables).
+
+    Under a distribution strategy these are the distributed variables, which
+    `tf.saved_model.save` writes once.
+    """
+    return [v.value if isinstance(v, keras.Variable) else v for v in variables]
+
+
 def _build_module(
     model: keras.Model, image_size: int, crop_proportion: float | None
 ) -> tuple[object, dict]:
     """The object to save and its serving signatures."""
     root = tf.__internal__.tracking.AutoTrackable()
-    # Keras variables are trackable; listing them here saves them and makes them
-    # reachable after loading (fine-tuning needs `trainable_variables`).
-    root.variables = list(model.variables)
-    root.trainable_variables = list(model.trainable_variables)
-    root.non_trainable_variables = list(model.non_trainable_variables)
+    # Listing the variables here saves them and makes them reachable after loading
+    # (fine-tuning needs `trainable_variables`). The tf.Variables under the Keras ones,
+    # not the Keras variables: a Keras 3 variable exports itself as a second tf.Variable,
+    # initialised from the first, and the SavedModel's restore op (the saver that TF1
+    # sessions and TF Serving run) fills that second one, while the traced functions
+    # read the first, which then stays uninitialised ("Could not find variable ...").
+    # TF2's loader hid it by restoring from the object graph.
+    root.variables = _tf_variables(model.variables)
+    root.trainable_variables = _tf_variables(model.trainable_variables)
+    root.non_trainable_variables = _tf_variables(model.non_trainable_variables)
     root.regularization_losses = []
 
     # The reference module's name for its list of trainable variables.
-    root.trainable_variables_list = list(model.trainable_variables)
+    root.trainable_variables_list = _tf_variables(model.trainable_variables)
 
     reference = endpoints.has_reference_outputs(model)
     # One trace of the model per value of `training`; the loaded function dispatches on it.

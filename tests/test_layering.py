@@ -23,6 +23,8 @@ FORBIDDEN = {
     "errors": DRIVERS | {"data", "models", "eval", "export", "optim", "losses", "distribute"},
     "eval": DRIVERS | {"export", "checkpoints"},
     "export": DRIVERS | {"eval", "optim", "losses", "checkpoints", "distribute"},
+    # LiteRT and ONNX files of a model: the SavedModel's outputs and variables, no training.
+    "export_formats": DRIVERS | {"data", "eval", "optim", "losses", "checkpoints", "distribute"},
     "checkpoints": DRIVERS | {"data", "models", "eval", "export", "optim", "losses"},
     # The importer of the reference's published models: models, checkpoints, errors.
     "official": DRIVERS | {"data", "eval", "export", "optim", "losses", "distribute"},

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.util
 import json
 import os
 from typing import Any
@@ -31,6 +32,8 @@ from tf_simclr.optim.lars import OPTIMIZERS
 from tf_simclr.optim.schedules import LR_SCALINGS
 
 RESNET_DEPTHS = tuple(sorted(BLOCKS_PER_GROUP))
+# tf_simclr.export_formats.FORMATS, written here so that parsing flags loads no TensorFlow.
+EXPORT_FORMATS = ("saved_model", "litert", "onnx")
 STRATEGIES = ("auto", *STRATEGY_NAMES)
 
 
@@ -331,6 +334,20 @@ class Config:
         "Exported SavedModels (model_dir/saved_model/<step>) to keep: an export deletes "
         "the older ones beyond this number (the reference's Hub modules); 0: keep all.",
     )
+    export_format: str = _field(
+        "saved_model",
+        "What an export writes, a comma list of: saved_model (model_dir/saved_model/<step>/, "
+        "for TF Serving and TensorFlow), litert (model_dir/litert/<step>.tflite), onnx "
+        "(model_dir/onnx/<step>.onnx; needs tf2onnx and onnxruntime). LiteRT and ONNX hold "
+        "a float32 graph of float32 [N, image_size, image_size, 3] images in [0, 1] -> "
+        "embedding (and logits), checked against the Keras model when written; see "
+        "docs/serving.md.",
+    )
+    export_litert_quantize: bool = _field(
+        False,
+        "LiteRT: dynamic-range quantisation (int8 weights, ~4x smaller); its difference "
+        "from the Keras model is reported, not checked.",
+    )
     train_summary_steps: int = _field(
         100,
         "Write TensorBoard scalars every this many steps, and at the last step of a run; 0: none.",
@@ -417,6 +434,11 @@ class Config:
     def proj_selector(self) -> int:
         """--ft_proj_selector with -1 (the reference's "the last layer") resolved."""
         return self.last_proj_layer if self.ft_proj_selector == -1 else self.ft_proj_selector
+
+    @property
+    def export_formats(self) -> tuple[str, ...]:
+        """`export_format` as a tuple: "saved_model,onnx" -> ("saved_model", "onnx")."""
+        return tuple(f.strip() for f in self.export_format.split(",") if f.strip())
 
     def validate(self) -> None:
         """Checks values that need no data or devices; raises ConfigError."""
@@ -544,6 +566,22 @@ class Config:
                 "XLA cannot compile the blur of --augment_impl=device (it partitions the "
                 "batch dynamically); use --use_blur=false, --augment_impl=batched or "
                 "--jit_compile=false",
+            )
+        formats = self.export_formats
+        unknown = [f for f in formats if f not in EXPORT_FORMATS]
+        if unknown or not formats or len(set(formats)) != len(formats):
+            raise ConfigError(
+                "export_format",
+                f"a comma list of distinct values from: {', '.join(EXPORT_FORMATS)}",
+                self.export_format,
+            )
+        if "onnx" in formats and not all(
+            importlib.util.find_spec(m) for m in ("tf2onnx", "onnxruntime")
+        ):
+            raise ConfigError(
+                "export_format",
+                "onnx needs tf2onnx and onnxruntime: pip install 'tf_simclr[onnx]'",
+                self.export_format,
             )
         # Last: a bad value given on the command line is named first.
         if not self.dataset and self.mode in ("train", "train_then_eval"):

@@ -138,7 +138,7 @@ def _check_images(images: tf.Tensor, expected: str) -> tf.Tensor:
         return tf.ensure_shape(tf.identity(images), [None, None, None, 3])
 
 
-def _outputs(
+def model_outputs(
     model: keras.Model, images: tf.Tensor, training: bool, reference: bool = False
 ) -> dict[str, tf.Tensor]:
     """The exported outputs of `model` on float32 `[N, S, S, 3]` images in [0, 1]; with
@@ -163,7 +163,7 @@ def _outputs(
     return result
 
 
-def _tf_variables(variables: list) -> list[tf.Variable]:
+def tf_variables(variables: list) -> list[tf.Variable]:
     """The TensorFlow variables that hold `variables` (Keras or TF variables).
 
     Under a distribution strategy these are the distributed variables, which
@@ -184,13 +184,13 @@ def _build_module(
     # sessions and TF Serving run) fills that second one, while the traced functions
     # read the first, which then stays uninitialised ("Could not find variable ...").
     # TF2's loader hid it by restoring from the object graph.
-    root.variables = _tf_variables(model.variables)
-    root.trainable_variables = _tf_variables(model.trainable_variables)
-    root.non_trainable_variables = _tf_variables(model.non_trainable_variables)
+    root.variables = tf_variables(model.variables)
+    root.trainable_variables = tf_variables(model.trainable_variables)
+    root.non_trainable_variables = tf_variables(model.non_trainable_variables)
     root.regularization_losses = []
 
     # The reference module's name for its list of trainable variables.
-    root.trainable_variables_list = _tf_variables(model.trainable_variables)
+    root.trainable_variables_list = tf_variables(model.trainable_variables)
 
     reference = endpoints.has_reference_outputs(model)
     # One trace of the model per value of `training`; the loaded function dispatches on it.
@@ -198,7 +198,7 @@ def _build_module(
     side = None if reference else image_size
     model_spec = tf.TensorSpec([None, side, side, 3], tf.float32, name=INPUT_NAME)
     forward = tf.function(
-        lambda images, training: _outputs(model, images, training, reference), autograph=False
+        lambda images, training: model_outputs(model, images, training, reference), autograph=False
     )
 
     def call(images, training=False, trainable=None):
@@ -221,7 +221,7 @@ def _build_module(
     def serve_uint8(images):
         images = _check_images(images, "uint8 with values 0-255")
         images = tf.image.convert_image_dtype(images, tf.float32)  # / 255, as to_float_image
-        return _outputs(model, eval_preprocess(images, image_size, crop_proportion), False)
+        return model_outputs(model, eval_preprocess(images, image_size, crop_proportion), False)
 
     @tf.function(
         input_signature=[tf.TensorSpec(served, tf.float32, name=INPUT_NAME)], autograph=False
@@ -242,7 +242,7 @@ def _build_module(
         )
         with tf.control_dependencies([check]):
             images = tf.identity(images)
-        return _outputs(model, eval_preprocess(images, image_size, crop_proportion), False)
+        return model_outputs(model, eval_preprocess(images, image_size, crop_proportion), False)
 
     signatures = {
         SERVING_DEFAULT: serve_uint8.get_concrete_function(),

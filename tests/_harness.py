@@ -142,13 +142,18 @@ def float_variables(prefix):
     return {k: v for k, v in values.items() if np.issubdtype(np.asarray(v).dtype, np.floating)}
 
 
+def scalars(log_dir, tag):
+    """{step: value} of the TensorBoard scalar `tag` in the event files of `log_dir`."""
+    values = {}
+    for path in pathlib.Path(log_dir).glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                if value.tag == tag:
+                    values[event.step] = tf.make_ndarray(value.tensor).item()
+    return values
+
+
 def logged_losses(model_dir):
     """{step: loss} from the TensorBoard scalars of model_dir/train (the running mean over
     the epoch so far, finite exactly as long as every loss of the epoch so far is)."""
-    losses = {}
-    for path in (pathlib.Path(model_dir) / "train").glob("events.out.tfevents.*"):
-        for event in tf.compat.v1.train.summary_iterator(str(path)):
-            for value in event.summary.value:
-                if value.tag == "train/loss":
-                    losses[event.step] = tf.make_ndarray(value.tensor).item()
-    return losses
+    return scalars(pathlib.Path(model_dir) / "train", "train/loss")

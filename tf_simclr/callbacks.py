@@ -292,3 +292,98 @@ class KNNMonitor(keras.callbacks.Callback):
         if logs is not None:
             logs["knn_top1"] = top1
         print(f"Epoch {epoch + 1}: kNN top-1 {top1:.4f}")
+
+
+class LabelFreeMonitor(keras.callbacks.Callback):
+    """Label-free health of pretraining on a fixed batch: RankMe, alignment, uniformity and
+    the embedding's per-dimension std (`tf_simclr.eval.label_free`), at the step training
+    starts from and every `every` steps after.
+
+    The batch is two augmented views of N images, drawn once and kept (so the numbers of
+    two steps differ by the model alone): RankMe and the std are of the encoder's
+    embeddings of all 2N views, alignment of the N positive pairs' projections, uniformity
+    of all 2N projections (of the embeddings for a model without a projection head). The
+    cost is one inference pass over 2N views per measurement.
+
+    Adds the latest values to the epoch's logs (History, a TensorBoard callback after this
+    one) and, with `log_dir`, writes them as TensorBoard scalars `label_free/<name>`.
+
+    Args:
+      view1, view2: float32 `[N, S, S, 3]` in [0, 1], row i of each a view of image i
+        (e.g. one batch of `tf_simclr.data.pretrain_dataset`), N >= 2.
+      every: steps between measurements, >= 1.
+      log_dir: where the scalars go, or None for logs only.
+      step: the global step (e.g. `optimizer.iterations`); default the model's optimizer's.
+      batch_size: views per inference call.
+    """
+
+    def __init__(
+        self,
+        view1,
+        view2,
+        every: int = 100,
+        log_dir: str | None = None,
+        step: tf.Variable | None = None,
+        batch_size: int = 256,
+    ):
+        super().__init__()
+        if every < 1:
+            raise ValueError(f"every must be >= 1, got {every!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+        view1, view2 = tf.convert_to_tensor(view1), tf.convert_to_tensor(view2)
+        if view1.shape != view2.shape or view1.shape.rank != 4 or view1.shape[0] < 2:
+            raise ValueError(
+                "view1 and view2 must be [N, S, S, 3] batches of the same shape, N >= 2; got "
+                f"{view1.shape} and {view2.shape}"
+            )
+        self.views = tf.concat([view1, view2], 0)
+        self.num_images = int(view1.shape[0])
+        self.every, self.step, self.batch_size = every, step, batch_size
+        self.writer = tf.summary.create_file_writer(log_dir) if log_dir else None
+        self.latest: dict[str, float] = {}
+        self.measured_at: int | None = None
+        self._forward = None
+
+    def _global_step(self) -> int:
+        step = self.step if self.step is not None else self.model.optimizer.iterations
+        return int(step.numpy())
+
+    def measure(self) -> dict[str, float]:
+        """The four measures of the fixed batch under the model as it is now."""
+        from tf_simclr.eval.label_free import label_free_metrics
+
+        if self._forward is None:
+            model = self.model
+            self._forward = tf.function(lambda x: model(x, training=False))
+        embeddings, projections = [], []
+        for i in range(0, int(self.views.shape[0]), self.batch_size):
+            outputs = self._forward(self.views[i : i + self.batch_size])
+            embeddings.append(tf.cast(outputs["embedding"], tf.float32))
+            projections.append(tf.cast(outputs.get("projection", outputs["embedding"]), tf.float32))
+        embeddings, projections = tf.concat(embeddings, 0), tf.concat(projections, 0)
+        n = self.num_images
+        return label_free_metrics(embeddings, projections[:n], projections[n:])
+
+    def _measure_and_write(self) -> None:
+        step = self._global_step()
+        if step == self.measured_at:
+            return
+        self.latest = self.measure()
+        self.measured_at = step
+        if self.writer is not None:
+            with self.writer.as_default(step=step):
+                for name, value in self.latest.items():
+                    tf.summary.scalar(f"label_free/{name}", value)
+            self.writer.flush()
+
+    def on_train_begin(self, logs=None):
+        self._measure_and_write()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._global_step() % self.every == 0:
+            self._measure_and_write()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs.update({f"label_free_{k}": v for k, v in self.latest.items()})

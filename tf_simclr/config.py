@@ -357,6 +357,17 @@ class Config:
         "Pretraining: write 4 training images, each beside two fresh views of it, to "
         "TensorBoard (train/views) at the first step and every this many steps; 0: none.",
     )
+    label_free_monitor_steps: int = _field(
+        0,
+        "Pretraining: every this many steps (and at the first), RankMe, alignment, "
+        "uniformity and embedding std of a fixed batch of view pairs, as TensorBoard scalars "
+        "label_free/* (docs/monitoring.md); no labels needed. 0: off.",
+    )
+    label_free_monitor_images: int = _field(
+        256,
+        "Images in the label-free monitor's fixed batch (two views each), drawn once from "
+        "the training split.",
+    )
     verbose: int = _field(1, "Keras fit verbosity: 0 silent, 1 progress bar, 2 one line/epoch.")
 
     # --- Pictures -------------------------------------------------------------------
@@ -472,6 +483,7 @@ class Config:
             "checkpoint_epochs",
             "train_summary_steps",
             "summary_images",
+            "label_free_monitor_steps",
         ):
             if getattr(self, name) < 0:
                 raise ConfigError(name, f"must be >= 0, got {getattr(self, name)}")
@@ -567,6 +579,12 @@ class Config:
                 "batch dynamically); use --use_blur=false, --augment_impl=batched or "
                 "--jit_compile=false",
             )
+        if self.label_free_monitor_images < 2:
+            raise ConfigError(
+                "label_free_monitor_images", f"must be >= 2, got {self.label_free_monitor_images}"
+            )
+        if self.label_free_monitor_steps and self.train_mode != "pretrain":
+            raise ConfigError("label_free_monitor_steps", "applies to --train_mode=pretrain")
         formats = self.export_formats
         unknown = [f for f in formats if f not in EXPORT_FORMATS]
         if unknown or not formats or len(set(formats)) != len(formats):

@@ -35,12 +35,13 @@ from tf_simclr import builders, checkpoints, distribute, run_dir
 from tf_simclr.callbacks import (
     CheckpointEvery,
     ImageSummaries,
+    LabelFreeMonitor,
     ScalarSummaries,
     StopOnSignal,
     WorkerLost,
 )
 from tf_simclr.config import Config, ConfigError, flags_for, save_config
-from tf_simclr.data import Source
+from tf_simclr.data import Source, pretrain_dataset
 
 
 @dataclasses.dataclass(frozen=True)
@@ -397,6 +398,37 @@ def view_summaries(config: Config, source: Source, write_dir: str, step: tf.Vari
             step,
             lambda: viz.view_strips(images, augment),
             tag="train/views",
+        )
+    ]
+
+
+def label_free_monitor(config: Config, source: Source, write_dir: str, step: tf.Variable) -> list:
+    """`--label_free_monitor_steps`: the callback measuring RankMe, alignment, uniformity and
+    the embedding std of one fixed batch of view pairs (drawn now, with the run's
+    augmentation) into TensorBoard `train/label_free/*`; [] when off."""
+    if not config.label_free_monitor_steps:
+        return []
+    images = min(config.label_free_monitor_images, source.num_examples)
+    # The device augmentation leaves views to the model: draw this batch's views with the
+    # batched implementation, the same distribution.
+    impl = "batched" if config.augment_impl == "device" else config.augment_impl
+    dataset = pretrain_dataset(
+        source,
+        builders.augment_config(config),
+        images,
+        seed=config.seed,
+        repeat=False,
+        augment_impl=impl,
+    )
+    batch = next(iter(dataset.take(1)))
+    return [
+        LabelFreeMonitor(
+            batch["view1"],
+            batch["view2"],
+            every=config.label_free_monitor_steps,
+            log_dir=os.path.join(write_dir, "train"),
+            step=step,
+            batch_size=config.eval_batch_size,
         )
     ]
 

@@ -44,8 +44,11 @@ def run(config: Config, strategy: tf.distribute.Strategy) -> dict:
         training.log_start(config, strategy, "Pretraining", source, plan, start, write_dir)
 
         # Fit and save.
-        pictures = training.view_summaries(config, source, write_dir, optimizer.iterations)
+        monitors = [
+            *training.view_summaries(config, source, write_dir, optimizer.iterations),
+            *training.label_free_monitor(config, source, write_dir, optimizer.iterations),
+        ]
         result = training.fit(
-            config, model, optimizer, manager, plan, start, write_dir, datasets, pictures
+            config, model, optimizer, manager, plan, start, write_dir, datasets, monitors
         )
     return training.save_result(config, strategy, result)

@@ -89,7 +89,8 @@ class Config:
         "given as --checkpoint, into a new --model_dir: checkpoint, model.json, SavedModel; "
         "its architecture is read from the variables, see docs/official_models.md); "
         "preview (a PNG of training views for the data and augmentation flags, nothing "
-        "trained: see --preview_file). "
+        "trained: see --preview_file); embed (the embedding of each image of --data_dir/"
+        "--eval_split, with the model of --checkpoint or --model_dir, into --embed_output). "
         "eval and export rebuild the model from --model_dir/model.json: no architecture or "
         "data flags needed (a flag that contradicts it is an error).",
         MODES,
@@ -108,7 +109,8 @@ class Config:
         "gives the encoder and head architecture. A published SimCLR model (the reference's "
         "TF2 SavedModel or checkpoint) is imported when the run starts, its architecture read "
         "from its variables (docs/official_models.md). Ignored when --model_dir already holds "
-        "a checkpoint (then the run resumes). --mode=import: the reference model to import.",
+        "a checkpoint (then the run resumes). --mode=import: the reference model to import. "
+        "--mode=embed: the model to embed with (else --model_dir's).",
     )
     teacher: str = _field(
         "",
@@ -334,6 +336,27 @@ class Config:
         "Exported SavedModels (model_dir/saved_model/<step>) to keep: an export deletes "
         "the older ones beyond this number (the reference's Hub modules); 0: keep all.",
     )
+    embed_output: str = _field(
+        "",
+        "--mode=embed: the directory to write: embeddings.npy (float32 [N, D], row i = image "
+        "i) and paths.csv (path,label; the path relative to the split folder), or "
+        "embeddings.parquet; written complete or not at all.",
+    )
+    embed_key: str = _field(
+        "embedding",
+        "--mode=embed: the encoder output (embedding) or the projection head's (projection).",
+        ("embedding", "projection"),
+    )
+    embed_format: str = _field(
+        "npy",
+        "--mode=embed: npy (embeddings.npy + paths.csv) or parquet (one file; needs pyarrow).",
+        ("npy", "parquet"),
+    )
+    embed_neighbours: int = _field(
+        0,
+        "--mode=embed: also write neighbours.csv, each image's this many nearest other "
+        "images by cosine similarity; 0: none.",
+    )
     export_format: str = _field(
         "saved_model",
         "What an export writes, a comma list of: saved_model (model_dir/saved_model/<step>/, "
@@ -459,7 +482,30 @@ class Config:
             if choices is not None and value not in choices:
                 allowed = ", ".join(str(c) for c in choices)
                 raise ConfigError(f.name, f"{value!r} is not one of: {allowed}")
-        if not self.model_dir and not (self.mode == "preview" and self.preview_file):
+        if self.mode == "embed":
+            if not self.embed_output:
+                raise ConfigError("embed_output", "is required with --mode=embed")
+            if not (self.model_dir or self.checkpoint):
+                raise ConfigError(
+                    "model_dir", "--mode=embed needs the model: --model_dir or --checkpoint"
+                )
+            if not self.dataset:
+                raise ConfigError(
+                    "dataset",
+                    "--mode=embed needs the images: image_folder with --data_dir and "
+                    "--eval_split (the sub-folder), or a TFDS name",
+                )
+            if self.embed_neighbours < 0:
+                raise ConfigError("embed_neighbours", f"must be >= 0, got {self.embed_neighbours}")
+        elif self.embed_output or self.embed_neighbours:
+            flag = "embed_output" if self.embed_output else "embed_neighbours"
+            raise ConfigError(flag, "applies to --mode=embed only")
+        embed_with_checkpoint = self.mode == "embed" and self.checkpoint
+        if (
+            not self.model_dir
+            and not (self.mode == "preview" and self.preview_file)
+            and not embed_with_checkpoint
+        ):
             raise ConfigError("model_dir", "is required (where checkpoints and logs go)")
         if (self.use_tpu or self.tpu_name) and self.strategy not in ("auto", "tpu"):
             flag = "use_tpu" if self.use_tpu else "tpu_name"

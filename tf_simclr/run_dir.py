@@ -264,6 +264,55 @@ def describe_reference(location: str, config: Config, flag: str = "checkpoint") 
     }
 
 
+def describe_any(location: str, config: Config, flag: str = "checkpoint") -> tuple[dict, bool]:
+    """`(description, is_reference)` of the model at `location`: ours (model.json, or the
+    description inside our SavedModel) or a reference model's (inferred from its
+    variables). Neither: a ConfigError naming `flag`."""
+    description = read(location, flag)
+    if description is not None:
+        return description, False
+    description = describe_reference(location, config, flag)
+    if description is None:
+        raise ConfigError(
+            flag,
+            "has no tf_simclr model description (model.json, or assets.extra in an export) "
+            "and is no reference SimCLR model; give a model_dir, checkpoint or SavedModel "
+            "written by tf_simclr, or a published SimCLR SavedModel or checkpoint",
+            location,
+        )
+    return description, True
+
+
+def load_described(
+    location: str,
+    description: dict,
+    reference: bool,
+    config: Config,
+    strategy: tf.distribute.Strategy,
+    flag: str = "checkpoint",
+) -> tuple[keras.Model, str]:
+    """The model `describe_any` described, built under `strategy` and restored: ours by
+    `load_model`; a reference model built as `--mode=import` builds it (a pretraining
+    model whose probe is the reference's supervised head, if any) and imported
+    (`official.import_official`). Returns `(model, what was loaded)` for the log."""
+    if not reference:
+        model, step, _ = load_model(location, config, strategy, flag)
+        return model, f"step {step}"
+    num_classes = description["num_classes"]
+    built = config.replace(
+        **{
+            **description["model"],
+            "train_mode": "pretrain",
+            "lineareval_while_pretraining": num_classes > 0,
+        }
+    )
+    with strategy.scope():
+        model = builders.build_pretrain_model(built, num_classes)
+    with flags_for(path=flag):
+        imported = official.import_official(location, model=model)
+    return model, f"imported {imported.source.kind}, {imported.architecture.name()}"
+
+
 def init_model(config: Config) -> keras.Model | None:
     """The model of a `--checkpoint` that is a SavedModel or a reference model (imported,
     `official.load_official`), rebuilt and restored; else None (a checkpoint's parts are

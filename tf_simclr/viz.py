@@ -539,7 +539,33 @@ def plot_neighbours(
     query_features, _ = extract_features(model, query_data)
     gallery_features, _ = extract_features(model, gallery_data)
     indices, similarity = nearest_neighbours(query_features, gallery_features, k)
+    return draw_neighbours(
+        query_images,
+        gallery_images,
+        indices,
+        similarity,
+        query_labels=query_labels,
+        gallery_labels=gallery_labels,
+        class_names=class_names,
+        path=path,
+    )
 
+
+def draw_neighbours(
+    query_images,
+    gallery_images,
+    indices: np.ndarray,
+    similarity: np.ndarray,
+    *,
+    query_labels: np.ndarray | None = None,
+    gallery_labels: np.ndarray | None = None,
+    class_names: Sequence[str] = (),
+    path: str | None = None,
+):
+    """The figure of `plot_neighbours` from neighbours already found: row i shows
+    `query_images[i]` and `gallery_images[indices[i, j]]` captioned `similarity[i, j]`
+    (images `[H, W, 3]`, float in [0, 1] or uint8; labels as in `plot_neighbours`)."""
+    k = indices.shape[1]
     plt = pyplot()
     rows, cols = len(query_images), 1 + k
     height = 1.35 * rows + 0.4

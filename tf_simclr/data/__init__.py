@@ -22,6 +22,7 @@ from tf_simclr.data.sources import (
     image_folder_source,
     make_source,
     scan_image_folder,
+    scan_image_tree,
     tfds_source,
 )
 from tf_simclr.data.subsets import (
@@ -48,6 +49,7 @@ __all__ = [
     "make_source",
     "pretrain_dataset",
     "scan_image_folder",
+    "scan_image_tree",
     "simclr_view",
     "steps_per_epoch",
     "subset_source",

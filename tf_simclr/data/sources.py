@@ -394,6 +394,41 @@ def scan_image_folder(
     return paths, labels, class_names, skipped
 
 
+def scan_image_tree(split_dir: str) -> tuple[list[str], list[str], dict[str, int]]:
+    """Every usable image under ``split_dir``, recursively, in sorted path order.
+
+    For embedding a whole folder: nothing is left out for its place in the tree. The
+    label of an image is the first folder of its path below ``split_dir`` (the class
+    folder of the ``split/<label>/<image>`` layout; deeper folders stay in the path),
+    or ``""`` for an image directly in ``split_dir``. Files are checked as
+    `scan_image_folder` checks them; hidden entries are ignored.
+
+    Returns:
+      relative_paths: paths relative to ``split_dir``, with ``/`` separators.
+      labels: the label of each path, ``""`` when it has none.
+      skipped: count per reason in ``SKIP_REASONS`` (``outside_class`` stays 0).
+    """
+    skipped = dict.fromkeys(SKIP_REASONS, 0)
+    paths: list[str] = []
+    labels: list[str] = []
+
+    def walk(directory: str, prefix: str) -> None:
+        for entry in _sorted_entries(directory):
+            relative = f"{prefix}{entry.name}"
+            if entry.is_dir():
+                walk(entry.path, relative + "/")
+            elif entry.is_file():
+                reason = _check_file(entry)
+                if reason is None:
+                    paths.append(relative)
+                    labels.append(relative.split("/", 1)[0] if "/" in relative else "")
+                else:
+                    skipped[reason] += 1
+
+    walk(split_dir, "")
+    return paths, labels, skipped
+
+
 def _decode(path: tf.Tensor, label: tf.Tensor) -> dict[str, tf.Tensor]:
     image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
     image.set_shape([None, None, 3])

@@ -10,7 +10,9 @@
 - `import_official`: a published SimCLR model (the reference's TF2 SavedModel or
   checkpoint, `--checkpoint`) as a model_dir of ours (`--mode=import`);
 - `preview`: a PNG of training views for the data and augmentation flags
-  (`--mode=preview`; trains nothing).
+  (`--mode=preview`; trains nothing);
+- `embed`: the embeddings of a folder of images, one row per image with its path
+  (`--mode=embed`).
 
 `run(config)` below is the one dispatcher: `train` runs the training mode and
 exports, `train_then_eval` trains, evaluates and exports. In a multi-worker
@@ -25,7 +27,7 @@ read them.
 
 from __future__ import annotations
 
-MODES = ("train", "eval", "train_then_eval", "export", "import", "preview")
+MODES = ("train", "eval", "train_then_eval", "export", "import", "preview", "embed")
 TRAIN_MODES = ("pretrain", "finetune", "distill")
 
 
@@ -114,6 +116,12 @@ def run(config, given: frozenset[str] | None = None) -> dict:
     if config.mode == "import":
         if distribute.is_chief(strategy):
             result["import"] = import_official.run(config, strategy)
+        return result
+    if config.mode == "embed":
+        from tf_simclr.modes import embed
+
+        if distribute.is_chief(strategy):
+            result["embed"] = embed.run(config, strategy)
         return result
     if config.mode in ("train", "train_then_eval"):
         train = {"pretrain": pretrain.run, "finetune": finetune.run, "distill": distill.run}[

@@ -21,8 +21,8 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from tf_simclr import builders, checkpoints, official, run_dir, training
-from tf_simclr.config import Config, ConfigError, flags_for
+from tf_simclr import builders, checkpoints, run_dir, training
+from tf_simclr.config import Config, ConfigError
 from tf_simclr.data import supervised_dataset
 from tf_simclr.models import Distiller
 
@@ -35,19 +35,7 @@ def load_teacher(config: Config, strategy: tf.distribute.Strategy, num_classes: 
     description), or a published reference model (its architecture inferred from its
     variables and imported, `tf_simclr.official`).
     """
-    description = run_dir.read(config.teacher, "teacher")
-    reference = False
-    if description is None:
-        description = run_dir.describe_reference(config.teacher, config, "teacher")
-        reference = description is not None
-    if description is None:
-        raise ConfigError(
-            "teacher",
-            "has no tf_simclr model description (model.json, or assets.extra in an export) "
-            "and is no reference SimCLR model; give a model_dir, checkpoint or SavedModel "
-            "written by tf_simclr, or a published SimCLR SavedModel or checkpoint",
-            config.teacher,
-        )
+    description, reference = run_dir.describe_any(config.teacher, config, "teacher")
     saved = description["model"]
     has_logits = saved["train_mode"] != "pretrain" or saved["lineareval_while_pretraining"]
     if not has_logits or description["num_classes"] < 1:
@@ -70,20 +58,9 @@ def load_teacher(config: Config, strategy: tf.distribute.Strategy, num_classes: 
             config.image_size,
         )
     teacher_config = config.replace(train_mode="finetune", checkpoint="", teacher="")
-    if reference:
-        # Built as `--mode=import` builds it (a pretraining model whose probe is the
-        # reference's supervised head), under the strategy, then the variables copied in.
-        teacher_config = teacher_config.replace(
-            **{**saved, "train_mode": "pretrain", "lineareval_while_pretraining": True}
-        )
-        with strategy.scope():
-            teacher = builders.build_pretrain_model(teacher_config, num_classes)
-        with flags_for(path="teacher"):
-            imported = official.import_official(config.teacher, model=teacher)
-        what = f"imported {imported.source.kind}, {imported.architecture.name()}"
-    else:
-        teacher, step, _ = run_dir.load_model(config.teacher, teacher_config, strategy, "teacher")
-        what = f"step {step}"
+    teacher, what = run_dir.load_described(
+        config.teacher, description, reference, teacher_config, strategy, "teacher"
+    )
     teacher.trainable = False
     logging.info("Teacher: %s (%s, %d classes)", config.teacher, what, num_classes)
     return teacher

@@ -59,6 +59,14 @@ def test_each_row_is_its_image_through_the_eval_view(model, folder):
     assert projection.vectors.shape == (5, 8)
 
 
+def test_the_package_level_embed_writes_what_embed_folder_returns(model, folder, tmp_path):
+    import tf_simclr
+
+    result = tf_simclr.embed(model, str(folder), SIZE, str(tmp_path / "out"), progress=False)
+    assert isinstance(result, tf_simclr.Embeddings)
+    np.testing.assert_array_equal(np.load(tmp_path / "out" / "embeddings.npy"), result.vectors)
+
+
 def test_two_replicas_give_the_rows_of_one(folder, mirrored_strategy, model):
     with mirrored_strategy.scope():
         twin = built(tiny_simclr(0), SIZE)

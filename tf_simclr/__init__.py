@@ -38,6 +38,8 @@ _EXPORTS = {
     "eval_dataset": "tf_simclr.data",
     "load_official": "tf_simclr.official",
     "import_official": "tf_simclr.official",
+    "embed": "tf_simclr.eval.embed",
+    "Embeddings": "tf_simclr.eval.embed",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -263,3 +263,29 @@ def write_embeddings(
         if os.path.exists(tmp):
             shutil.rmtree(tmp)
     return [os.path.join(output_dir, f) for f in written]
+
+
+def embed(
+    model: keras.Model,
+    folder: str,
+    image_size: int,
+    output_dir: str | None = None,
+    key: str = "embedding",
+    batch_size: int = 256,
+    format: str = "npy",
+    neighbours: int = 0,
+    progress: bool = True,
+) -> Embeddings:
+    """`tf_simclr.embed`: `embed_folder`, then, with `output_dir`, `write_embeddings`.
+
+    Example (a model of ours from a `.keras` file, or `tf_simclr.load_official(...)`)::
+
+        import tf_simclr
+        model = tf_simclr.load_official("r50_1x_sk1/saved_model")
+        result = tf_simclr.embed(model, "my_images", 224, output_dir="my_embeddings")
+        result.vectors.shape, result.paths[:3]
+    """
+    result = embed_folder(model, folder, image_size, key, batch_size, progress)
+    if output_dir is not None:
+        write_embeddings(result, output_dir, format, neighbours)
+    return result

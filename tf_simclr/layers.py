@@ -29,7 +29,8 @@ Randomness: each layer holds a `keras.random.SeedGenerator(seed)`, as Keras's ow
 random layers do. Every call takes the generator's next seed and draws all its
 parameters from stateless random ops with it (`augment_params.RandomStream`):
 two layers built with the same seed give the same sequence of augmentations;
-`seed=None` starts from a random seed.
+`seed=None` starts from a random seed. As for Keras's layers, the generator's
+state is not saved (`.keras`, weights): a reloaded layer starts again from its seed.
 
 Training and inference: as Keras's random layers, the layers augment only when
 called with `training=True`, which is the default outside a model (so a

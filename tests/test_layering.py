@@ -15,8 +15,11 @@ PACKAGE = ROOT / "tf_simclr"
 # Training drivers: everything that runs or configures a training job.
 DRIVERS = {"modes", "training", "builders", "run_dir", "callbacks", "config"}
 FORBIDDEN = {
-    "data": DRIVERS | {"models", "eval", "export", "optim", "losses", "checkpoints"},
-    "models": DRIVERS | {"data", "eval", "export", "checkpoints"},
+    "data": DRIVERS | {"models", "eval", "export", "optim", "losses", "checkpoints", "layers"},
+    "models": DRIVERS | {"data", "eval", "export", "checkpoints", "layers"},
+    # The augmentations as Keras layers: wrappers of data's batched ops, nothing else.
+    "layers": DRIVERS
+    | {"models", "eval", "export", "optim", "losses", "checkpoints", "official", "distribute"},
     "losses": DRIVERS | {"data", "models", "eval", "export"},
     "optim": DRIVERS | {"data", "models", "eval", "export", "losses"},
     "distribute": DRIVERS | {"data", "models", "eval", "export", "optim", "losses"},

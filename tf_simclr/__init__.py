@@ -5,12 +5,14 @@ Notebook use::
     from tf_simclr import ResNet, ProjectionHead, SimCLR, LARS, WarmupCosineDecay
     from tf_simclr.data import AugmentConfig, make_source, pretrain_dataset
     from tf_simclr import load_official  # the published SimCLR v1/v2 models
+    from tf_simclr import SimCLRAugment  # the augmentations as Keras layers (tf_simclr.layers)
 
 Names are imported lazily so that `run.py` can validate flags before
 TensorFlow loads. Importing `tf_simclr` still registers every Keras object a
 saved model of ours can hold (models, layers, LARS, AdamL2, schedules, the
-device augmentation), so `keras.saving.load_model("m.keras")` restores it: at
-once when Keras is already imported, else as soon as Keras is.
+device augmentation, the augmentation layers of `tf_simclr.layers`), so
+`keras.saving.load_model("m.keras")` restores it: at once when Keras is
+already imported, else as soon as Keras is.
 """
 
 import importlib
@@ -36,6 +38,12 @@ _EXPORTS = {
     "make_source": "tf_simclr.data",
     "pretrain_dataset": "tf_simclr.data",
     "eval_dataset": "tf_simclr.data",
+    "RandomApply": "tf_simclr.layers",
+    "RandomColorJitter": "tf_simclr.layers",
+    "RandomGaussianBlur": "tf_simclr.layers",
+    "RandomGrayscale": "tf_simclr.layers",
+    "RandomResizedCrop": "tf_simclr.layers",
+    "SimCLRAugment": "tf_simclr.layers",
     "load_official": "tf_simclr.official",
     "import_official": "tf_simclr.official",
     "embed": "tf_simclr.eval.embed",
@@ -52,7 +60,12 @@ def __getattr__(name):
 
 
 # The modules whose classes are `keras.saving.register_keras_serializable`.
-_SERIALIZABLE_MODULES = ("tf_simclr.models", "tf_simclr.optim", "tf_simclr.data.augment_batch")
+_SERIALIZABLE_MODULES = (
+    "tf_simclr.models",
+    "tf_simclr.optim",
+    "tf_simclr.data.augment_batch",
+    "tf_simclr.layers",
+)
 
 
 def _register_keras_objects() -> None:

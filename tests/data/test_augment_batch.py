@@ -15,15 +15,21 @@ Two kinds of test:
 
 The batched path runs eagerly and inside `tf.data` (after `batch`); the
 per-image path runs inside `tf.data.Dataset.map`, like the real pipelines.
+The distribution tests also run the Keras layers of `tf_simclr.layers` (mode
+"layers": a `keras.Sequential` of the separate layers; "simclr_augment": the
+whole view as one layer) against the per-image path. The criteria are in
+`tests/_distribution.py`.
 """
 
 import dataclasses
-import math
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests import _distribution as dist
+from tf_simclr import layers
 from tf_simclr.data import augment, augment_params
 from tf_simclr.data import augment_batch as ab
 from tf_simclr.data import blur_batch as bb
@@ -32,6 +38,8 @@ from tf_simclr.data.augment import AugmentConfig
 from tf_simclr.data.augment_params import RandomStream
 
 MODES = ["eager", "tf_data"]
+# The same distribution tests for the augmentation layers (see `_layer_views`).
+VIEW_MODES = [*MODES, "layers", "simclr_augment"]
 N = 400  # samples per path in the distribution tests
 
 
@@ -43,43 +51,6 @@ def _seeded():
     tf.random.set_seed(None)
 
 
-def _ks_distance(a, b):
-    """Two-sample Kolmogorov-Smirnov statistic: the largest gap of the two ECDFs."""
-    a, b = np.sort(np.ravel(a)), np.sort(np.ravel(b))
-    grid = np.concatenate([a, b])
-    cdf_a = np.searchsorted(a, grid, side="right") / len(a)
-    cdf_b = np.searchsorted(b, grid, side="right") / len(b)
-    return float(np.max(np.abs(cdf_a - cdf_b)))
-
-
-def _ks_critical(n, m, alpha=1e-4):
-    """KS distance above which two samples of sizes n, m differ at level alpha."""
-    return math.sqrt(-0.5 * math.log(alpha / 2)) * math.sqrt((n + m) / (n * m))
-
-
-def _assert_same_distribution(a, b, what):
-    distance, critical = _ks_distance(a, b), _ks_critical(len(a), len(b))
-    assert distance < critical, f"{what}: KS distance {distance:.3f} >= {critical:.3f}"
-
-
-def _assert_different_distribution(a, b, what):
-    distance, critical = _ks_distance(a, b), _ks_critical(len(a), len(b))
-    assert distance >= critical, f"{what}: KS distance {distance:.3f} < {critical:.3f}"
-
-
-def _assert_same_rate(a, b, what):
-    """Boolean samples a, b: rates within four standard deviations of their difference."""
-    p = (np.sum(a) + np.sum(b)) / (len(a) + len(b))
-    sd = math.sqrt(max(p * (1 - p), 1e-12) * (1 / len(a) + 1 / len(b)))
-    assert abs(np.mean(a) - np.mean(b)) < 4 * sd + 1e-9, (what, np.mean(a), np.mean(b))
-
-
-def _assert_rate(flags, p, what):
-    """Boolean sample: rate within four binomial standard deviations of p."""
-    tolerance = 4 * math.sqrt(p * (1 - p) / len(flags))
-    assert abs(np.mean(flags) - p) < tolerance, (what, np.mean(flags), p, tolerance)
-
-
 def _per_image_views(image, cfg, n):
     """n views of `image` by `augment.simclr_view` inside tf.data.Dataset.map."""
     ds = tf.data.Dataset.from_tensors(image).repeat(n)
@@ -87,9 +58,43 @@ def _per_image_views(image, cfg, n):
     return next(iter(ds.batch(n))).numpy()
 
 
+def _layer_views(images, cfg, mode):
+    """The views of `images` ([N, H, W, 3] in [0, 1]) by `tf_simclr.layers` built from
+    `cfg`: one `SimCLRAugment`, or ("layers") a `keras.Sequential` of the separate
+    layers in the order of the recipe, with Keras's own horizontal flip. Fixed seeds
+    (the layers' draws ignore `tf.random.set_seed`), so a run is repeatable."""
+    if mode == "simclr_augment":
+        augment = layers.SimCLRAugment.from_augment_config(cfg, seed=0)
+    else:
+        stages = []
+        if cfg.crop:
+            stages.append(
+                layers.RandomResizedCrop(
+                    cfg.image_size, cfg.crop_area_range, cfg.aspect_ratio_range, seed=1
+                )
+            )
+        else:
+            assert images.shape[1:3] == (cfg.image_size, cfg.image_size)  # nothing to resize
+        if cfg.flip:
+            stages.append(keras.layers.RandomFlip("horizontal", seed=2))
+        if cfg.applies_color_jitter:
+            jitter = (cfg.color_jitter_strength, cfg.color_jitter_prob, cfg.color_jitter_impl)
+            stages.append(layers.RandomColorJitter(*jitter, seed=3))
+        if cfg.applies_grayscale:
+            stages.append(layers.RandomGrayscale(cfg.grayscale_prob, seed=4))
+        if cfg.blur:
+            stages.append(layers.RandomGaussianBlur(cfg.blur_prob, seed=5))
+        augment = keras.Sequential(stages)
+    batches = np.split(images.astype(np.float32), 4)
+    return np.concatenate([augment(b, training=True).numpy() for b in batches])
+
+
 def _batched_views(image, cfg, n, mode):
-    """n views of `image` by `augment_batch.simclr_view_batch`, eagerly or in tf.data."""
+    """n views of `image` by `augment_batch.simclr_view_batch`, eagerly or in tf.data,
+    or by the augmentation layers (`_layer_views`)."""
     images = np.broadcast_to(image, (n, *image.shape))
+    if mode in ("layers", "simclr_augment"):
+        return _layer_views(images / 255.0, cfg, mode)
     if mode == "eager":
         return ab.simclr_view_batch(tf.constant(images), cfg).numpy()
     ds = tf.data.Dataset.from_tensor_slices(images).batch(n // 4)
@@ -101,20 +106,6 @@ def _only(image_size=16, **switches):
     """A config with every component off except `switches`."""
     off = dict(crop=False, flip=False, color_jitter=False, grayscale=False, blur=False)
     return AugmentConfig(image_size=image_size, **{**off, **switches})
-
-
-def _colour_image(height=16, width=16, seed=0):
-    """uint8 [H, W, 3] with clearly unequal channels everywhere and some texture."""
-    rng = np.random.default_rng(seed)
-    image = rng.uniform(0.2, 0.8, size=(height, width, 3))
-    image[..., 0] = 0.85 - 0.1 * image[..., 1]
-    image[..., 2] = 0.15 + 0.1 * image[..., 1]
-    return np.round(image * 255).astype(np.uint8)
-
-
-def _is_gray(images):
-    spread = images.max(axis=-1) - images.min(axis=-1)
-    return spread.reshape(len(images), -1).max(axis=1) < 1e-6
 
 
 # --- Crop boxes -----------------------------------------------------------------------
@@ -161,14 +152,14 @@ def test_crop_boxes_follow_the_kernel_distribution(mode, height, width):
 
     kernel_stats, batched_stats = stats(kernel), stats(batched)
     for name in kernel_stats:
-        _assert_same_distribution(kernel_stats[name], batched_stats[name], name)
+        dist.assert_same_distribution(kernel_stats[name], batched_stats[name], name)
     # Whole-image fallbacks (no valid box in 100 attempts) are equally frequent.
     whole = lambda b: (b[:, 2] == height) & (b[:, 3] == width)
-    _assert_same_rate(whole(kernel), whole(batched), "whole image")
+    dist.assert_same_rate(whole(kernel), whole(batched), "whole image")
     # The criterion has power: a crop area range of (0.2, 1) instead of
     # (0.08, 1) is detected.
     other = _batched_boxes(height, width, n, mode, area_range=(0.2, 1.0))
-    _assert_different_distribution(
+    dist.assert_different_distribution(
         kernel_stats["area fraction"], stats(other)["area fraction"], "area (0.2, 1)"
     )
 
@@ -372,7 +363,7 @@ def test_one_by_one_equals_batch_wide_for_a_seed(cfg):
     """Both ways of running the ops draw the same parameters: equal views for a seed.
     (So the distribution tests below, which run the default, cover both.)"""
     images = np.random.default_rng(1).integers(0, 256, (8, 52, 50, 3), dtype=np.uint8)
-    images[:4] = _colour_image(52, 50)  # smooth colours too, not only noise
+    images[:4] = dist.colour_image(52, 50)  # smooth colours too, not only noise
     seed = tf.constant([7, 8])
     loop = ab.simclr_view_batch(images, cfg, seed=seed, one_by_one=True).numpy()
     wide = ab.simclr_view_batch(images, cfg, seed=seed, one_by_one=False).numpy()
@@ -406,21 +397,21 @@ def test_one_by_one_equals_batch_wide_on_a_padded_batch(traced):
 
 
 def test_view_with_everything_off_is_the_image():
-    image = _colour_image()
+    image = dist.colour_image()
     out = ab.simclr_view_batch(image[None], _only(image_size=16)).numpy()[0]
     np.testing.assert_allclose(out, image / 255.0, atol=1e-6)
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", VIEW_MODES)
 def test_flip_grayscale_jitter_blur_rates_match(mode):
-    image = _colour_image(24, 24)
+    image = dist.colour_image(24, 24)
     checks = {
         "flip": (
             _only(24, flip=True),
             lambda v: np.all(np.abs(v - image[:, ::-1] / 255.0) < 1e-5, axis=(1, 2, 3)),
             0.5,
         ),
-        "grayscale": (_only(24, grayscale=True), _is_gray, 0.2),
+        "grayscale": (_only(24, grayscale=True), dist.is_gray, 0.2),
         "jitter": (
             _only(24, color_jitter=True),
             lambda v: np.abs(v - image / 255.0).max(axis=(1, 2, 3)) > 1e-4,
@@ -436,13 +427,15 @@ def test_flip_grayscale_jitter_blur_rates_match(mode):
     for name, (cfg, detect, p) in checks.items():
         per_image = detect(_per_image_views(image, cfg, N))
         batched = detect(_batched_views(image, cfg, N, mode))
-        _assert_same_rate(per_image, batched, name)
-        _assert_rate(batched, p, name)
+        dist.assert_same_rate(per_image, batched, name)
+        dist.assert_rate(batched, p, name)
     # Power: a rate of 0.45 instead of 0.2 is detected at this sample size.
-    gray = _is_gray(_batched_views(image, _only(24, grayscale=True), N, mode))
-    other = _is_gray(_batched_views(image, _only(24, grayscale=True, grayscale_prob=0.45), N, mode))
+    gray = dist.is_gray(_batched_views(image, _only(24, grayscale=True), N, mode))
+    other = dist.is_gray(
+        _batched_views(image, _only(24, grayscale=True, grayscale_prob=0.45), N, mode)
+    )
     with pytest.raises(AssertionError):
-        _assert_same_rate(gray, other, "grayscale 0.2 vs 0.45")
+        dist.assert_same_rate(gray, other, "grayscale 0.2 vs 0.45")
 
 
 @pytest.mark.parametrize("path", ["per_image", "batched"])
@@ -453,14 +446,14 @@ def test_grayscale_rate_does_not_depend_on_the_jitter(path):
     for jittered images (rate 0.16) fails; the N = 400 above would accept it.
     """
     n_rate = 4000
-    image = _colour_image(8, 8)
+    image = dist.colour_image(8, 8)
     cfg = _only(8, color_jitter=True, grayscale=True)
     if path == "per_image":
         views = _per_image_views(image, cfg, n_rate)
     else:
         images = tf.constant(np.broadcast_to(image, (n_rate, 8, 8, 3)))
         views = ab.simclr_view_batch(images, cfg).numpy()
-    _assert_rate(_is_gray(views), 0.2, path)
+    dist.assert_rate(dist.is_gray(views), 0.2, path)
 
 
 def _colour_stats(views):
@@ -476,9 +469,9 @@ def _colour_stats(views):
 
 
 @pytest.mark.parametrize("impl", ["simclrv2", "simclrv1"])
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", VIEW_MODES)
 def test_color_jitter_distribution_matches(mode, impl):
-    image = _colour_image(16, 16)
+    image = dist.colour_image(16, 16)
     for strength in (0.5, 1.0):
         cfg = _only(
             16,
@@ -490,10 +483,10 @@ def test_color_jitter_distribution_matches(mode, impl):
         per_image = _colour_stats(_per_image_views(image, cfg, N))
         batched = _colour_stats(_batched_views(image, cfg, N, mode))
         for name in per_image:
-            _assert_same_distribution(per_image[name], batched[name], f"s={strength} {name}")
+            dist.assert_same_distribution(per_image[name], batched[name], f"s={strength} {name}")
     # Power: strength 0.4 instead of 1.0 gives detectably different brightness.
     weaker = dataclasses.replace(cfg, color_jitter_strength=0.4)
-    _assert_different_distribution(
+    dist.assert_different_distribution(
         per_image["brightness"],
         _colour_stats(_batched_views(image, weaker, N, mode))["brightness"],
         "strength 1.0 vs 0.4",
@@ -501,7 +494,7 @@ def test_color_jitter_distribution_matches(mode, impl):
     # And the other implementation gives a detectably different brightness.
     other = "simclrv1" if impl == "simclrv2" else "simclrv2"
     other_views = _batched_views(image, dataclasses.replace(cfg, color_jitter_impl=other), N, mode)
-    _assert_different_distribution(
+    dist.assert_different_distribution(
         per_image["brightness"], _colour_stats(other_views)["brightness"], f"{impl} vs {other}"
     )
 
@@ -532,16 +525,16 @@ def test_color_jitter_impl_brightness_in_every_path(path):
     values = views.reshape(N, -1)
     np.testing.assert_allclose(values.max(axis=1), values.min(axis=1), atol=1e-6)  # flat
     lifted = values[:, 0] > 0
-    _assert_rate(lifted, 0.5, f"{path}: views lifted")
+    dist.assert_rate(lifted, 0.5, f"{path}: views lifted")
     uniform = np.random.default_rng(0).uniform(0, 0.8 * s, lifted.sum())
-    _assert_same_distribution(values[lifted, 0], uniform, f"{path}: brightness deltas")
+    dist.assert_same_distribution(values[lifted, 0], uniform, f"{path}: brightness deltas")
 
 
 @pytest.mark.parametrize("path", ["per_image", "batch_wide", "one_by_one", "device"])
 def test_strength_zero_turns_the_colour_stage_off_grayscale_included(path):
     """As the reference: `--color_jitter_strength=0` skips jitter and grayscale (p = 0.2
     of each view otherwise: 200 views all in colour would then have chance 0.8^200)."""
-    image = _colour_image(8, 8)
+    image = dist.colour_image(8, 8)
     cfg = _only(8, color_jitter=True, grayscale=True, color_jitter_strength=0.0)
     assert not cfg.applies_color_jitter and not cfg.applies_grayscale
     n = 200
@@ -557,10 +550,10 @@ def test_strength_zero_turns_the_colour_stage_off_grayscale_included(path):
     np.testing.assert_allclose(views, np.broadcast_to(image / 255.0, views.shape), atol=1e-6)
     # Control: at strength 0.5 the same config converts about 20% of views to gray.
     on = dataclasses.replace(cfg, color_jitter=False, color_jitter_strength=0.5)
-    assert _is_gray(_per_image_views(image, on, n)).mean() > 0.1
+    assert dist.is_gray(_per_image_views(image, on, n)).mean() > 0.1
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", VIEW_MODES)
 def test_crop_and_blur_distribution_matches(mode):
     # Channels 0 and 1 are row and column ramps: the range of each in a view
     # measures the crop's height and width. Channel 2 is noise: its variance
@@ -594,9 +587,9 @@ def test_crop_and_blur_distribution_matches(mode):
     per_image = stats(_per_image_views(image, crop, N))
     batched = stats(_batched_views(image, crop, N, mode))
     for name in per_image:
-        _assert_same_distribution(per_image[name], batched[name], name)
+        dist.assert_same_distribution(per_image[name], batched[name], name)
     narrow = dataclasses.replace(crop, aspect_ratio_range=(0.9, 1.1))
-    _assert_different_distribution(
+    dist.assert_different_distribution(
         per_image["aspect"], stats(_batched_views(image, narrow, N, mode))["aspect"], "ratio"
     )
 
@@ -605,17 +598,17 @@ def test_crop_and_blur_distribution_matches(mode):
     variance = lambda views: views[..., 2].var(axis=(1, 2))
     per_image = variance(_per_image_views(image, blur, N))
     batched = variance(_batched_views(image, blur, N, mode))
-    _assert_same_distribution(per_image, batched, "blurred variance")
+    dist.assert_same_distribution(per_image, batched, "blurred variance")
     sharper = bb.random_blur_batch(
         tf.constant(np.broadcast_to(image / 255.0, (N, *image.shape)), tf.float32),
         RandomStream(),
         1.0,
         sigma_range=(0.1, 1.0),
     ).numpy()
-    _assert_different_distribution(per_image, variance(sharper), "sigma range (0.1, 1)")
+    dist.assert_different_distribution(per_image, variance(sharper), "sigma range (0.1, 1)")
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", VIEW_MODES)
 def test_full_recipe_distribution_matches(mode):
     # A smooth image: on pixel-level noise the two paths' interpolations
     # (bilinear here, bicubic per image) differ visibly when a crop is
@@ -629,7 +622,7 @@ def test_full_recipe_distribution_matches(mode):
     per_image = _colour_stats(_per_image_views(image, cfg, N))
     batched = _colour_stats(_batched_views(image, cfg, N, mode))
     for name in per_image:
-        _assert_same_distribution(per_image[name], batched[name], f"full recipe {name}")
+        dist.assert_same_distribution(per_image[name], batched[name], f"full recipe {name}")
 
 
 @pytest.mark.parametrize("mode", MODES)

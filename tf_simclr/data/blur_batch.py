@@ -77,15 +77,19 @@ def random_blur_batch(
     rng: RandomStream,
     p: float,
     sigma_range: tuple[float, float] = BLUR_SIGMA_RANGE,
+    kernel_size: int | None = None,
 ) -> tf.Tensor:
     """`augment.random_blur` of each image: blurred with probability `p`.
 
     Only the images to blur are convolved (partitioned out and stitched back).
+    `kernel_size` (Python int) defaults to `blur_kernel_size` of the height, 10%
+    (Appendix A); `tf_simclr.layers.RandomGaussianBlur` sets other fractions.
     """
     n = tf.shape(images)[0]
     blur, sigma = sample_blur(rng, n, p, sigma_range)
     blur = tf.cast(blur, tf.int32)
-    kernel_size = blur_kernel_size(images.shape[1])
+    if kernel_size is None:
+        kernel_size = blur_kernel_size(images.shape[1])
     index = tf.range(n)
     keep, chosen = tf.dynamic_partition(images, blur, 2)
     keep_index, chosen_index = tf.dynamic_partition(index, blur, 2)

@@ -18,34 +18,23 @@ import json
 import os
 from typing import Any
 
-# The allowed values of each choice flag are defined by the module that owns them.
-from tf_simclr.data.augment_params import COLOR_JITTER_IMPLS
-from tf_simclr.data.pipeline import AUGMENT_IMPLS
-from tf_simclr.data.sources import DOWNLOAD_CHOICES
-from tf_simclr.distribute import STRATEGY_NAMES
-from tf_simclr.errors import UNSET, ArgumentError
-from tf_simclr.models.heads import PROJECTION_HEAD_MODES as PROJ_HEAD_MODES
-from tf_simclr.models.resnet import BLOCKS_PER_GROUP, PRECISIONS
-from tf_simclr.modes import MODES, TRAIN_MODES
-from tf_simclr.optim.lars import OPTIMIZERS
-from tf_simclr.optim.schedules import LR_SCALINGS
-
-RESNET_DEPTHS = tuple(sorted(BLOCKS_PER_GROUP))
-STRATEGIES = ("auto", *STRATEGY_NAMES)
-
-
-class ConfigError(ValueError):
-    """A bad flag value: one line naming the flag and what is allowed.
-
-    `run.py` prints it and exits with code 2, before anything is written.
-    """
-
-    def __init__(self, flag: str, message: str, value: object = None):
-        self.flag = flag
-        self.value = value
-        self.message = " ".join(str(message).split())  # always one line
-        prefix = f"--{flag}" if value is None else f"--{flag}={value}"
-        super().__init__(f"{prefix}: {self.message}")
+# The allowed values of each choice flag: a pure-Python leaf shared with the modules
+# that use them, so that parsing a flag never imports TensorFlow.
+from tf_simclr.choices import (  # noqa: F401 (AUGMENT_IMPLS and the others: read by tests)
+    AUGMENT_IMPLS,
+    COLOR_JITTER_IMPLS,
+    DOWNLOAD_CHOICES,
+    INIT_FROM_PROBE,
+    LR_SCALINGS,
+    MODES,
+    OPTIMIZERS,
+    PRECISIONS,
+    PROJECTION_HEAD_MODES,
+    RESNET_DEPTHS,
+    STRATEGIES,
+    TRAIN_MODES,
+)
+from tf_simclr.errors import UNSET, ArgumentError, ConfigError
 
 
 @contextlib.contextmanager
@@ -199,7 +188,7 @@ class Config:
     global_bn: bool = _field(
         True, "Synchronise BatchNorm statistics across replicas (global BN, paper Sec. 2.3)."
     )
-    proj_head_mode: str = _field("nonlinear", "Projection head type.", PROJ_HEAD_MODES)
+    proj_head_mode: str = _field("nonlinear", "Projection head type.", PROJECTION_HEAD_MODES)
     proj_out_dim: int = _field(128, "Output dimension of the projection head.")
     num_proj_layers: int = _field(
         3, "Layers in the non-linear projection head (2: SimCLRv1, 3: SimCLRv2)."
@@ -232,7 +221,7 @@ class Config:
         "input width; else a fresh classifier, with a log line) and --zero_init_logits_layer "
         "is off; true: always (an error when it does not fit); false: a fresh classifier. "
         "Ignored when resuming from --model_dir.",
-        ("auto", "true", "false"),
+        INIT_FROM_PROBE,
     )
 
     # --- Loss -----------------------------------------------------------------------

@@ -26,6 +26,7 @@ import socket
 
 import tensorflow as tf
 
+from tf_simclr.choices import STRATEGY_NAMES
 from tf_simclr.errors import UNSET, ArgumentError
 
 
@@ -94,9 +95,6 @@ def configure_cpu_devices(count: int) -> None:
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(count)]
     )
-
-
-STRATEGY_NAMES = ("default", "one_device", "mirrored", "multi_worker_mirrored", "tpu")
 
 
 def tf_config_tasks(environ: dict | None = None) -> int:

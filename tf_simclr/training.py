@@ -37,10 +37,10 @@ from tf_simclr.callbacks import (
     ImageSummaries,
     ScalarSummaries,
     StopOnSignal,
-    WorkerLost,
 )
 from tf_simclr.config import Config, ConfigError, flags_for, save_config
 from tf_simclr.data import Source
+from tf_simclr.errors import WorkerLost
 
 
 @dataclasses.dataclass(frozen=True)

@@ -32,11 +32,11 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
+from tf_simclr.choices import COLOR_JITTER_IMPLS
 from tf_simclr.data.augment_params import (
     ASPECT_RATIO_RANGE,
     BLUR_PROB,
     BLUR_SIGMA_RANGE,
-    COLOR_JITTER_IMPLS,
     CROP_AREA_RANGE,
     CROP_MAX_ATTEMPTS,
     MIN_OBJECT_COVERED,

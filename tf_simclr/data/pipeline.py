@@ -27,12 +27,12 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
+from tf_simclr.choices import AUGMENT_IMPLS
 from tf_simclr.data.augment import AugmentConfig, eval_view, simclr_view, two_views
 from tf_simclr.data.augment_batch import simclr_view_batch, two_views_batch
 from tf_simclr.data.sources import DataError, Source
 
 _MIN_SHUFFLE_BUFFER = 1000
-AUGMENT_IMPLS = ("per_image", "batched", "device")
 
 
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:

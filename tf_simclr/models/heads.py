@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import keras
 
+from tf_simclr.choices import PROJECTION_HEAD_MODES
 from tf_simclr.models.batch_norm import FusedBatchNormalization
-
-PROJECTION_HEAD_MODES = ("none", "linear", "nonlinear")
 
 
 def _dense_init() -> keras.initializers.Initializer:

@@ -51,21 +51,11 @@ from __future__ import annotations
 
 import keras
 
+# PRECISIONS: the Keras dtype policies the encoder can compute in; BLOCKS_PER_GROUP: the
+# blocks per stage of each supported depth.
+from tf_simclr.choices import BLOCKS_PER_GROUP, PRECISIONS  # noqa: F401
 from tf_simclr.models.batch_norm import FusedBatchNormalization
 
-# Keras dtype policies the encoder can compute in (`ResNet(dtype=...)`); weights stay float32.
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
-
-# Blocks per stage for each supported depth (He et al. 2016, Table 1; the
-# 200-layer layout follows the SimCLR reference).
-BLOCKS_PER_GROUP: dict[int, tuple[int, int, int, int]] = {
-    18: (2, 2, 2, 2),
-    34: (3, 4, 6, 3),
-    50: (3, 4, 6, 3),
-    101: (3, 4, 23, 3),
-    152: (3, 8, 36, 3),
-    200: (3, 24, 36, 3),
-}
 # Depths below this use the basic (two 3x3 convs) block, others the bottleneck.
 _MIN_BOTTLENECK_DEPTH = 50
 _GROUP_FILTERS = (64, 128, 256, 512)

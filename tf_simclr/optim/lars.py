@@ -21,6 +21,8 @@ from collections.abc import Sequence
 import keras
 from keras import ops
 
+from tf_simclr.choices import OPTIMIZERS
+
 # Batch-norm parameters and biases: no weight decay and no layer adaptation, as
 # in the reference (which excludes "batch_normalization" and "bias").
 DEFAULT_EXCLUDE = (
@@ -28,8 +30,6 @@ DEFAULT_EXCLUDE = (
     r"batch_norm",  # default Keras BatchNormalization layer names
     r"(^|/|_)bn\d*(/|_|$)",  # "..._bn1/", "bn_0/", "conv2_block1_1_bn/" (keras.applications)
 )
-
-OPTIMIZERS = ("lars", "momentum", "adam", "adamw")
 
 
 def variable_path(variable) -> str:

@@ -5,6 +5,8 @@ import math
 import keras
 import tensorflow as tf
 
+from tf_simclr.choices import LR_SCALINGS  # noqa: F401 (the `scaling`s below)
+
 
 @keras.saving.register_keras_serializable(package="tf_simclr")
 class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
@@ -55,9 +57,6 @@ class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
             "warmup_steps": self.warmup_steps,
             "total_steps": self.total_steps,
         }
-
-
-LR_SCALINGS = ("linear", "sqrt")  # see `scaled_learning_rate`
 
 
 def scaled_learning_rate(learning_rate: float, batch_size: int, scaling: str) -> float:

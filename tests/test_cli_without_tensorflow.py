@@ -77,7 +77,20 @@ def test_help_without_tensorflow():
         ),
         (
             ["--train_batch_size=-1", "--dataset=cifar10", "--model_dir=/nonexistent/run"],
-            "run.py: error: --train_batch_size: must be > 0, got -1",
+            "run.py: error: --train_batch_size: must be >= 1, got -1",
+        ),
+        (
+            ["--momentum=1.5", "--dataset=cifar10", "--model_dir=/nonexistent/run"],
+            "run.py: error: --momentum: must be in [0, 1], got 1.5",
+        ),
+        (
+            ["--shuffle_buffer=-1", "--dataset=cifar10", "--model_dir=/nonexistent/run"],
+            "run.py: error: --shuffle_buffer: must be >= 0, got -1 "
+            "(0: max(10 * batch, 1000), capped at the split)",
+        ),
+        (
+            ["--batch_norm_decay=1", "--dataset=cifar10", "--model_dir=/nonexistent/run"],
+            "run.py: error: --batch_norm_decay: must be in [0, 1), got 1.0",
         ),
     ],
 )

@@ -18,10 +18,12 @@ import json
 import os
 from typing import Any
 
-# The allowed values of each choice flag: a pure-Python leaf shared with the modules
-# that use them, so that parsing a flag never imports TensorFlow.
+# The allowed values of each choice flag and the bounds of the numbers: a pure-Python
+# leaf shared with the modules that use them, so that parsing a flag never imports
+# TensorFlow and the library checks its arguments against the same bounds.
 from tf_simclr.choices import (  # noqa: F401 (AUGMENT_IMPLS and the others: read by tests)
     AUGMENT_IMPLS,
+    BOUNDS,
     COLOR_JITTER_IMPLS,
     DOWNLOAD_CHOICES,
     INIT_FROM_PROBE,
@@ -420,61 +422,21 @@ class Config:
         if (self.use_tpu or self.tpu_name) and self.strategy not in ("auto", "tpu"):
             flag = "use_tpu" if self.use_tpu else "tpu_name"
             raise ConfigError(flag, f"asks for a TPU but --strategy={self.strategy}")
-        positive = (
-            "train_batch_size",
-            "eval_batch_size",
-            "knn_k",
-            "image_size",
-            "proj_out_dim",
-            "keep_checkpoint_max",
-            "preview_images",
-        )
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise ConfigError(name, f"must be > 0, got {getattr(self, name)}")
-        for name in (
-            "train_steps",
-            "train_epochs",
-            "checkpoint_steps",
-            "checkpoint_epochs",
-            "train_summary_steps",
-            "summary_images",
-        ):
-            if getattr(self, name) < 0:
-                raise ConfigError(name, f"must be >= 0, got {getattr(self, name)}")
+        for name, bound in BOUNDS.items():
+            value = getattr(self, name)
+            if value not in bound:
+                note = f" ({bound.note})" if bound.note else ""
+                raise ConfigError(name, f"must be {bound}, got {value}{note}")
         if self.train_steps == 0 and self.train_epochs == 0:
             raise ConfigError("train_epochs", "set --train_epochs or --train_steps to > 0")
         if self.checkpoint_steps == 0 and self.checkpoint_epochs == 0:
             raise ConfigError("checkpoint_epochs", "set it or --checkpoint_steps to > 0")
-        for name in ("sk_ratio", "se_ratio"):
-            if not getattr(self, name) >= 0:
-                raise ConfigError(name, f"must be >= 0, got {getattr(self, name)}")
-        if self.width_multiplier <= 0:
-            raise ConfigError("width_multiplier", f"must be > 0, got {self.width_multiplier}")
-        if self.image_size < 8:
-            raise ConfigError(
-                "image_size",
-                f"{self.image_size} is too small: the CIFAR stem (image_size <= 32) and the "
-                "four ResNet stages downsample 8x, so use >= 8",
-            )
-        if self.temperature <= 0:
-            raise ConfigError("temperature", f"must be > 0, got {self.temperature}")
-        if not 0.0 <= self.batch_norm_decay < 1.0:
-            raise ConfigError("batch_norm_decay", "must be in [0, 1)")
-        if self.color_jitter_strength < 0:
-            raise ConfigError("color_jitter_strength", "must be >= 0")
-        if self.num_proj_layers < 1:
-            raise ConfigError("num_proj_layers", "must be >= 1")
         if not -1 <= self.ft_proj_selector <= self.last_proj_layer:
             raise ConfigError(
                 "ft_proj_selector",
                 f"must be in [0, {self.last_proj_layer}] (or -1: the last) for "
                 f"--proj_head_mode={self.proj_head_mode}",
             )
-        if self.warmup_epochs < 0 or self.learning_rate < 0 or self.weight_decay < 0:
-            raise ConfigError("learning_rate", "learning_rate, warmup_epochs, weight_decay >= 0")
-        if not -1 <= self.fine_tune_after_block <= 4:
-            raise ConfigError("fine_tune_after_block", "must be in [-1, 4]")
         training = self.mode in ("train", "train_then_eval")
         if training and self.train_mode == "pretrain" and self.fine_tune_after_block > -1:
             # As the reference, which refuses it too: freezing layers while pretraining.
@@ -489,17 +451,8 @@ class Config:
                 "init_classifier_from_probe",
                 "true contradicts --zero_init_logits_layer (a zero classifier); drop one",
             )
-        for name in ("eval_steps", "keep_hub_module_max", "eval_timeout_secs"):
-            if getattr(self, name) < 0:
-                raise ConfigError(name, f"must be >= 0, got {getattr(self, name)}")
-        if not self.eval_poll_secs > 0:
-            raise ConfigError("eval_poll_secs", f"must be > 0, got {self.eval_poll_secs}")
         if self.eval_continuous and self.mode != "eval":
             raise ConfigError("eval_continuous", "applies to --mode=eval only")
-        if not 0.0 <= self.label_fraction <= 1.0:
-            raise ConfigError("label_fraction", "must be in [0, 1] (0: all labels)")
-        if self.labels_per_class < 0:
-            raise ConfigError("labels_per_class", "must be >= 0 (0: all labels)")
         if self.label_fraction and self.labels_per_class:
             raise ConfigError("labels_per_class", "give --label_fraction or this, not both")
         if (self.label_fraction or self.labels_per_class) and self.train_mode == "pretrain":
@@ -510,18 +463,6 @@ class Config:
             raise ConfigError("teacher", "is required with --train_mode=distill")
         if self.teacher and self.train_mode != "distill":
             raise ConfigError("teacher", "applies to --train_mode=distill only")
-        if self.distill_temperature <= 0:
-            raise ConfigError("distill_temperature", f"must be > 0, got {self.distill_temperature}")
-        if self.distill_label_weight < 0:
-            raise ConfigError(
-                "distill_label_weight", f"must be >= 0, got {self.distill_label_weight}"
-            )
-        if self.knn_train_examples < 0:
-            raise ConfigError("knn_train_examples", "must be >= 0 (0: the whole split)")
-        if self.knn_temperature <= 0:
-            raise ConfigError("knn_temperature", "must be > 0")
-        if self.num_cpu_devices < 0:
-            raise ConfigError("num_cpu_devices", "must be >= 0")
         if self.augment_impl == "device" and self.train_mode != "pretrain":
             raise ConfigError(
                 "augment_impl",

@@ -32,7 +32,7 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
-from tf_simclr.choices import COLOR_JITTER_IMPLS
+from tf_simclr.choices import BOUNDS, COLOR_JITTER_IMPLS
 from tf_simclr.data.augment_params import (
     ASPECT_RATIO_RANGE,
     BLUR_PROB,
@@ -432,9 +432,10 @@ class AugmentConfig:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}.")
-        if self.color_jitter_strength < 0:
+        if self.color_jitter_strength not in BOUNDS["color_jitter_strength"]:
             raise ValueError(
-                f"color_jitter_strength must be >= 0, got {self.color_jitter_strength!r}."
+                f"color_jitter_strength must be {BOUNDS['color_jitter_strength']}, "
+                f"got {self.color_jitter_strength!r}."
             )
         if self.color_jitter_impl not in COLOR_JITTER_IMPLS:
             raise ValueError(

@@ -5,7 +5,7 @@ import math
 import keras
 import tensorflow as tf
 
-from tf_simclr.choices import LR_SCALINGS  # noqa: F401 (the `scaling`s below)
+from tf_simclr.choices import BOUNDS, LR_SCALINGS  # noqa: F401 (LR_SCALINGS: the `scaling`s below)
 
 
 @keras.saving.register_keras_serializable(package="tf_simclr")
@@ -30,8 +30,10 @@ class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
     """
 
     def __init__(self, peak_learning_rate: float, warmup_steps: int, total_steps: int):
-        if peak_learning_rate < 0:
-            raise ValueError(f"peak_learning_rate must be >= 0, got {peak_learning_rate}.")
+        if peak_learning_rate not in BOUNDS["learning_rate"]:
+            raise ValueError(
+                f"peak_learning_rate must be {BOUNDS['learning_rate']}, got {peak_learning_rate}."
+            )
         if warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}.")
         if total_steps < 0:

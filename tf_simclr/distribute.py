@@ -156,7 +156,7 @@ def build_strategy(
       TF_CONFIG (every worker runs the same command). A worker that dies is
       detected at once when its connections close, else by the coordination
       service's heartbeats; the others then fail with `tf.errors.UnavailableError` (see
-      `tf_simclr.callbacks.WorkerLost`) instead of waiting forever.
+      `tf_simclr.errors.WorkerLost`) instead of waiting forever.
     - tpu: TPUStrategy on the TPU at `tpu_address` (a name, `local` or
       grpc://host:8470; empty: from the GCE metadata), `tpu_zone`, `gcp_project`.
 

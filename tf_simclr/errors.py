@@ -1,4 +1,4 @@
-"""Errors of the library, in Python terms (no flags, no TensorFlow).
+"""Errors of the library and of the command line, in plain Python (no TensorFlow).
 
 Library functions (data sources, pipelines, strategies, checkpoints) raise
 `ArgumentError` naming *their own* argument: `eval_dataset(source, 32,
@@ -6,7 +6,8 @@ batch_size=0)` fails with "batch_size=0: must be a positive integer", which is
 what a notebook user needs to read. Only the command line knows which flag
 supplied that argument; `tf_simclr.config.flags_for` turns the error into a
 `ConfigError` naming the flag (`--eval_batch_size=0: must be a positive
-integer`) on its way to `run.py`. The exceptions that end a training run
+integer`) on its way to `run.py`; `ConfigError` lives here so the config stays a
+leaf. The exceptions that end a training run
 (`TrainingInterrupted`, `TrainingDiverged`, `WorkerLost`) live here too, so the
 command line handles them without importing the training code.
 """

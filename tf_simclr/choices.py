@@ -22,6 +22,7 @@ AUGMENT_IMPLS = ("per_image", "batched", "device")
 # The reference's two colour-jitter implementations (`data_util.random_brightness`):
 # they differ only in the brightness op (`data.augment_params.sample_brightness`).
 COLOR_JITTER_IMPLS = ("simclrv2", "simclrv1")
+COLOR_JITTER_IMPL = "simclrv2"  # the default everywhere: the reference's
 # `data.tfds_source(download=...)`: "auto" downloads a dataset that is not prepared
 # only when TFDS's storage answers.
 DOWNLOAD_CHOICES = ("auto", "true", "false")

@@ -24,6 +24,7 @@ from typing import Any
 from tf_simclr.choices import (  # noqa: F401 (AUGMENT_IMPLS and the others: read by tests)
     AUGMENT_IMPLS,
     BOUNDS,
+    COLOR_JITTER_IMPL,
     COLOR_JITTER_IMPLS,
     DOWNLOAD_CHOICES,
     INIT_FROM_PROBE,
@@ -152,7 +153,7 @@ class Config:
         "colour stage off, grayscale included, as in the reference.",
     )
     color_jitter_impl: str = _field(
-        "simclrv2",
+        COLOR_JITTER_IMPL,
         "Colour jitter brightness: simclrv2 multiplies by U[1-0.8s, 1+0.8s] (the reference "
         "default); simclrv1 adds U[-0.8s, 0.8s] (the v1 paper's runs).",
         COLOR_JITTER_IMPLS,

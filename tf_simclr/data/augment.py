@@ -32,7 +32,7 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
-from tf_simclr.choices import BOUNDS, COLOR_JITTER_IMPLS
+from tf_simclr.choices import BOUNDS, COLOR_JITTER_IMPL, COLOR_JITTER_IMPLS
 from tf_simclr.data.augment_params import (
     ASPECT_RATIO_RANGE,
     BLUR_PROB,
@@ -207,7 +207,7 @@ def color_jitter_order(random_order: bool = True) -> tf.Tensor:
 
 
 def _jitter_ops(
-    brightness: float, contrast: float, saturation: float, hue: float, impl: str = "simclrv2"
+    brightness: float, contrast: float, saturation: float, hue: float, impl: str = COLOR_JITTER_IMPL
 ) -> list[Callable[[tf.Tensor], tf.Tensor]]:
     """The four colour-jitter ops, indexed as in `color_jitter_order`.
 
@@ -241,7 +241,7 @@ def _jitter_ops(
 
 
 def color_jitter(
-    image: tf.Tensor, strength: float, random_order: bool = True, impl: str = "simclrv2"
+    image: tf.Tensor, strength: float, random_order: bool = True, impl: str = COLOR_JITTER_IMPL
 ) -> tf.Tensor:
     """Colour jitter of strength s (Appendix A, "Color distortion").
 
@@ -419,7 +419,7 @@ class AugmentConfig:
     color_jitter: bool = True
     color_jitter_strength: float = 1.0
     color_jitter_prob: float = 0.8
-    color_jitter_impl: str = "simclrv2"
+    color_jitter_impl: str = COLOR_JITTER_IMPL
     grayscale: bool = True
     grayscale_prob: float = 0.2
     blur: bool = True

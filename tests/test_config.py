@@ -108,3 +108,51 @@ def test_colour_flags_reach_the_augmentation():
     assert builders.augment_config(Config(model_dir="/x")).color_jitter_impl == "simclrv2"
     with pytest.raises(ConfigError, match="--color_jitter_impl"):
         Config(model_dir="/x", color_jitter_impl="simclrv3").validate()
+
+
+def _build(what: str, value: float):
+    from tf_simclr.models import ProjectionHead, ResNet
+    from tf_simclr.optim import LARS
+
+    return {
+        "ResNet": lambda: ResNet(18, batch_norm_decay=value),
+        "ProjectionHead": lambda: ProjectionHead(batch_norm_decay=value),
+        "LARS": lambda: LARS(0.1, momentum=value),
+    }[what]()
+
+
+@pytest.mark.parametrize(
+    "flag, bad, library",
+    [
+        # The config and the layers once disagreed: [0, 1) vs [0, 1].
+        ("batch_norm_decay", 1.0, "ResNet"),
+        ("batch_norm_decay", 1.0, "ProjectionHead"),
+        # Once unchecked by the config: a traceback from LARS instead of one line.
+        ("momentum", 1.5, "LARS"),
+        ("momentum", float("nan"), "LARS"),
+    ],
+)
+def test_the_config_and_the_library_refuse_the_same_values(flag, bad, library):
+    with pytest.raises(ConfigError, match=f"^--{flag}: must be "):
+        Config(model_dir="/tmp/run", dataset="cifar10").replace(**{flag: bad}).validate()
+    with pytest.raises(ValueError, match=flag):
+        _build(library, bad)
+
+
+def test_a_negative_shuffle_buffer_is_refused_not_made_1():
+    from tf_simclr.data import AugmentConfig, DataError, Source, pretrain_dataset
+
+    with pytest.raises(ConfigError, match="^--shuffle_buffer: must be >= 0, got -1"):
+        Config(model_dir="/tmp/run", dataset="cifar10", shuffle_buffer=-1).validate()
+    source = Source(
+        None, num_examples=4, num_classes=2, class_names=("a", "b"), name="toy", split="t"
+    )
+    with pytest.raises(DataError, match="^shuffle_buffer=-1: must be >= 0"):
+        pretrain_dataset(source, AugmentConfig(image_size=8), 2, shuffle_buffer=-1)
+
+
+def test_every_bound_names_a_config_field():
+    from tf_simclr.choices import BOUNDS
+
+    fields = {name for name, *_ in flag_specs()}
+    assert set(BOUNDS) <= fields, set(BOUNDS) - fields

@@ -6,6 +6,7 @@ function-level imports included (lazy imports are still dependencies).
 
 import ast
 import pathlib
+import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "tf_simclr"
@@ -33,18 +34,19 @@ FORBIDDEN = {
     "official": DRIVERS | {"data", "eval", "export", "optim", "losses", "distribute"},
     # Pictures (plots, TensorBoard view strips, projector files) of data and features.
     "viz": DRIVERS | {"export", "optim", "losses", "checkpoints", "official", "distribute"},
-    # config reads the allowed values of its choice flags from their owners, modes'
-    # MODES and TRAIN_MODES among them (constants only: see tf_simclr/modes/__init__.py).
-    "config": DRIVERS - {"config", "modes"} | {"eval", "export", "checkpoints"},
     "builders": {"modes", "training", "run_dir", "callbacks"},
     "run_dir": {"modes", "training", "callbacks"},
     "training": {"modes"},
 }
 # Modules only some layers may import: nothing below the drivers draws pictures.
 ONLY_IMPORTED_BY = {"viz": {"modes", "training"}}
+# Leaves: what each may import of tf_simclr (nothing else), and of the rest only the
+# standard library, so that parsing a flag never loads TensorFlow. The config reads its
+# choices and bounds from `choices`, shared with the modules that use them.
+LEAVES = {"choices": set(), "errors": set(), "config": {"choices", "errors"}}
 # The command line (`tf_simclr/cli.py`, started by run.py, `python -m tf_simclr` and the
 # installed `tf-simclr` script) talks to the modes; no library module imports it.
-CLI_MAY_IMPORT = {"config", "errors", "modes", "callbacks", "distribute"}
+CLI_MAY_IMPORT = {"config", "errors", "modes", "distribute"}
 COMMAND_LINE = {"cli", "__main__"}
 
 
@@ -78,6 +80,8 @@ def test_library_layers():
             target = layer(module)
             if own in COMMAND_LINE:
                 bad = target is not None and target not in CLI_MAY_IMPORT | COMMAND_LINE
+            elif own in LEAVES:
+                bad = target is not None and target != own and target not in LEAVES[own]
             else:
                 bad = (
                     target is not None
@@ -91,6 +95,18 @@ def test_library_layers():
             if bad:
                 violations.append(f"{path.relative_to(ROOT)}:{line} ({own}) imports {module}")
     assert not violations, "\n".join(violations)
+
+
+def test_leaves_import_only_the_standard_library():
+    """`choices`, `errors` and `config` load without TensorFlow, Keras, TFDS or absl."""
+    outside = []
+    for name in LEAVES:
+        path = PACKAGE / f"{name}.py"
+        for line, module in imports_of(path):
+            top = module.split(".")[0]
+            if top not in sys.stdlib_module_names and top not in ("tf_simclr", "__future__"):
+                outside.append(f"{path.relative_to(ROOT)}:{line} imports {module}")
+    assert not outside, "\n".join(outside)
 
 
 def test_run_py_is_the_command_line():
@@ -124,3 +140,8 @@ def test_the_checker_sees_a_violation(tmp_path):
     bad.write_text("def f():\n    from tf_simclr.models import SimCLR\n")
     ((line, module),) = imports_of(bad)
     assert (line, layer(module)) == (2, "models") and "models" in FORBIDDEN["data"]
+
+
+def test_the_config_may_not_import_the_modes():
+    """The arrow that once closed an import cycle of 12 modules: config -> modes."""
+    assert "modes" not in LEAVES["config"] and "config" in LEAVES

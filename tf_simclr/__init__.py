@@ -24,7 +24,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "Config": "tf_simclr.config",
-    "ConfigError": "tf_simclr.config",
+    "ConfigError": "tf_simclr.errors",
     "ResNet": "tf_simclr.models",
     "ProjectionHead": "tf_simclr.models",
     "LinearClassifier": "tf_simclr.models",

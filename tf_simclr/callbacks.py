@@ -28,53 +28,8 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-
-class TrainingInterrupted(RuntimeError):
-    """Training stopped on a signal after saving a checkpoint."""
-
-    def __init__(self, signum: int, step: int):
-        self.signum, self.step = signum, step
-        name = signal.Signals(signum).name
-        super().__init__(
-            f"stopped by {name} at step {step} after saving its checkpoint; "
-            "run the same command again to resume"
-        )
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss or the weights became NaN/Inf; the last good checkpoint is untouched."""
-
-    def __init__(self, step: int, what: str):
-        self.step = step
-        super().__init__(
-            f"{what} is NaN or Inf at step {step}; stopped without saving, the last good "
-            "checkpoint is untouched. Likely causes: a learning rate too high for this batch "
-            "size and optimizer (try a lower --learning_rate or --optimizer=lars), float16 "
-            "overflow (use bfloat16 or float32), or corrupt input."
-        )
-
-
-class WorkerLost(RuntimeError):
-    """A peer of a multi-worker job stopped answering; its collectives were aborted."""
-
-    def __init__(self, step: int, cause: BaseException):
-        self.step = step
-        # TensorFlow prefixes the cause with "Graph execution error" and the Python stack
-        # of the op; keep what the runtime said (which task stopped sending heartbeats).
-        lines = str(getattr(cause, "message", cause)).splitlines()
-        said = [
-            line.strip()
-            for line in lines
-            if line.strip()
-            and not line.strip().startswith(("Graph execution error", "Detected at node", "File "))
-            and not line.startswith("  ")
-        ]
-        detail = " ".join(" ".join(said).split())[:300]
-        super().__init__(
-            f"lost a worker of the multi-worker job at step {step} ({type(cause).__name__}: "
-            f"{detail}); restart all workers with the same command to resume from the last "
-            "checkpoint"
-        )
+# The exceptions that end a run (the command line maps each to its exit code).
+from tf_simclr.errors import TrainingDiverged, TrainingInterrupted, WorkerLost  # noqa: F401
 
 
 def _all_finite(variables) -> bool:

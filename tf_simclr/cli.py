@@ -40,7 +40,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging  # noqa: E402
 
-from tf_simclr.config import Config, ConfigError, flag_specs  # noqa: E402
+from tf_simclr.config import Config, flag_specs  # noqa: E402
+from tf_simclr.errors import (  # noqa: E402
+    ArgumentError,
+    ConfigError,
+    TrainingDiverged,
+    TrainingInterrupted,
+    WorkerLost,
+)
 
 _DEFINE = {
     str: flags.DEFINE_string,
@@ -95,8 +102,8 @@ def main(argv):
         config.validate()
     except ConfigError as e:
         usage_error(str(e))
-    from tf_simclr import callbacks, distribute, modes
-    from tf_simclr.errors import ArgumentError
+    # TensorFlow loads here, once the flags are known to be good.
+    from tf_simclr import distribute, modes
 
     try:
         distribute.configure_cpu_devices(config.num_cpu_devices)
@@ -105,13 +112,13 @@ def main(argv):
         usage_error(str(e))
     except ArgumentError as e:  # an argument no flag maps to: still one line
         usage_error(str(e))
-    except callbacks.TrainingInterrupted as e:
+    except TrainingInterrupted as e:
         print(f"run.py: {e}", file=sys.stderr)
         sys.exit(128 + e.signum)
-    except callbacks.TrainingDiverged as e:
+    except TrainingDiverged as e:
         print(f"run.py: error: {e}", file=sys.stderr)
         sys.exit(3)
-    except callbacks.WorkerLost as e:
+    except WorkerLost as e:
         print(f"run.py: error: {e}", file=sys.stderr)
         sys.exit(4)
     logging.info("Done: %s", result)

@@ -19,36 +19,29 @@ import json
 import os
 from typing import Any
 
-# The allowed values of each choice flag are defined by the module that owns them.
-from tf_simclr.data.augment_params import COLOR_JITTER_IMPLS
-from tf_simclr.data.pipeline import AUGMENT_IMPLS
-from tf_simclr.data.sources import DOWNLOAD_CHOICES
-from tf_simclr.distribute import STRATEGY_NAMES
-from tf_simclr.errors import UNSET, ArgumentError
-from tf_simclr.models.heads import PROJECTION_HEAD_MODES as PROJ_HEAD_MODES
-from tf_simclr.models.resnet import BLOCKS_PER_GROUP, PRECISIONS
-from tf_simclr.modes import MODES, TRAIN_MODES
-from tf_simclr.optim.lars import OPTIMIZERS
-from tf_simclr.optim.schedules import LR_SCALINGS
-
-RESNET_DEPTHS = tuple(sorted(BLOCKS_PER_GROUP))
-# tf_simclr.export_formats.FORMATS, written here so that parsing flags loads no TensorFlow.
-EXPORT_FORMATS = ("saved_model", "litert", "onnx")
-STRATEGIES = ("auto", *STRATEGY_NAMES)
-
-
-class ConfigError(ValueError):
-    """A bad flag value: one line naming the flag and what is allowed.
-
-    `run.py` prints it and exits with code 2, before anything is written.
-    """
-
-    def __init__(self, flag: str, message: str, value: object = None):
-        self.flag = flag
-        self.value = value
-        self.message = " ".join(str(message).split())  # always one line
-        prefix = f"--{flag}" if value is None else f"--{flag}={value}"
-        super().__init__(f"{prefix}: {self.message}")
+# The allowed values of each choice flag and the bounds of the numbers: a pure-Python
+# leaf shared with the modules that use them, so that parsing a flag never imports
+# TensorFlow and the library checks its arguments against the same bounds.
+from tf_simclr.choices import (  # noqa: F401 (AUGMENT_IMPLS and the others: read by tests)
+    AUGMENT_IMPLS,
+    BOUNDS,
+    COLOR_JITTER_IMPL,
+    COLOR_JITTER_IMPLS,
+    DOWNLOAD_CHOICES,
+    EMBED_FORMATS,
+    EMBED_KEYS,
+    EXPORT_FORMATS,
+    INIT_FROM_PROBE,
+    LR_SCALINGS,
+    MODES,
+    OPTIMIZERS,
+    PRECISIONS,
+    PROJECTION_HEAD_MODES,
+    RESNET_DEPTHS,
+    STRATEGIES,
+    TRAIN_MODES,
+)
+from tf_simclr.errors import UNSET, ArgumentError, ConfigError
 
 
 @contextlib.contextmanager
@@ -166,7 +159,7 @@ class Config:
         "colour stage off, grayscale included, as in the reference.",
     )
     color_jitter_impl: str = _field(
-        "simclrv2",
+        COLOR_JITTER_IMPL,
         "Colour jitter brightness: simclrv2 multiplies by U[1-0.8s, 1+0.8s] (the reference "
         "default); simclrv1 adds U[-0.8s, 0.8s] (the v1 paper's runs).",
         COLOR_JITTER_IMPLS,
@@ -204,7 +197,7 @@ class Config:
     global_bn: bool = _field(
         True, "Synchronise BatchNorm statistics across replicas (global BN, paper Sec. 2.3)."
     )
-    proj_head_mode: str = _field("nonlinear", "Projection head type.", PROJ_HEAD_MODES)
+    proj_head_mode: str = _field("nonlinear", "Projection head type.", PROJECTION_HEAD_MODES)
     proj_out_dim: int = _field(128, "Output dimension of the projection head.")
     num_proj_layers: int = _field(
         3, "Layers in the non-linear projection head (2: SimCLRv1, 3: SimCLRv2)."
@@ -237,7 +230,7 @@ class Config:
         "input width; else a fresh classifier, with a log line) and --zero_init_logits_layer "
         "is off; true: always (an error when it does not fit); false: a fresh classifier. "
         "Ignored when resuming from --model_dir.",
-        ("auto", "true", "false"),
+        INIT_FROM_PROBE,
     )
 
     # --- Loss -----------------------------------------------------------------------
@@ -345,12 +338,12 @@ class Config:
     embed_key: str = _field(
         "embedding",
         "--mode=embed: the encoder output (embedding) or the projection head's (projection).",
-        ("embedding", "projection"),
+        EMBED_KEYS,
     )
     embed_format: str = _field(
         "npy",
         "--mode=embed: npy (embeddings.npy + paths.csv) or parquet (one file; needs pyarrow).",
-        ("npy", "parquet"),
+        EMBED_FORMATS,
     )
     embed_neighbours: int = _field(
         0,
@@ -495,8 +488,6 @@ class Config:
                     "--mode=embed needs the images: image_folder with --data_dir and "
                     "--eval_split (the sub-folder), or a TFDS name",
                 )
-            if self.embed_neighbours < 0:
-                raise ConfigError("embed_neighbours", f"must be >= 0, got {self.embed_neighbours}")
         elif self.embed_output or self.embed_neighbours:
             flag = "embed_output" if self.embed_output else "embed_neighbours"
             raise ConfigError(flag, "applies to --mode=embed only")
@@ -510,62 +501,21 @@ class Config:
         if (self.use_tpu or self.tpu_name) and self.strategy not in ("auto", "tpu"):
             flag = "use_tpu" if self.use_tpu else "tpu_name"
             raise ConfigError(flag, f"asks for a TPU but --strategy={self.strategy}")
-        positive = (
-            "train_batch_size",
-            "eval_batch_size",
-            "knn_k",
-            "image_size",
-            "proj_out_dim",
-            "keep_checkpoint_max",
-            "preview_images",
-        )
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise ConfigError(name, f"must be > 0, got {getattr(self, name)}")
-        for name in (
-            "train_steps",
-            "train_epochs",
-            "checkpoint_steps",
-            "checkpoint_epochs",
-            "train_summary_steps",
-            "summary_images",
-            "label_free_monitor_steps",
-        ):
-            if getattr(self, name) < 0:
-                raise ConfigError(name, f"must be >= 0, got {getattr(self, name)}")
+        for name, bound in BOUNDS.items():
+            value = getattr(self, name)
+            if value not in bound:
+                note = f" ({bound.note})" if bound.note else ""
+                raise ConfigError(name, f"must be {bound}, got {value}{note}")
         if self.train_steps == 0 and self.train_epochs == 0:
             raise ConfigError("train_epochs", "set --train_epochs or --train_steps to > 0")
         if self.checkpoint_steps == 0 and self.checkpoint_epochs == 0:
             raise ConfigError("checkpoint_epochs", "set it or --checkpoint_steps to > 0")
-        for name in ("sk_ratio", "se_ratio"):
-            if not getattr(self, name) >= 0:
-                raise ConfigError(name, f"must be >= 0, got {getattr(self, name)}")
-        if self.width_multiplier <= 0:
-            raise ConfigError("width_multiplier", f"must be > 0, got {self.width_multiplier}")
-        if self.image_size < 8:
-            raise ConfigError(
-                "image_size",
-                f"{self.image_size} is too small: the CIFAR stem (image_size <= 32) and the "
-                "four ResNet stages downsample 8x, so use >= 8",
-            )
-        if self.temperature <= 0:
-            raise ConfigError("temperature", f"must be > 0, got {self.temperature}")
-        if not 0.0 <= self.batch_norm_decay < 1.0:
-            raise ConfigError("batch_norm_decay", "must be in [0, 1)")
-        if self.color_jitter_strength < 0:
-            raise ConfigError("color_jitter_strength", "must be >= 0")
-        if self.num_proj_layers < 1:
-            raise ConfigError("num_proj_layers", "must be >= 1")
         if not -1 <= self.ft_proj_selector <= self.last_proj_layer:
             raise ConfigError(
                 "ft_proj_selector",
                 f"must be in [0, {self.last_proj_layer}] (or -1: the last) for "
                 f"--proj_head_mode={self.proj_head_mode}",
             )
-        if self.warmup_epochs < 0 or self.learning_rate < 0 or self.weight_decay < 0:
-            raise ConfigError("learning_rate", "learning_rate, warmup_epochs, weight_decay >= 0")
-        if not -1 <= self.fine_tune_after_block <= 4:
-            raise ConfigError("fine_tune_after_block", "must be in [-1, 4]")
         training = self.mode in ("train", "train_then_eval")
         if training and self.train_mode == "pretrain" and self.fine_tune_after_block > -1:
             # As the reference, which refuses it too: freezing layers while pretraining.
@@ -580,17 +530,8 @@ class Config:
                 "init_classifier_from_probe",
                 "true contradicts --zero_init_logits_layer (a zero classifier); drop one",
             )
-        for name in ("eval_steps", "keep_hub_module_max", "eval_timeout_secs"):
-            if getattr(self, name) < 0:
-                raise ConfigError(name, f"must be >= 0, got {getattr(self, name)}")
-        if not self.eval_poll_secs > 0:
-            raise ConfigError("eval_poll_secs", f"must be > 0, got {self.eval_poll_secs}")
         if self.eval_continuous and self.mode != "eval":
             raise ConfigError("eval_continuous", "applies to --mode=eval only")
-        if not 0.0 <= self.label_fraction <= 1.0:
-            raise ConfigError("label_fraction", "must be in [0, 1] (0: all labels)")
-        if self.labels_per_class < 0:
-            raise ConfigError("labels_per_class", "must be >= 0 (0: all labels)")
         if self.label_fraction and self.labels_per_class:
             raise ConfigError("labels_per_class", "give --label_fraction or this, not both")
         if (self.label_fraction or self.labels_per_class) and self.train_mode == "pretrain":
@@ -601,18 +542,6 @@ class Config:
             raise ConfigError("teacher", "is required with --train_mode=distill")
         if self.teacher and self.train_mode != "distill":
             raise ConfigError("teacher", "applies to --train_mode=distill only")
-        if self.distill_temperature <= 0:
-            raise ConfigError("distill_temperature", f"must be > 0, got {self.distill_temperature}")
-        if self.distill_label_weight < 0:
-            raise ConfigError(
-                "distill_label_weight", f"must be >= 0, got {self.distill_label_weight}"
-            )
-        if self.knn_train_examples < 0:
-            raise ConfigError("knn_train_examples", "must be >= 0 (0: the whole split)")
-        if self.knn_temperature <= 0:
-            raise ConfigError("knn_temperature", "must be > 0")
-        if self.num_cpu_devices < 0:
-            raise ConfigError("num_cpu_devices", "must be >= 0")
         if self.augment_impl == "device" and self.train_mode != "pretrain":
             raise ConfigError(
                 "augment_impl",
@@ -624,10 +553,6 @@ class Config:
                 "XLA cannot compile the blur of --augment_impl=device (it partitions the "
                 "batch dynamically); use --use_blur=false, --augment_impl=batched or "
                 "--jit_compile=false",
-            )
-        if self.label_free_monitor_images < 2:
-            raise ConfigError(
-                "label_free_monitor_images", f"must be >= 2, got {self.label_free_monitor_images}"
             )
         if self.label_free_monitor_steps and self.train_mode != "pretrain":
             raise ConfigError("label_free_monitor_steps", "applies to --train_mode=pretrain")

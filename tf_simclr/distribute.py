@@ -26,6 +26,7 @@ import socket
 
 import tensorflow as tf
 
+from tf_simclr.choices import STRATEGY_NAMES
 from tf_simclr.errors import UNSET, ArgumentError
 
 
@@ -96,9 +97,6 @@ def configure_cpu_devices(count: int) -> None:
     )
 
 
-STRATEGY_NAMES = ("default", "one_device", "mirrored", "multi_worker_mirrored", "tpu")
-
-
 def tf_config_tasks(environ: dict | None = None) -> int:
     """Number of tasks (all jobs) in the cluster that TF_CONFIG describes; 0 without one."""
     raw = (os.environ if environ is None else environ).get("TF_CONFIG", "")
@@ -158,7 +156,7 @@ def build_strategy(
       TF_CONFIG (every worker runs the same command). A worker that dies is
       detected at once when its connections close, else by the coordination
       service's heartbeats; the others then fail with `tf.errors.UnavailableError` (see
-      `tf_simclr.callbacks.WorkerLost`) instead of waiting forever.
+      `tf_simclr.errors.WorkerLost`) instead of waiting forever.
     - tpu: TPUStrategy on the TPU at `tpu_address` (a name, `local` or
       grpc://host:8470; empty: from the GCE metadata), `tpu_zone`, `gcp_project`.
 

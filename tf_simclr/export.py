@@ -95,6 +95,7 @@ import uuid
 import keras
 import tensorflow as tf
 
+from tf_simclr.choices import BOUNDS
 from tf_simclr.data import augment
 from tf_simclr.models import endpoints
 
@@ -324,8 +325,9 @@ def prune_exports(export_root: str, keep: int, newest: int | None = None) -> lis
     the highest steps (an older checkpoint exported again). Non-integer entries
     (temporary directories, other files) are left alone. Returns the deleted steps.
     """
-    if keep < 0:
-        raise ValueError(f"keep must be >= 0 (0: keep all), got {keep!r}")
+    bound = BOUNDS["keep_hub_module_max"]  # the flag that feeds `keep`
+    if keep not in bound:
+        raise ValueError(f"keep must be {bound} (0: keep all), got {keep!r}")
     if keep == 0 or not tf.io.gfile.isdir(export_root):
         return []
     steps = sorted(

@@ -40,9 +40,10 @@ import numpy as np
 import tensorflow as tf
 
 from tf_simclr import export
+from tf_simclr.choices import EXPORT_FORMATS
 from tf_simclr.errors import ArgumentError
 
-FORMATS = ("saved_model", "litert", "onnx")
+FORMATS = EXPORT_FORMATS
 INFERENCE_OUTPUTS = ("embedding", "logits")
 DEFAULT_TOLERANCE = 1e-4
 ONNX_OPSET = 17

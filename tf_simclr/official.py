@@ -52,9 +52,10 @@ from absl import logging
 from tensorflow.core.protobuf import trackable_object_graph_pb2
 
 from tf_simclr import checkpoints
+from tf_simclr.choices import BLOCKS_PER_GROUP
 from tf_simclr.errors import ArgumentError
 from tf_simclr.models import ProjectionHead, ResNet, SimCLR, endpoints
-from tf_simclr.models.resnet import BLOCKS_PER_GROUP, scaled_channels
+from tf_simclr.models.resnet import scaled_channels
 
 # SimCLRv2's selective-kernel ratio; any ratio <= it gives the same 1x..3x networks.
 SK_RATIO = 0.0625

@@ -38,10 +38,10 @@ from tf_simclr.callbacks import (
     LabelFreeMonitor,
     ScalarSummaries,
     StopOnSignal,
-    WorkerLost,
 )
 from tf_simclr.config import Config, ConfigError, flags_for, save_config
 from tf_simclr.data import Source, pretrain_dataset
+from tf_simclr.errors import WorkerLost
 
 
 @dataclasses.dataclass(frozen=True)

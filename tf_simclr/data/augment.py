@@ -32,11 +32,11 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
+from tf_simclr.choices import BOUNDS, COLOR_JITTER_IMPL, COLOR_JITTER_IMPLS
 from tf_simclr.data.augment_params import (
     ASPECT_RATIO_RANGE,
     BLUR_PROB,
     BLUR_SIGMA_RANGE,
-    COLOR_JITTER_IMPLS,
     CROP_AREA_RANGE,
     CROP_MAX_ATTEMPTS,
     MIN_OBJECT_COVERED,
@@ -207,7 +207,7 @@ def color_jitter_order(random_order: bool = True) -> tf.Tensor:
 
 
 def _jitter_ops(
-    brightness: float, contrast: float, saturation: float, hue: float, impl: str = "simclrv2"
+    brightness: float, contrast: float, saturation: float, hue: float, impl: str = COLOR_JITTER_IMPL
 ) -> list[Callable[[tf.Tensor], tf.Tensor]]:
     """The four colour-jitter ops, indexed as in `color_jitter_order`.
 
@@ -241,7 +241,7 @@ def _jitter_ops(
 
 
 def color_jitter(
-    image: tf.Tensor, strength: float, random_order: bool = True, impl: str = "simclrv2"
+    image: tf.Tensor, strength: float, random_order: bool = True, impl: str = COLOR_JITTER_IMPL
 ) -> tf.Tensor:
     """Colour jitter of strength s (Appendix A, "Color distortion").
 
@@ -419,7 +419,7 @@ class AugmentConfig:
     color_jitter: bool = True
     color_jitter_strength: float = 1.0
     color_jitter_prob: float = 0.8
-    color_jitter_impl: str = "simclrv2"
+    color_jitter_impl: str = COLOR_JITTER_IMPL
     grayscale: bool = True
     grayscale_prob: float = 0.2
     blur: bool = True
@@ -432,9 +432,10 @@ class AugmentConfig:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}.")
-        if self.color_jitter_strength < 0:
+        if self.color_jitter_strength not in BOUNDS["color_jitter_strength"]:
             raise ValueError(
-                f"color_jitter_strength must be >= 0, got {self.color_jitter_strength!r}."
+                f"color_jitter_strength must be {BOUNDS['color_jitter_strength']}, "
+                f"got {self.color_jitter_strength!r}."
             )
         if self.color_jitter_impl not in COLOR_JITTER_IMPLS:
             raise ValueError(

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from tf_simclr.choices import COLOR_JITTER_IMPLS
+
 # Appendix A, "Random crop and resize": the crop covers 8% to 100% of the image
 # area, with aspect ratio in [3/4, 4/3].
 CROP_AREA_RANGE = (0.08, 1.0)
@@ -70,11 +72,6 @@ def jitter_max_deltas(strength: float) -> tuple[float, float, float, float]:
     # Deviation: the hue shift is capped at 0.5, which already reaches every
     # hue; the reference (tf.image.random_hue) raises for s > 2.5 instead.
     return 0.8 * strength, 0.8 * strength, 0.8 * strength, min(0.2 * strength, 0.5)
-
-
-# The reference's two colour-jitter implementations (`data_util.random_brightness`):
-# they differ only in the brightness op.
-COLOR_JITTER_IMPLS = ("simclrv2", "simclrv1")
 
 
 def sample_brightness(rng: RandomStream, max_delta: float, impl: str, shape=()) -> tf.Tensor:

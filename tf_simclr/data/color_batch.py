@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from tf_simclr.choices import COLOR_JITTER_IMPL
 from tf_simclr.data.augment_params import (
     RandomStream,
     jitter_max_deltas,
@@ -99,7 +100,7 @@ _JITTER_OPS = (
 )
 
 
-def jitter_ops(impl: str = "simclrv2") -> tuple:
+def jitter_ops(impl: str = COLOR_JITTER_IMPL) -> tuple:
     """The four planar ops of `impl`, indexed as `augment.color_jitter_order`."""
     if impl == "simclrv1":
         return (shift_brightness_planar, *_JITTER_OPS[1:])
@@ -121,7 +122,7 @@ def _jitter_step(
     gray: tf.Tensor,
     first: bool,
     last: bool,
-    impl: str = "simclrv2",
+    impl: str = COLOR_JITTER_IMPL,
 ) -> tf.Tensor:
     """One step of the per-image op sequences: image n gets op `which[n]`
     (0 ... 3 as `jitter_ops(impl)`; 4 leaves it unchanged), then the clip.
@@ -151,7 +152,7 @@ def sample_color_jitter(
     strength: float,
     apply: tf.Tensor | None = None,
     random_order: bool = True,
-    impl: str = "simclrv2",
+    impl: str = COLOR_JITTER_IMPL,
 ) -> tuple[tf.Tensor, tuple[tf.Tensor, ...]]:
     """The colour-jitter parameters of N images, as `augment.color_jitter` draws them.
 
@@ -186,7 +187,7 @@ def sample_color_jitter(
 
 
 def jitter_one_image(
-    image: tf.Tensor, order: tf.Tensor, params: tf.Tensor, impl: str = "simclrv2"
+    image: tf.Tensor, order: tf.Tensor, params: tf.Tensor, impl: str = COLOR_JITTER_IMPL
 ) -> tf.Tensor:
     """The colour jitter of one planar image `[1, 3, H, W]`, for use inside XLA.
 
@@ -214,7 +215,7 @@ def color_jitter_batch(
     apply: tf.Tensor | None = None,
     random_order: bool = True,
     gray: tf.Tensor | None = None,
-    impl: str = "simclrv2",
+    impl: str = COLOR_JITTER_IMPL,
 ) -> tf.Tensor:
     """`augment.color_jitter` of each image, with its own factors and order.
 

@@ -27,12 +27,12 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
+from tf_simclr.choices import AUGMENT_IMPLS, BOUNDS
 from tf_simclr.data.augment import AugmentConfig, eval_view, simclr_view, two_views
 from tf_simclr.data.augment_batch import simclr_view_batch, two_views_batch
 from tf_simclr.data.sources import DataError, Source
 
 _MIN_SHUFFLE_BUFFER = 1000
-AUGMENT_IMPLS = ("per_image", "batched", "device")
 
 
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:
@@ -41,7 +41,7 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
     Raises:
       DataError: (argument ``batch_size``) when the batch is larger than the split.
     """
-    if batch_size < 1:
+    if batch_size not in BOUNDS["train_batch_size"]:
         raise DataError("batch_size", "must be a positive integer", batch_size)
     steps = num_examples // batch_size
     if steps == 0:
@@ -146,8 +146,11 @@ def _training_batches(
     if augment_impl not in AUGMENT_IMPLS:
         allowed = ", ".join(AUGMENT_IMPLS)
         raise DataError("augment_impl", f"is not one of: {allowed}", augment_impl)
-    if batch_size < 1:
+    if batch_size not in BOUNDS["train_batch_size"]:
         raise DataError("batch_size", "must be a positive integer", batch_size)
+    if shuffle_buffer is not None and shuffle_buffer not in BOUNDS["shuffle_buffer"]:
+        bound = BOUNDS["shuffle_buffer"]
+        raise DataError("shuffle_buffer", f"must be {bound} (None: automatic)", shuffle_buffer)
     if drop_remainder and source.num_examples < batch_size:
         raise DataError(
             "batch_size",
@@ -367,7 +370,7 @@ def eval_dataset(
     Returns:
       A dataset of ``{"image": float32 [B, S, S, 3] in [0, 1], "label": int64 [B]}``.
     """
-    if batch_size < 1:
+    if batch_size not in BOUNDS["eval_batch_size"]:
         raise DataError("batch_size", "must be a positive integer", batch_size)
     ds = source.dataset
     if cache:

@@ -25,6 +25,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import logging
 
+from tf_simclr.choices import DOWNLOAD_CHOICES
 from tf_simclr.errors import ArgumentError
 
 IMAGE_FOLDER = "image_folder"
@@ -49,7 +50,6 @@ _TAIL_BYTES = 1024
 
 # `tfds_source(download=...)`: "auto" downloads a dataset that is not prepared only when
 # TFDS's storage answers; without network TFDS retries for minutes before failing.
-DOWNLOAD_CHOICES = ("auto", "true", "false")
 _PROBE_HOST = "storage.googleapis.com"  # TFDS's mirror of prepared datasets
 _PROBE_SECONDS = 3.0
 OFFLINE_HINT = (

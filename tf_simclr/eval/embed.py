@@ -34,11 +34,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_simclr.choices import EMBED_FORMATS, EMBED_KEYS
 from tf_simclr.data import Source, augment, scan_image_tree
 from tf_simclr.errors import ArgumentError
-
-EMBED_KEYS = ("embedding", "projection")
-EMBED_FORMATS = ("npy", "parquet")
 
 
 @dataclasses.dataclass

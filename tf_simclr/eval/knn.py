@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from tf_simclr.choices import BOUNDS
+
 
 def knn_predict(
     train_features: np.ndarray,
@@ -41,12 +43,13 @@ def knn_predict(
     train_features = np.asarray(train_features, np.float32)
     test_features = np.asarray(test_features, np.float32)
     train_labels = np.asarray(train_labels, np.int64)
-    if k < 1:
-        raise ValueError(f"`k` must be >= 1, got {k!r}.")
-    if temperature <= 0:
-        raise ValueError(f"`temperature` must be > 0, got {temperature!r}.")
-    if batch_size < 1:
-        raise ValueError(f"`batch_size` must be >= 1, got {batch_size!r}.")
+    # The bounds of the flags that feed them: --knn_k, --knn_temperature, --eval_batch_size.
+    if k not in BOUNDS["knn_k"]:
+        raise ValueError(f"`k` must be {BOUNDS['knn_k']}, got {k!r}.")
+    if temperature not in BOUNDS["knn_temperature"]:
+        raise ValueError(f"`temperature` must be {BOUNDS['knn_temperature']}, got {temperature!r}.")
+    if batch_size not in BOUNDS["eval_batch_size"]:
+        raise ValueError(f"`batch_size` must be {BOUNDS['eval_batch_size']}, got {batch_size!r}.")
     if num_classes < 1:
         raise ValueError(f"`num_classes` must be >= 1, got {num_classes!r}.")
     if train_features.ndim != 2 or test_features.ndim != 2:

@@ -29,7 +29,17 @@ import keras
 import tensorflow as tf
 from tensorflow.python.ops import control_flow_util
 
+from tf_simclr.choices import BOUNDS
+
 _FUSED_DTYPES = (tf.float32, tf.float16, tf.bfloat16)
+
+
+def check_batch_norm_decay(batch_norm_decay: float) -> None:
+    """The check of every `batch_norm_decay` argument (`ResNet`, `ProjectionHead`), against
+    the bound of --batch_norm_decay; raises ValueError."""
+    bound = BOUNDS["batch_norm_decay"]
+    if batch_norm_decay not in bound:
+        raise ValueError(f"`batch_norm_decay` must be {bound}, got {batch_norm_decay!r}.")
 
 
 def _in_xla_context() -> bool:

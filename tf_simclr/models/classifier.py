@@ -28,14 +28,15 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+# ResNet block groups (`NUM_BLOCK_GROUPS`): `fine_tune_after_block=NUM_BLOCK_GROUPS`
+# freezes the whole encoder.
+from tf_simclr.choices import BOUNDS, NUM_BLOCK_GROUPS
 from tf_simclr.models.fit_compat import BuiltBeforeFit, input_shape_of, multi_worker_logs
 from tf_simclr.models.heads import LinearClassifier, ProjectionHead
 from tf_simclr.models.resnet import ResNet
 from tf_simclr.models.serialization import deserialize_parts, serialize_parts
 from tf_simclr.models.steps import replica_scaled_step
 
-# ResNet block groups; `fine_tune_after_block=NUM_BLOCK_GROUPS` freezes the whole encoder.
-NUM_BLOCK_GROUPS = 4
 _TOP_K = 5
 
 
@@ -113,7 +114,7 @@ class Classifier(BuiltBeforeFit):
         super().__init__(**kwargs)
         if num_classes < 1:
             raise ValueError(f"`num_classes` must be >= 1, got {num_classes!r}.")
-        if not -1 <= fine_tune_after_block <= NUM_BLOCK_GROUPS:
+        if fine_tune_after_block not in BOUNDS["fine_tune_after_block"]:
             raise ValueError(
                 f"`fine_tune_after_block` must be in [-1, {NUM_BLOCK_GROUPS}] (-1: train "
                 f"everything, {NUM_BLOCK_GROUPS}: only the linear classifier), "

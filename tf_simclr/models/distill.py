@@ -18,6 +18,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from tf_simclr.choices import BOUNDS
 from tf_simclr.models.fit_compat import BuiltBeforeFit, input_shape_of, multi_worker_logs
 from tf_simclr.models.steps import replica_scaled_step
 
@@ -76,10 +77,15 @@ class Distiller(BuiltBeforeFit):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
-        if label_weight < 0:
-            raise ValueError(f"label_weight must be >= 0, got {label_weight}")
+        # The bounds of the flags that feed them: --distill_temperature, --distill_label_weight.
+        if temperature not in BOUNDS["distill_temperature"]:
+            raise ValueError(
+                f"temperature must be {BOUNDS['distill_temperature']}, got {temperature}"
+            )
+        if label_weight not in BOUNDS["distill_label_weight"]:
+            raise ValueError(
+                f"label_weight must be {BOUNDS['distill_label_weight']}, got {label_weight}"
+            )
         self.student = student
         self._teacher = _Untracked(teacher)
         self.temperature = temperature

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import keras
 
-from tf_simclr.models.batch_norm import FusedBatchNormalization
-
-PROJECTION_HEAD_MODES = ("none", "linear", "nonlinear")
+from tf_simclr.choices import BOUNDS, PROJECTION_HEAD_MODES
+from tf_simclr.models.batch_norm import FusedBatchNormalization, check_batch_norm_decay
 
 
 def _dense_init() -> keras.initializers.Initializer:
@@ -72,14 +71,15 @@ class ProjectionHead(keras.layers.Layer):
             raise ValueError(
                 f"Unknown projection head mode {mode!r}; expected one of {PROJECTION_HEAD_MODES}."
             )
-        if out_dim < 1:
-            raise ValueError(f"`out_dim` must be >= 1, got {out_dim!r}.")
-        if num_layers < 1:
-            raise ValueError(f"`num_layers` must be >= 1, got {num_layers!r}.")
+        if out_dim not in BOUNDS["proj_out_dim"]:
+            raise ValueError(f"`out_dim` must be {BOUNDS['proj_out_dim']}, got {out_dim!r}.")
+        if num_layers not in BOUNDS["num_proj_layers"]:
+            raise ValueError(
+                f"`num_layers` must be {BOUNDS['num_proj_layers']}, got {num_layers!r}."
+            )
         if hidden_dim is not None and hidden_dim < 1:
             raise ValueError(f"`hidden_dim` must be None or >= 1, got {hidden_dim!r}.")
-        if not 0.0 <= batch_norm_decay <= 1.0:
-            raise ValueError(f"`batch_norm_decay` must be in [0, 1], got {batch_norm_decay!r}.")
+        check_batch_norm_decay(batch_norm_decay)
         if not batch_norm_epsilon > 0:
             raise ValueError(f"`batch_norm_epsilon` must be > 0, got {batch_norm_epsilon!r}.")
 

@@ -51,21 +51,11 @@ from __future__ import annotations
 
 import keras
 
-from tf_simclr.models.batch_norm import FusedBatchNormalization
+# PRECISIONS: the Keras dtype policies the encoder can compute in; BLOCKS_PER_GROUP: the
+# blocks per stage of each supported depth.
+from tf_simclr.choices import BLOCKS_PER_GROUP, BOUNDS, PRECISIONS  # noqa: F401
+from tf_simclr.models.batch_norm import FusedBatchNormalization, check_batch_norm_decay
 
-# Keras dtype policies the encoder can compute in (`ResNet(dtype=...)`); weights stay float32.
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
-
-# Blocks per stage for each supported depth (He et al. 2016, Table 1; the
-# 200-layer layout follows the SimCLR reference).
-BLOCKS_PER_GROUP: dict[int, tuple[int, int, int, int]] = {
-    18: (2, 2, 2, 2),
-    34: (3, 4, 6, 3),
-    50: (3, 4, 6, 3),
-    101: (3, 4, 23, 3),
-    152: (3, 8, 36, 3),
-    200: (3, 24, 36, 3),
-}
 # Depths below this use the basic (two 3x3 convs) block, others the bottleneck.
 _MIN_BOTTLENECK_DEPTH = 50
 _GROUP_FILTERS = (64, 128, 256, 512)
@@ -158,16 +148,15 @@ class ResNet(keras.Model):
                 f"Unsupported ResNet depth {depth!r}; allowed depths are "
                 f"{sorted(BLOCKS_PER_GROUP)}."
             )
-        if not width_multiplier > 0:
-            raise ValueError(f"`width_multiplier` must be > 0, got {width_multiplier!r}.")
-        if not 0.0 <= batch_norm_decay <= 1.0:
-            raise ValueError(f"`batch_norm_decay` must be in [0, 1], got {batch_norm_decay!r}.")
+        bound = BOUNDS["width_multiplier"]
+        if width_multiplier not in bound:
+            raise ValueError(f"`width_multiplier` must be {bound}, got {width_multiplier!r}.")
+        check_batch_norm_decay(batch_norm_decay)
         if not batch_norm_epsilon > 0:
             raise ValueError(f"`batch_norm_epsilon` must be > 0, got {batch_norm_epsilon!r}.")
-        if not sk_ratio >= 0:
-            raise ValueError(f"sk_ratio must be >= 0, got {sk_ratio}")
-        if not se_ratio >= 0:
-            raise ValueError(f"se_ratio must be >= 0, got {se_ratio}")
+        for name, value in (("sk_ratio", sk_ratio), ("se_ratio", se_ratio)):
+            if value not in BOUNDS[name]:
+                raise ValueError(f"{name} must be {BOUNDS[name]}, got {value}")
 
         # Resolved now, so the policy is fixed at construction, not at first call.
         policy = keras.dtype_policies.get(dtype) if dtype is not None else None

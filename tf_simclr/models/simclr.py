@@ -24,6 +24,7 @@ import keras
 import tensorflow as tf
 
 from tf_simclr import losses
+from tf_simclr.choices import BOUNDS
 from tf_simclr.models.fit_compat import BuiltBeforeFit, input_shape_of, multi_worker_logs
 from tf_simclr.models.heads import LinearClassifier, ProjectionHead
 from tf_simclr.models.serialization import deserialize_parts, serialize_parts
@@ -73,8 +74,8 @@ class SimCLR(BuiltBeforeFit):
                 "augment must be a callable (batch, seed) -> views, e.g. "
                 f"tf_simclr.data.DeviceViews(AugmentConfig(...)); got {type(augment).__name__}"
             )
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
+        if temperature not in BOUNDS["temperature"]:
+            raise ValueError(f"temperature must be {BOUNDS['temperature']}, got {temperature}")
         if num_classes < 0:
             raise ValueError(f"num_classes must be >= 0, got {num_classes}")
         self.encoder = encoder

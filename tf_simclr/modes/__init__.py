@@ -20,15 +20,13 @@ job every worker trains; only the chief evaluates and exports. Before
 anything runs, the architecture saved in `model_dir/model.json` (or in the
 `--checkpoint` a fine-tune run starts from) is adopted: see `tf_simclr.run_dir`.
 
-A new mode is one new module here plus one entry in `TRAIN_MODES` or `MODES`.
-The constants are defined before any import so that `tf_simclr.config` can
-read them.
+A new mode is one new module here plus one entry in `TRAIN_MODES` or `MODES`
+(`tf_simclr.choices`, where the command line reads them without importing this package).
 """
 
 from __future__ import annotations
 
-MODES = ("train", "eval", "train_then_eval", "export", "import", "preview", "embed")
-TRAIN_MODES = ("pretrain", "finetune", "distill")
+from tf_simclr.choices import MODES, TRAIN_MODES  # noqa: F401
 
 
 def resolve(config, given: frozenset[str]):

@@ -21,6 +21,8 @@ from collections.abc import Sequence
 import keras
 from keras import ops
 
+from tf_simclr.choices import BOUNDS, OPTIMIZERS
+
 # Batch-norm parameters and biases: no weight decay and no layer adaptation, as
 # in the reference (which excludes "batch_normalization" and "bias").
 DEFAULT_EXCLUDE = (
@@ -28,8 +30,6 @@ DEFAULT_EXCLUDE = (
     r"batch_norm",  # default Keras BatchNormalization layer names
     r"(^|/|_)bn\d*(/|_|$)",  # "..._bn1/", "bn_0/", "conv2_block1_1_bn/" (keras.applications)
 )
-
-OPTIMIZERS = ("lars", "momentum", "adam", "adamw")
 
 
 def variable_path(variable) -> str:
@@ -63,8 +63,8 @@ class _CoupledWeightDecay:
     """
 
     def _set_weight_decay(self, weight_decay: float, exclusions: Sequence[str]) -> None:
-        if weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {weight_decay}.")
+        if weight_decay not in BOUNDS["weight_decay"]:
+            raise ValueError(f"weight_decay must be {BOUNDS['weight_decay']}, got {weight_decay}.")
         self.coupled_weight_decay = float(weight_decay)
         self.weight_decay_exclusions = tuple(exclusions)
 
@@ -150,8 +150,8 @@ class LARS(_CoupledWeightDecay, keras.optimizers.Optimizer):
     ):
         # Keras' decoupled decay is off (None); ours is added to the gradient.
         super().__init__(learning_rate=learning_rate, weight_decay=None, name=name, **kwargs)
-        if not 0.0 <= momentum <= 1.0:
-            raise ValueError(f"momentum must be in [0, 1], got {momentum}.")
+        if momentum not in BOUNDS["momentum"]:
+            raise ValueError(f"momentum must be {BOUNDS['momentum']}, got {momentum}.")
         self._set_weight_decay(weight_decay, exclude_from_weight_decay)
         if trust_coefficient <= 0:
             raise ValueError(f"trust_coefficient must be > 0, got {trust_coefficient}.")

@@ -5,6 +5,8 @@ import math
 import keras
 import tensorflow as tf
 
+from tf_simclr.choices import BOUNDS, LR_SCALINGS  # noqa: F401 (LR_SCALINGS: the `scaling`s below)
+
 
 @keras.saving.register_keras_serializable(package="tf_simclr")
 class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
@@ -28,8 +30,10 @@ class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
     """
 
     def __init__(self, peak_learning_rate: float, warmup_steps: int, total_steps: int):
-        if peak_learning_rate < 0:
-            raise ValueError(f"peak_learning_rate must be >= 0, got {peak_learning_rate}.")
+        if peak_learning_rate not in BOUNDS["learning_rate"]:
+            raise ValueError(
+                f"peak_learning_rate must be {BOUNDS['learning_rate']}, got {peak_learning_rate}."
+            )
         if warmup_steps < 0:
             raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}.")
         if total_steps < 0:
@@ -55,9 +59,6 @@ class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
             "warmup_steps": self.warmup_steps,
             "total_steps": self.total_steps,
         }
-
-
-LR_SCALINGS = ("linear", "sqrt")  # see `scaled_learning_rate`
 
 
 def scaled_learning_rate(learning_rate: float, batch_size: int, scaling: str) -> float:

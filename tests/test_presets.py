@@ -7,14 +7,15 @@ reference's own (the fixture's README: 11,173,056 for the ResNet-18 CIFAR backbo
 """
 
 import http.server
-import os
 import pathlib
 import re
 import threading
 
 import keras
+import numpy as np
 import pytest
 
+import tf_simclr
 from tests import test_official
 from tf_simclr import presets
 from tf_simclr.errors import ArgumentError
@@ -152,17 +153,56 @@ def one_line(error) -> str:
     return text
 
 
+# --- Loading by name, and from the cache ------------------------------------------------
+
+
+def test_from_preset_by_name_then_from_the_cache(server, cache, monkeypatch):
+    monkeypatch.setenv("TF_SIMCLR_MODEL_ROOT", server.url)
+    model = tf_simclr.from_preset(NAME, registry=REGISTRY, **FAST)
+    assert sorted(path for path, _ in server.requests) == sorted(
+        f"{NAME}/{f}" for f in FIXTURE.files
+    )
+    test_official.assert_matches_reference(model, "r18_cifar_1x")
+    assert registry.encoder_params(model.encoder) == FIXTURE.encoder_params
+    # The cache holds the files and our model_dir, nothing else.
+    downloads, model_dir = download.paths(FIXTURE)
+    assert_same_files(downloads, server.root / NAME)
+    assert (pathlib.Path(model_dir) / "model.json").exists()
+    assert (pathlib.Path(model_dir) / "saved_model" / "0" / "saved_model.pb").exists()
+    assert files_in(cache / "tmp") == []
+
+    # The second load reads the cache only: no request, no import.
+    server.requests.clear()
+    monkeypatch.setattr(download, "fetch_tree", None)  # any download would fail
+    import tf_simclr.modes.import_official as import_mode
+
+    monkeypatch.setattr(import_mode, "run", None)  # and any conversion
+    again = presets.load_preset(NAME.replace("/", "_"), registry=REGISTRY)
+    assert server.requests == []
+    for a, b in zip(model.weights, again.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_a_wrong_parameter_count_is_refused_and_nothing_is_cached(server, cache):
+    wrong = {NAME: registry.Preset(**{**FIXTURE.__dict__, "encoder_params": 11_173_057})}
+    with pytest.raises(ArgumentError) as error:
+        presets.load_preset(NAME, root=server.url, registry=wrong, **FAST)
+    assert "11,173,056 trainable parameters" in one_line(error)
+    assert "11,173,057" in str(error.value)
+    assert files_in(cache) == []
+
+
 # --- The download ----------------------------------------------------------------------
 
 
 def test_model_root_as_a_folder_and_as_a_url(bucket, server, cache, tmp_path, monkeypatch):
     monkeypatch.setenv("TF_SIMCLR_MODEL_ROOT", str(bucket))
-    from_folder = presets.download_preset(NAME, registry_=REGISTRY)
+    from_folder = presets.download_preset(NAME, registry=REGISTRY)
     assert_same_files(from_folder, bucket / NAME)
     assert server.requests == []
     monkeypatch.setenv("TF_SIMCLR_MODEL_ROOT", server.url)
     monkeypatch.setenv("TF_SIMCLR_CACHE", str(tmp_path / "other"))
-    from_url = presets.download_preset(NAME, registry_=REGISTRY, **FAST)
+    from_url = presets.download_preset(NAME, registry=REGISTRY, **FAST)
     assert from_url.startswith(str(tmp_path / "other"))
     assert_same_files(from_url, bucket / NAME)
     assert len(server.requests) == len(FIXTURE.files)
@@ -170,11 +210,11 @@ def test_model_root_as_a_folder_and_as_a_url(bucket, server, cache, tmp_path, mo
 
 def test_a_transfer_cut_in_the_middle_resumes(bucket, server, cache, tmp_path):
     whole = presets.download_preset(
-        NAME, root=server.url, cache=str(tmp_path / "uninterrupted"), registry_=REGISTRY
+        NAME, root=server.url, cache=str(tmp_path / "uninterrupted"), registry=REGISTRY
     )
     server.requests.clear()
     server.cut_once.add(f"{NAME}/{DATA_FILE}")
-    resumed = presets.download_preset(NAME, root=server.url, registry_=REGISTRY, **FAST)
+    resumed = presets.download_preset(NAME, root=server.url, registry=REGISTRY, **FAST)
     size = (bucket / NAME / DATA_FILE).stat().st_size
     assert (f"{NAME}/{DATA_FILE}", None) in server.requests
     assert (f"{NAME}/{DATA_FILE}", f"bytes={size // 2}-") in server.requests
@@ -185,7 +225,7 @@ def test_a_transfer_cut_in_the_middle_resumes(bucket, server, cache, tmp_path):
 
 def test_a_transient_error_is_retried(bucket, server, cache):
     server.fail_once[f"{NAME}/{DATA_FILE}"] = 503
-    path = presets.download_preset(NAME, root=server.url, registry_=REGISTRY, **FAST)
+    path = presets.download_preset(NAME, root=server.url, registry=REGISTRY, **FAST)
     assert_same_files(path, bucket / NAME)
     assert [r for r in server.requests if r[0].endswith(DATA_FILE)] == [
         (f"{NAME}/{DATA_FILE}", None)
@@ -195,7 +235,7 @@ def test_a_transient_error_is_retried(bucket, server, cache):
 def test_a_connection_that_drops_for_good_leaves_nothing(server, cache):
     server.cut_for_good.add(f"{NAME}/{DATA_FILE}")
     with pytest.raises(presets.DownloadError) as error:
-        presets.download_preset(NAME, root=server.url, registry_=REGISTRY, **FAST)
+        presets.download_preset(NAME, root=server.url, registry=REGISTRY, **FAST)
     text = one_line(error)
     assert f"{server.url}/{NAME}/{DATA_FILE}" in text
     assert "nothing was kept in the cache" in text
@@ -208,7 +248,7 @@ def test_a_connection_that_drops_for_good_leaves_nothing(server, cache):
 def test_403_and_404_are_one_line(server, cache, code):
     server.status[f"{NAME}/{FIXTURE.files[0]}"] = code
     with pytest.raises(presets.DownloadError) as error:
-        presets.download_preset(NAME, root=server.url, registry_=REGISTRY, **FAST)
+        presets.download_preset(NAME, root=server.url, registry=REGISTRY, **FAST)
     text = one_line(error)
     assert f"HTTP {code}" in text and f"{server.url}/{NAME}/{FIXTURE.files[0]}" in text
     assert "TF_SIMCLR_MODEL_ROOT" in text
@@ -218,7 +258,7 @@ def test_403_and_404_are_one_line(server, cache, code):
 
 def test_a_missing_file_in_a_folder_root_is_one_line(tmp_path, cache):
     with pytest.raises(presets.DownloadError) as error:
-        presets.download_preset(NAME, root=str(tmp_path / "empty"), registry_=REGISTRY)
+        presets.download_preset(NAME, root=str(tmp_path / "empty"), registry=REGISTRY)
     assert "not found" in one_line(error) and "TF_SIMCLR_MODEL_ROOT" in str(error.value)
     assert files_in(cache) == []
 
@@ -308,9 +348,3 @@ def test_the_architecture_has_the_claimed_parameter_count(architecture):
     assert round(count / 1e6) == params_m  # the published figure (README, paper)
     assert REFERENCE_COUNTS.get(architecture, count) == count
     keras.backend.clear_session()
-
-
-def test_the_registry_file_is_packaged():
-    assert os.path.exists(registry.REGISTRY_FILE)
-    text = (pathlib.Path(__file__).parents[1] / "pyproject.toml").read_text()
-    assert '"tf_simclr.presets" = ["registry.json"]' in text

@@ -37,7 +37,7 @@ from collections.abc import Mapping, Sequence
 from absl import logging
 
 from tf_simclr.errors import ArgumentError
-from tf_simclr.presets import registry
+from tf_simclr.presets import registry as registry_lib
 from tf_simclr.presets.registry import Preset
 
 BUCKET = "simclr-checkpoints-tf2"
@@ -285,12 +285,12 @@ def download_preset(
     name: str,
     root: str | None = None,
     cache: str | None = None,
-    registry_: Mapping[str, Preset] | None = None,
+    registry: Mapping[str, Preset] | None = None,
     **http_options,
 ) -> str:
     """The directory holding the published files of preset `name` (its `saved_model/`),
     fetched from `root` (default `model_root()`) unless already in the cache."""
-    preset = registry.get(name, registry_)
+    preset = registry_lib.get(name, registry)
     target, _ = paths(preset, cache)
     if os.path.isdir(target):
         return target

@@ -1,4 +1,4 @@
-"""The published SimCLR models as data: `registry.json` read into `Preset`s (no TensorFlow).
+"""The published SimCLR models: the rows of `published.PRESETS` as `Preset`s (no TensorFlow).
 
 A preset's name is its location below the bucket root, e.g. `simclrv2/pretrained/r50_1x_sk1`
 (`<root>/<name>/saved_model/saved_model.pb`); the same name with `_` for `/`
@@ -8,14 +8,12 @@ A preset's name is its location below the bucket root, e.g. `simclrv2/pretrained
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import os
 from collections.abc import Mapping
 
 from tf_simclr.errors import ArgumentError
+from tf_simclr.presets import published
 
-REGISTRY_FILE = os.path.join(os.path.dirname(__file__), "registry.json")
 # A published model's files, below its location (the reference's TF2 SavedModel).
 FILES = (
     "saved_model/saved_model.pb",
@@ -26,11 +24,11 @@ FILES = (
 
 @dataclasses.dataclass(frozen=True)
 class Preset:
-    """One published model (see `registry.json` for where each number comes from)."""
+    """One published model (`published.py` says where each number comes from)."""
 
     name: str  # also its location below the bucket root
     version: int  # SimCLR v1 or v2
-    training: str  # pretrained, finetuned_10pct, supervised, ...
+    training: str  # pretrained, finetuned_10pct, supervised, ... (SimCLRv1: pretrain, ...)
     depth: int
     width_multiplier: int
     sk: bool  # selective kernels (sk_ratio 0.0625)
@@ -63,27 +61,46 @@ def encoder_params(encoder) -> int:
     return sum(math.prod(v.shape) for v in encoder.trainable_weights)
 
 
-def read(path: str = REGISTRY_FILE) -> dict[str, Preset]:
-    """The presets of a registry file (the package's by default), by name."""
-    with open(path) as f:
-        data = json.load(f)
-    presets = {}
-    for name, fields in data["presets"].items():
-        fields = dict(fields)
-        if "files" in fields:
-            fields["files"] = tuple(fields["files"])
-        presets[name] = Preset(name=name, **fields)
-    return presets
+# What `top1` measures, by the training of the model.
+PROTOCOLS = {
+    "pretrained": "linear eval",
+    "pretrain": "linear eval",
+    "supervised": "supervised",
+    **{
+        f"{prefix}_{pct}pct": f"fine-tuned on {pct}% of labels"
+        for prefix in ("finetuned", "finetune")
+        for pct in (1, 10, 100)
+    },
+}
+
+
+def from_row(row: tuple) -> Preset:
+    """A `Preset` of a row of `published.PRESETS`; version and training come from the name."""
+    name, depth, width, sk, encoder_params, params_m, top1, source = row
+    version, training = name.split("/")[:2]
+    return Preset(
+        name=name,
+        version=int(version.removeprefix("simclrv")),
+        training=training,
+        depth=depth,
+        width_multiplier=width,
+        sk=sk,
+        encoder_params=encoder_params,
+        params_m=params_m,
+        top1=top1,
+        top1_protocol=PROTOCOLS[training],
+        top1_source=source,
+    )
 
 
 _PRESETS: dict[str, Preset] | None = None
 
 
 def presets() -> dict[str, Preset]:
-    """The package's registry (read once)."""
+    """The package's registry, by name."""
     global _PRESETS
     if _PRESETS is None:
-        _PRESETS = read()
+        _PRESETS = {row[0]: from_row(row) for row in published.PRESETS}
     return _PRESETS
 
 

@@ -348,3 +348,8 @@ def test_the_architecture_has_the_claimed_parameter_count(architecture):
     assert round(count / 1e6) == params_m  # the published figure (README, paper)
     assert REFERENCE_COUNTS.get(architecture, count) == count
     keras.backend.clear_session()
+
+
+def test_the_docs_list_every_preset():
+    docs = pathlib.Path(__file__).parents[1] / "docs" / "official_models.md"
+    assert presets.table() in docs.read_text()

@@ -13,9 +13,10 @@ they are not registered.
 Columns:
 - `encoder_params`: trainable parameters of the ResNet encoder (no heads), counted by building
   `tf_simclr.models.ResNet` of the architecture (`tests/test_presets.py` builds them again).
-  They equal the reference's own counts where a fixture has them (r50_1x_sk0, r50_1x_sk1) and
-  round to `params_m`, the published figure (README table; for v1 the SimCLR paper: 24, 94,
-  375 M).
+  They equal the reference's own counts where a fixture has them (r50_1x_sk0, r50_1x_sk1).
+- `params_m`: the published figure, in millions: the README's for v2 (the rounded count of
+  every encoder variable, BatchNorm moving statistics included), the SimCLR paper's for v1
+  (24, 94, 375: the trainable count).
 - `top1`: published ImageNet top-1 (%): linear evaluation for pretrained models, else the
   model's own classifier; the last column says where it is published.
 """

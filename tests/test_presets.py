@@ -338,8 +338,14 @@ def test_every_name_resolves_to_a_well_formed_location():
         else:
             assert preset.architecture == "r50_" + name.rsplit("/", 1)[1] + "_sk0"
         assert 50 < preset.top1 < 90
-    with pytest.raises(ArgumentError, match="name='r50_1x_sk1': is not a published model"):
+    with pytest.raises(ArgumentError) as error:
         presets.get("r50_1x_sk1")
+    assert one_line(error).startswith("name='r50_1x_sk1': is not a published model; did you")
+    assert "simclrv2/pretrained/r50_1x_sk1 or simclrv2/finetuned_1pct/r50_1x_sk1 or" in (
+        str(error.value)
+    )
+    with pytest.raises(ArgumentError, match="list_presets"):
+        presets.get("simclrv3/r50")
     assert "| `simclrv2/pretrained/r50_1x_sk1` | r50_1x_sk1 | 35 | 74.6 (linear eval) |" in (
         presets.table()
     )

@@ -114,15 +114,18 @@ def find(name: str, registry: Mapping[str, Preset] | None = None) -> Preset | No
 
 
 def get(name: str, registry: Mapping[str, Preset] | None = None) -> Preset:
-    """The preset called `name`; else an ArgumentError listing how to see the names."""
+    """The preset called `name`; else an ArgumentError (naming the presets that end with it,
+    for a bare architecture such as `r50_1x_sk1`)."""
     preset = find(name, registry)
     if preset is None:
-        raise ArgumentError(
-            "name",
-            "is not a published model (tf_simclr.presets.list_presets() lists them, "
-            "e.g. simclrv2/pretrained/r50_1x_sk1)",
-            name,
+        registry = presets() if registry is None else registry
+        endings = [key for key in registry if key.endswith("/" + name.strip("/"))]
+        hint = (
+            f"did you mean {' or '.join(endings)}?"
+            if endings
+            else "tf_simclr.list_presets() lists them, e.g. simclrv2/pretrained/r50_1x_sk1"
         )
+        raise ArgumentError("name", f"is not a published model; {hint}", name)
     return preset
 
 

@@ -14,7 +14,8 @@ PACKAGE = ROOT / "tf_simclr"
 # Who may not import whom: the layer of a module is its first component below
 # tf_simclr (`tf_simclr.data.augment` -> "data"; `tf_simclr.run_dir` -> "run_dir").
 # Training drivers: everything that runs or configures a training job.
-DRIVERS = {"modes", "training", "builders", "run_dir", "callbacks", "config"}
+# `presets` downloads published models and imports them with `--mode=import`.
+DRIVERS = {"modes", "training", "builders", "run_dir", "callbacks", "config", "presets"}
 FORBIDDEN = {
     "data": DRIVERS | {"models", "eval", "export", "optim", "losses", "checkpoints", "layers"},
     "models": DRIVERS | {"data", "eval", "export", "checkpoints", "layers"},

@@ -4,7 +4,9 @@ Notebook use::
 
     from tf_simclr import ResNet, ProjectionHead, SimCLR, LARS, WarmupCosineDecay
     from tf_simclr.data import AugmentConfig, make_source, pretrain_dataset
-    from tf_simclr import load_official  # the published SimCLR v1/v2 models
+    from tf_simclr import load_official  # a published SimCLR v1/v2 model's files
+    from tf_simclr import from_preset  # one by name, downloaded and imported once
+    model = from_preset("simclrv2/pretrained/r50_1x_sk1")
     from tf_simclr import SimCLRAugment  # the augmentations as Keras layers (tf_simclr.layers)
 
 Names are imported lazily so that `run.py` can validate flags before
@@ -48,6 +50,9 @@ _EXPORTS = {
     "import_official": "tf_simclr.official",
     "embed": "tf_simclr.eval.embed",
     "Embeddings": "tf_simclr.eval.embed",
+    "from_preset": "tf_simclr.presets",
+    "load_preset": "tf_simclr.presets",
+    "list_presets": "tf_simclr.presets",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,0 +1,120 @@
+"""A published model by name: download (once), import (once), load.
+
+    model = load_preset("simclrv2/pretrained/r50_1x_sk1")
+
+The cache (`download.cache_dir()`) holds, for a preset named `a/b/c`:
+
+- `downloads/a/b/c/saved_model/...`: the published files, as fetched;
+- `models/a/b/c/`: the model_dir that `--mode=import` writes for them (`config.json`,
+  `model.json`, `ckpt-0`, `saved_model/0/`), usable wherever a model_dir is taken.
+
+Both appear by a rename once complete (and checked), so a later `load_preset` of the same name
+finds the model_dir, restores it, and neither reads the network nor converts anything. The
+loaded encoder's parameter count must equal the registry's (`Preset.encoder_params`), and the
+imported architecture must be the preset's: otherwise it is an error, and neither the model_dir
+nor the downloaded files are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+
+from absl import logging
+
+from tf_simclr.errors import ArgumentError
+from tf_simclr.presets import download
+from tf_simclr.presets import registry as registry_lib
+from tf_simclr.presets.registry import Preset
+
+
+def _check(preset: Preset, model, description: dict, where: str) -> None:
+    """The loaded model is the preset's: its architecture and encoder parameter count."""
+    architecture = description.get("imported_from", {}).get("architecture")
+    count = registry_lib.encoder_params(model.encoder)
+    if architecture != preset.architecture or count != preset.encoder_params:
+        raise ArgumentError(
+            "name",
+            f"{where} holds a {architecture} whose encoder has {count:,} trainable parameters; "
+            f"the registry's {preset.architecture} has {preset.encoder_params:,}",
+            preset.name,
+        )
+
+
+def load_preset(
+    name: str,
+    root: str | None = None,
+    cache: str | None = None,
+    registry: Mapping[str, Preset] | None = None,
+    **http_options,
+):
+    """Our `SimCLR` with the weights of the published model `name`.
+
+    Args:
+      name: a preset name (`list_presets()`), e.g. `simclrv2/pretrained/r50_1x_sk1`
+        or `simclrv2_pretrained_r50_1x_sk1`.
+      root: where to fetch from (default `$TF_SIMCLR_MODEL_ROOT` or the public bucket): a
+        folder, an http(s) URL or a gs:// location with the bucket's layout.
+      cache: the cache directory (default `download.cache_dir()`).
+      registry: the presets to look `name` up in (default the package's, `published.py`).
+      **http_options: `retries`, `backoff`, `timeout`, `progress` of `download.fetch_url`.
+
+    Raises:
+      ArgumentError: an unknown name, a failed download (one line with the URL), or files
+        that are not the preset's model (architecture or parameter count).
+    """
+    import tensorflow as tf
+
+    from tf_simclr import run_dir
+    from tf_simclr.config import Config
+    from tf_simclr.modes import import_official
+
+    preset = registry_lib.get(name, registry)
+    _, model_dir = download.paths(preset, cache)
+    if os.path.isdir(model_dir):
+        model, _, _ = run_dir.load_model(model_dir)
+        _check(preset, model, run_dir.read(model_dir), model_dir)
+        return model
+
+    source = download.download_preset(
+        preset.name, root, cache, {preset.name: preset}, **http_options
+    )
+    scratch = os.path.join(cache or download.cache_dir(), "tmp")
+    os.makedirs(scratch, exist_ok=True)
+    work = tempfile.mkdtemp(prefix="import-", dir=scratch)
+    try:
+        staged = os.path.join(work, "model")
+        config = Config(mode="import", checkpoint=source, model_dir=staged)
+        config.validate()
+        import_official.run(config, tf.distribute.get_strategy())
+        model, _, _ = run_dir.load_model(staged)
+        try:
+            _check(preset, model, run_dir.read(staged), source)
+        except ArgumentError:
+            shutil.rmtree(source, ignore_errors=True)  # not this model: fetch again next time
+            raise
+        _record_location(staged, model_dir)
+        os.makedirs(os.path.dirname(model_dir), exist_ok=True)
+        try:
+            os.replace(staged, model_dir)
+        except OSError:
+            if not os.path.isdir(model_dir):  # else another process has just put it there
+                raise
+        logging.info("Cached the imported %s in %s", preset.name, model_dir)
+        return model
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _record_location(staged: str, model_dir: str) -> None:
+    """config.json names the directory the model_dir ends up in, not the staging one."""
+    path = os.path.join(staged, "config.json")
+    with open(path) as f:
+        config = json.load(f)
+    config["model_dir"] = model_dir
+    with open(path, "w") as f:
+        json.dump(config, f, indent=2, sort_keys=True)
+        f.write("\n")

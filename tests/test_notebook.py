@@ -37,6 +37,25 @@ def test_committed_without_outputs():
             assert not cell.outputs and cell.execution_count is None, cell.source[:80]
 
 
+def test_the_notebooks_training_batches_mix_the_classes(class_sorted_folder, monkeypatch):
+    # The notebook's own settings and data cells, run here (its install cell: the imports):
+    # on a class-sorted image folder its first training batches hold many classes.
+    monkeypatch.setenv("TF_SIMCLR_QUICK", "1")
+    monkeypatch.setenv("TF_SIMCLR_DATA_DIR", str(class_sorted_folder))
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    namespace = {}
+    for cell in notebook.cells[:7]:
+        tags = cell.metadata.get("tags", [])
+        if cell.cell_type == "code" and (
+            "settings" in tags or "data" in tags or "pip" in cell.source
+        ):
+            exec(cell.source, namespace)
+    labels = [batch["label"].numpy() for batch in namespace["train_data"].take(4)]
+    assert namespace["BATCH_SIZE"] == 32 and all(len(b) == 32 for b in labels)
+    classes = [len(set(b.tolist())) for b in labels]
+    assert min(classes) >= 5, classes  # of 8; the folder's order: [1, 1, 1, 1]
+
+
 @pytest.mark.slow
 @pytest.mark.ci  # issue 14: the notebook is executed in CI (minutes: the ci step, not the default)
 def test_quickstart_notebook_runs_and_draws(tmp_path, monkeypatch):

@@ -19,9 +19,13 @@ other arm:
 - linear classifier on standardised frozen encoder features (30 epochs);
 - the online linear probe trained during pretraining (top-1/top-5).
 
-It writes one JSON per arm to `docs/results/ablations/<arm>.json` (config,
-steps, wall clock, metrics, loss curves) as soon as the arm is done; arms with a
-JSON are skipped, so the study can run across several sittings.
+It writes one JSON per arm to `<results_dir>/<arm>.json` (config, steps, wall
+clock, metrics, loss curves) as soon as the arm is done; arms with a JSON are
+skipped, so the study can run across several sittings. `--results_dir` defaults
+to `<work_dir>/results`, a fresh directory beside the arms' model_dirs: the
+committed results (`docs/results/ablations/`) are neither taken for done arms
+nor written unless `--results_dir` names them, and an arm's JSON is only ever
+replaced with `--force`.
 `scripts/ablations_report.py` turns the JSON files into tables and figures.
 """
 
@@ -236,17 +240,27 @@ def command_run(args) -> None:
             f"--data_dir={args.data_dir} holds no train/ folder: extract "
             "../shared/data/cifar10-jpg.tar.gz there first"
         )
+    results_dir = results_dir_of(args)
+    _log(f"results: {results_dir}")
     for arm in select_arms(args.arms):
-        if os.path.exists(os.path.join(args.results_dir, f"{arm.name}.json")) and not args.force:
+        if os.path.exists(os.path.join(results_dir, f"{arm.name}.json")) and not args.force:
             _log(f"{arm.name}: done already")
             continue
-        run_arm(arm, os.path.abspath(args.data_dir), args.work_dir, args.results_dir, extra)
+        run_arm(arm, os.path.abspath(args.data_dir), args.work_dir, results_dir, extra)
+    _log(f"tables and figures: python scripts/ablations.py report --results_dir={results_dir}")
+
+
+def results_dir_of(args) -> str:
+    """`--results_dir`, else `<work_dir>/results`: never the committed results by default."""
+    return os.path.abspath(args.results_dir or os.path.join(args.work_dir, "results"))
 
 
 def command_list(args) -> None:
     """One line per arm, in priority order: done or missing, name, group, overrides."""
+    results_dir = results_dir_of(args)
+    print(f"results: {results_dir} (committed: --results_dir={os.path.relpath(RESULTS_DIR)})")
     for arm in ARMS:
-        done = os.path.exists(os.path.join(args.results_dir, f"{arm.name}.json"))
+        done = os.path.exists(os.path.join(results_dir, f"{arm.name}.json"))
         flags = " ".join(
             f"--{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in arm.flags.items()
         )
@@ -266,9 +280,19 @@ def main(argv=None) -> None:
     parser.add_argument("command", choices=("list", "run", "report"))
     parser.add_argument("--data_dir", default="/tmp/data/cifar10_jpg")
     parser.add_argument("--work_dir", default="/tmp/ablations", help="model_dirs of the arms")
-    parser.add_argument("--results_dir", default=RESULTS_DIR)
+    parser.add_argument(
+        "--results_dir",
+        default="",
+        help="where the arms' JSON files go (default: <work_dir>/results); the committed "
+        f"results are {os.path.relpath(RESULTS_DIR, ROOT)}: name them to add to them "
+        "(--force replaces an arm's JSON)",
+    )
     parser.add_argument("--arms", default="", help="comma-separated arm names (default: all)")
-    parser.add_argument("--force", action="store_true", help="re-run arms that have results")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="re-run arms that have results (their JSON is replaced)",
+    )
     parser.add_argument(
         "--set",
         action="append",

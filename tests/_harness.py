@@ -157,3 +157,70 @@ def logged_losses(model_dir):
     """{step: loss} from the TensorBoard scalars of model_dir/train (the running mean over
     the epoch so far, finite exactly as long as every loss of the epoch so far is)."""
     return scalars(pathlib.Path(model_dir) / "train", "train/loss")
+
+
+def _as_saved(value):
+    """`value` as a get_config would hold it: tuples as lists, dataclasses as dicts, Keras
+    objects serialised."""
+    import dataclasses
+
+    import keras
+
+    if isinstance(value, (tuple, list)):
+        return [_as_saved(v) for v in value]
+    if dataclasses.is_dataclass(value):
+        return dataclasses.asdict(value)
+    if hasattr(value, "get_config"):
+        return keras.saving.serialize_keras_object(value)
+    return value
+
+
+def _holds(saved, given) -> bool:
+    """Whether the config entry `saved` holds the constructor argument `given`."""
+    want = _as_saved(given)
+    if isinstance(want, dict) and isinstance(saved, dict) and "config" in want:
+        return saved.get("config") == want["config"]  # a nested object: its own config
+    if isinstance(want, str) and isinstance(saved, dict):  # e.g. a dtype policy's name
+        return want in json.dumps(saved)
+    if isinstance(want, float) and isinstance(saved, (int, float)):  # e.g. stored float32
+        return abs(saved - want) <= 1e-6 * abs(want)
+    return saved == want
+
+
+def assert_config_round_trip(cls, not_covered=(), **arguments):
+    """`cls(**arguments)` survives get_config -> from_config, with every argument kept.
+
+    Every parameter of `cls.__init__` (bar `**kwargs` and `not_covered`, the inherited
+    arguments of a Keras base class) must be given, and with a default must be given another
+    value: a default value would round-trip even when get_config drops the argument, and a
+    new constructor argument must join the caller's test. Each given value must be in the
+    config under its argument's name, and the restored object must have the same config.
+    Returns the restored object.
+    """
+    import inspect
+
+    parameters = inspect.signature(cls.__init__).parameters
+    expected = {
+        name
+        for name, p in parameters.items()
+        if name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+    } - set(not_covered)
+    missing = expected - set(arguments)
+    assert not missing, f"{cls.__name__}: give non-default values of {sorted(missing)}"
+    for name, value in arguments.items():
+        if name in parameters and parameters[name].default is not inspect.Parameter.empty:
+            assert not _holds(_as_saved(parameters[name].default), value), (
+                f"{cls.__name__}({name}=...): give a value other than the default"
+            )
+    original = cls(**arguments)
+    config = original.get_config()
+    for name, value in arguments.items():
+        # A class of one `config` argument (a dataclass) may return it as its whole config.
+        saved = config if name == "config" and name not in config else config.get(name)
+        assert name in config or saved is config, f"{cls.__name__}.get_config() drops {name!r}"
+        assert _holds(saved, value), f"{cls.__name__} {name}: {saved!r} != {value!r}"
+    # Through JSON, as a .keras file stores it (tuples come back as lists).
+    stored = json.loads(json.dumps(config))
+    restored = cls.from_config(stored)
+    assert json.loads(json.dumps(restored.get_config())) == stored, cls.__name__
+    return restored

@@ -68,6 +68,28 @@ def session_train_test_folder(tmp_path_factory):
     return write_image_folder(root, "test", per_class=4, seed=1)
 
 
+# Bigger than the pipelines' default shuffle buffer (at least 1000 examples): read in the
+# folder's order, a class fills the whole buffer and every early batch holds that class only.
+CLASS_SORTED_CLASSES, CLASS_SORTED_PER_CLASS = 8, 1100
+
+
+@pytest.fixture(scope="session")
+def class_sorted_folder(tmp_path_factory):
+    """root/{train,test}/<class>/<i>.jpg, 8 classes of 1,100 (train) and 200 (test) 8 px
+    images: a folder scanned in class order whose classes each outnumber the default shuffle
+    buffer. One JPEG per class, written under every name of the class (cheap)."""
+    root = tmp_path_factory.mktemp("class_sorted")
+    for split, per_class in (("train", CLASS_SORTED_PER_CLASS), ("test", 200)):
+        for c in range(CLASS_SORTED_CLASSES):
+            folder = root / split / f"class{c}"
+            folder.mkdir(parents=True)
+            pixels = np.full((8, 8, 3), 30 * c, np.uint8)
+            data = tf.io.encode_jpeg(pixels).numpy()
+            for i in range(per_class):
+                (folder / f"{i:04d}.jpg").write_bytes(data)
+    return root
+
+
 @pytest.fixture(scope="session")
 def make_image_folder():
     """`write_image_folder` itself, for other classes, sizes or counts (tests cannot import

@@ -82,6 +82,24 @@ def test_label_term_uses_only_labelled_images():
     assert logs["loss"] == pytest.approx(logs["distill_loss"], rel=1e-6)
 
 
+def test_label_term_is_the_mean_over_the_labelled_images_of_a_mixed_batch():
+    # Issue 23: 2 labelled images of 8. Averaged over the whole batch the term would be 4x
+    # too small (100x with 1% labels); the all-unlabelled batch above cannot tell.
+    teacher, student = tiny_classifier(), tiny_classifier()
+    data = batches(1)[0]
+    data["label"][:] = [-1, 2, -1, -1, 0, -1, -1, -1]
+    distiller = Distiller(student, teacher, temperature=2.0, label_weight=0.5)
+    distiller.compile(optimizer=keras.optimizers.SGD(0.0))
+    logs = distiller.test_on_batch(data, return_dict=True)  # inference mode: no BN batch stats
+    logits = student(data["image"], training=False)["logits"].numpy().astype("float64")
+    log_q = logits - logits.max(-1, keepdims=True)
+    log_q -= np.log(np.exp(log_q).sum(-1, keepdims=True))
+    labelled = data["label"] >= 0
+    want = -log_q[labelled, data["label"][labelled]].mean()
+    assert logs["label_loss"] == pytest.approx(want, rel=1e-5)
+    assert logs["loss"] == pytest.approx(logs["distill_loss"] + 0.5 * want, rel=1e-5)
+
+
 def test_two_replicas_step_like_one(mirrored_strategy, worst_relative_step):
     """Teacher and student replicated, the loss scaled once per replica: the same step."""
     data = batches(1, batch=8)[0]

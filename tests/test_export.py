@@ -409,3 +409,17 @@ def test_keras_file_round_trip(tmp_path):
         assert_outputs_close(keras_outputs(reloaded, views), keras_outputs(model, views))
     with pytest.raises(ValueError, match=r"\.keras"):
         export.save_keras(model, str(tmp_path / "model.h5"))
+
+
+def test_returned_paths_are_absolute_from_a_relative_directory(tmp_path, monkeypatch):
+    # Issue 23: the notebook's default WORK_DIR is relative and its serving check runs in a
+    # subprocess elsewhere (cwd="/"): the paths the library returns must still hold there.
+    monkeypatch.chdir(tmp_path)
+    model = built(TinyClassifier(), 16)
+    saved = export.export_saved_model(model, os.path.join("runs", "saved_model"), 1, 16)
+    assert saved == str(tmp_path / "runs" / "saved_model" / "1")
+    keras_file = export.save_keras(model, os.path.join("runs", "model.keras"))
+    assert keras_file == str(tmp_path / "runs" / "model.keras")
+    monkeypatch.chdir("/")
+    assert "serving_default" in tf.saved_model.load(saved).signatures
+    assert os.path.exists(keras_file)

@@ -297,3 +297,42 @@ def test_short_runs_write_their_last_step_and_evaluation_to_tensorboard(
     evaluation = _scalar_steps(model_dir / "eval_test")
     assert evaluation["eval_test/knn_top1"] == {3} and "eval_test/probe_top1" in evaluation
     # --train_summary_steps=0 writes none: test_reference_dropin.py's module run.
+
+
+# Issue 23: every architecture field of model.json, by name, with a value other than the
+# tiny run's (and what else that value needs). Written here, not read from MODEL_FIELDS, so
+# that a field dropped from model.json fails (it would be neither adopted nor checked).
+SAVED_ARCHITECTURE = {
+    "train_mode": "finetune",
+    "resnet_depth": 34,
+    "width_multiplier": 0.25,
+    "sk_ratio": 0.0625,
+    "se_ratio": 0.25,
+    "proj_head_mode": "linear",
+    "proj_out_dim": 16,
+    "num_proj_layers": 3,
+    "ft_proj_selector": 1,
+    "lineareval_while_pretraining": False,
+    "fine_tune_after_block": 2,
+    "image_size": 24,
+}
+NEEDS = {"fine_tune_after_block": {"train_mode": "finetune"}}
+
+
+def test_model_json_holds_exactly_the_architecture_fields():
+    assert sorted(run_dir.MODEL_FIELDS) == sorted(SAVED_ARCHITECTURE)
+
+
+@pytest.mark.parametrize("name", sorted(SAVED_ARCHITECTURE))
+def test_each_architecture_field_round_trips_and_a_contradiction_is_refused(name, tmp_path):
+    value, needs = SAVED_ARCHITECTURE[name], NEEDS.get(name, {})
+    written = _harness.tiny_config(tmp_path, **needs, **{name: value})
+    run_dir.write(str(tmp_path / run_dir.MODEL_FILE), run_dir.describe(written, num_classes=10))
+    assert run_dir.read(str(tmp_path))["model"][name] == value
+
+    today = _harness.tiny_config(tmp_path, **needs)  # the flag not given: adopted
+    assert getattr(today, name) != value
+    given = frozenset(needs)
+    assert getattr(modes.resolve(today, given), name) == value
+    with pytest.raises(ConfigError, match=f"^--{name}=.*: contradicts .*--{name}={value}"):
+        modes.resolve(today, given | {name})  # given, and another value: refused

@@ -72,11 +72,16 @@ def train_source(config: Config, subset: bool = True) -> Source:
 
 
 def eval_source(config: Config) -> Source:
+    """The evaluation split, its files in a seeded order (`--seed`): the whole split scores
+    the same in any order, and the first `--eval_steps` batches are then a fair sample
+    (an image folder's own order is by class)."""
     with flags_for(split="eval_split"):
         return make_source(
             config.dataset,
             config.eval_split,
             data_dir=config.data_dir or None,
+            shuffle_files=True,
+            seed=config.seed,
             download=config.download,
         )
 

@@ -17,6 +17,8 @@ leaves a half-written checkpoint that a restart would pick up.
 prefix or a SavedModel exported by `tf_simclr.export` (whose variables are the
 model's, in order). Errors are `ArgumentError`s naming the argument (`path`,
 `resume_dir`, `init_checkpoint`), one line each, never a TensorFlow traceback.
+A truncated or garbage checkpoint file is a `CorruptCheckpoint` naming the file; resuming
+then falls back to the newest older checkpoint that reads (with a warning saying so).
 """
 
 from __future__ import annotations
@@ -67,13 +69,46 @@ def step_of(path: str) -> int:
     return int(tail) if tail.isdigit() else 0
 
 
+class CorruptCheckpoint(ArgumentError):
+    """A checkpoint whose files cannot be read (truncated data, garbage index)."""
+
+
+# What TensorFlow says of a checkpoint file that is cut short or not a checkpoint.
+_CORRUPT_SIGNS = ("not an sstable", "read less bytes", "data loss", "corrupt", "truncated")
+
+
+def _corrupt(prefix: str, error: BaseException, argument: str, path: str) -> CorruptCheckpoint:
+    """The one-line error naming the unreadable file of checkpoint `prefix`."""
+    detail = " ".join(str(getattr(error, "message", error)).split())[:200]
+    data = sorted(tf.io.gfile.glob(prefix + ".data-*"))
+    index_broken = "sstable" in detail.lower() or not data
+    name = prefix + ".index" if index_broken else ", ".join(data)
+    return CorruptCheckpoint(
+        argument, f"checkpoint file {name} is unreadable (truncated or corrupt: {detail})", path
+    )
+
+
+def _is_corrupt(error: BaseException) -> bool:
+    if isinstance(error, (IndexError, tf.errors.DataLossError)):
+        return True
+    text = str(getattr(error, "message", error)).lower()
+    return isinstance(error, tf.errors.OpError) and any(s in text for s in _CORRUPT_SIGNS)
+
+
 def _restore(checkpoint: tf.train.Checkpoint, prefix: str, what: str, argument: str, path: str):
     """Restores `checkpoint` from `prefix`; every variable of it must be found and fit."""
     status = None
     try:
         status = checkpoint.restore(prefix)
         status.assert_existing_objects_matched()
-    except (AssertionError, ValueError, tf.errors.OpError) as e:
+    except (IndexError, tf.errors.OpError) as e:
+        if _is_corrupt(e):
+            raise _corrupt(prefix, e, argument, path) from None
+        if status is not None:
+            status.expect_partial()
+        detail = " ".join(str(getattr(e, "message", e)).split())[:300]
+        raise ArgumentError(argument, f"does not fit {what}: {detail}", path) from None
+    except (AssertionError, ValueError) as e:
         if status is not None:
             status.expect_partial()  # no second wall of "could not be found" warnings
         detail = " ".join(str(getattr(e, "message", e)).split())[:300]
@@ -124,7 +159,13 @@ def _lacks_head(model: keras.Model, prefix: str) -> bool:
     head = getattr(model, "head", None)
     if head is None or not head.weights:
         return False
-    return not _saves_head(tf.train.load_checkpoint(prefix).get_variable_to_shape_map())
+    try:
+        keys = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
+    except (IndexError, tf.errors.OpError) as e:
+        if _is_corrupt(e):
+            raise _corrupt(prefix, e, "path", prefix) from None
+        raise
+    return not _saves_head(keys)
 
 
 def _saves_head(keys) -> bool:
@@ -303,6 +344,49 @@ def copy_parts(parts: dict[str, keras.layers.Layer], source: keras.Model) -> Non
     logging.info("Loaded %s from a saved model", " and ".join(parts))
 
 
+def _resume(manager: tf.train.CheckpointManager, prefix: str, resume_dir: str) -> bool:
+    """Restores the manager's checkpoint from `prefix`; returns whether it is a legacy one."""
+    model = manager.checkpoint.model
+    try:
+        legacy = _lacks_head(model, prefix)
+    except CorruptCheckpoint as e:
+        raise CorruptCheckpoint("resume_dir", e.message, resume_dir) from None
+    # An old checkpoint: the head's trainable variables come back through the
+    # optimizer's variable list, which is part of this checkpoint.
+    with _legacy_head_layout(model, legacy):
+        _restore(
+            manager.checkpoint,
+            prefix,
+            "this model (was it written with other flags? see its model.json)",
+            "resume_dir",
+            resume_dir,
+        )
+    return legacy
+
+
+def _resume_newest_readable(manager, latest: str, resume_dir: str) -> tuple[str, bool]:
+    """Resumes from `latest`, else (unreadable) from the newest older checkpoint that reads,
+    saying so; `(prefix, legacy)`. Every checkpoint unreadable: the latest's error."""
+    state = tf.train.get_checkpoint_state(resume_dir)
+    older = [p for p in (state.all_model_checkpoint_paths if state else []) if p != latest]
+    older = [p if os.path.isabs(p) else os.path.join(resume_dir, p) for p in older]
+    try:
+        return latest, _resume(manager, latest, resume_dir)
+    except CorruptCheckpoint as first:
+        for prefix in sorted(older, key=step_of, reverse=True):
+            try:
+                legacy = _resume(manager, prefix, resume_dir)
+            except CorruptCheckpoint:
+                continue
+            logging.warning(
+                "%s; resumed from the previous complete checkpoint %s instead",
+                first.message,
+                prefix,
+            )
+            return prefix, legacy
+        raise
+
+
 def restore_or_initialize(
     manager: tf.train.CheckpointManager,
     init_checkpoint: str = "",
@@ -321,18 +405,7 @@ def restore_or_initialize(
     resume_dir = resume_dir or manager.directory
     latest = tf.train.latest_checkpoint(resume_dir)
     if latest:
-        model = manager.checkpoint.model
-        legacy = _lacks_head(model, latest)
-        # An old checkpoint: the head's trainable variables come back through the
-        # optimizer's variable list, which is part of this checkpoint.
-        with _legacy_head_layout(model, legacy):
-            _restore(
-                manager.checkpoint,
-                latest,
-                "this model (was it written with other flags? see its model.json)",
-                "resume_dir",
-                resume_dir,
-            )
+        latest, legacy = _resume_newest_readable(manager, latest, resume_dir)
         if legacy:
             logging.warning(
                 "%s was written before checkpoints held the projection head: its BatchNorm "

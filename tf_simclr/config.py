@@ -290,8 +290,10 @@ class Config:
     knn_temperature: float = _field(0.1, "Temperature of the kNN vote weights.")
     eval_steps: int = _field(
         0,
-        "Evaluate the classifier (or probe) on only this many batches of --eval_split; "
-        "0: the whole split (as the reference). kNN always uses the whole split.",
+        "Evaluate the classifier (or probe) on only this many batches of --eval_split, "
+        "its files in a seeded random order (--seed), and say so in the results "
+        "(partial_eval, split_num_examples); 0: the whole split (as the reference). kNN "
+        "always uses the whole split.",
     )
     eval_name: str = _field(
         "",

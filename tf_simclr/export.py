@@ -252,6 +252,14 @@ def _build_module(
     return root, signatures
 
 
+def absolute_path(path: str) -> str:
+    """`path` made absolute against the current directory, unless it is a URL (`gs://...`):
+    a path the library returns must still name the same file in a subprocess or after a
+    `chdir` (a serving check runs elsewhere)."""
+    path = os.fspath(path)
+    return path if "://" in path else os.path.abspath(path)
+
+
 def export_saved_model(
     model: keras.Model,
     export_root: str,
@@ -260,7 +268,8 @@ def export_saved_model(
     crop_proportion: float | None = None,
     description: dict | None = None,
 ) -> str:
-    """Writes `model` as a SavedModel to `export_root/<step>/`; returns that path.
+    """Writes `model` as a SavedModel to `export_root/<step>/`; returns that path, absolute
+    (`absolute_path`).
 
     The SavedModel is written to a hidden temporary directory in `export_root`
     and then renamed, so TF Serving, which loads only integer-named
@@ -291,7 +300,7 @@ def export_saved_model(
         raise ValueError("the model must be built (called once) before export")
     root, signatures = _build_module(model, image_size, crop_proportion)
 
-    export_root = os.fspath(export_root)
+    export_root = absolute_path(export_root)
     tf.io.gfile.makedirs(export_root)
     path = os.path.join(export_root, str(step))
     token = uuid.uuid4().hex[:8]
@@ -342,12 +351,13 @@ def prune_exports(export_root: str, keep: int, newest: int | None = None) -> lis
 
 
 def save_keras(model: keras.Model, path: str) -> str:
-    """Saves `model` (architecture, weights, compile state) as a `.keras` file; returns `path`.
+    """Saves `model` (architecture, weights, compile state) as a `.keras` file; returns `path`,
+    absolute (`absolute_path`).
 
     Written to a temporary file next to `path` and renamed, so `path` is
     either the old file or the complete new one. Load with `load_keras`.
     """
-    path = os.fspath(path)
+    path = absolute_path(path)
     if not path.endswith(".keras"):
         raise ValueError(f"path must end with '.keras', got {path!r}")
     directory, name = os.path.split(path)

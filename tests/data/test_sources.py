@@ -319,7 +319,9 @@ def test_image_folder_unlabeled(tmp_path):
     split_dir = tmp_path / "unlabeled"
     _write(str(split_dir / "a.png"), tf.io.encode_png(_rng_image((5, 6, 3), 0)).numpy())
     _write(str(split_dir / "b.jpeg"), tf.io.encode_jpeg(_rng_image((8, 4, 3), 1)).numpy())
-    source = sources.make_source("image_folder", "unlabeled", data_dir=str(tmp_path))
+    source = sources.make_source(
+        "image_folder", "unlabeled", data_dir=str(tmp_path), shuffle_files=False
+    )  # the stored order: sorted by name
     assert (source.num_examples, source.num_classes, source.class_names) == (2, 0, ())
     examples = list(source.dataset.as_numpy_iterator())
     assert [int(ex["label"]) for ex in examples] == [-1, -1]

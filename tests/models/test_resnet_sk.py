@@ -293,6 +293,42 @@ def test_se_layers(depth, filters, channels):
     assert sum(n.endswith("_se_scale") for n in names) == blocks
 
 
+def numpy_squeeze_excitation(x, reduce_kernel, reduce_bias, expand_kernel, expand_bias):
+    """The reference's SE block (google-research/simclr tf2/resnet.py, `SE_Layer.call`):
+    x * sigmoid(expand(relu(reduce(mean over H, W of x)))), 1x1 convs with bias."""
+    squeezed = x.mean(axis=(1, 2), keepdims=True)
+    hidden = np.maximum(squeezed @ reduce_kernel[0, 0] + reduce_bias, 0.0)
+    gate = 1.0 / (1.0 + np.exp(-(hidden @ expand_kernel[0, 0] + expand_bias)))
+    return x * gate
+
+
+@pytest.mark.parametrize("depth, bn", [(18, "bn2"), (50, "bn3")])
+def test_squeeze_excitation_matches_the_reference_numbers(depth, bn):
+    # Issue 23: structure and gradients alone let an SE without its global-average squeeze
+    # through. Random BN and SE parameters (the block's last BN starts at gamma 0, which
+    # would make the SE input 0); the block's SE input and output from the model's graph.
+    keras.utils.set_random_seed(0)
+    model = ResNet(depth, width_multiplier=TINY_WIDTH, cifar_stem=True, se_ratio=0.5)
+    rng = np.random.default_rng(0)
+    for variable in model.weights:
+        if variable.path.endswith(("gamma", "beta", "bias")):
+            low = 0.5 if variable.path.endswith("gamma") else -1.0
+            variable.assign(rng.uniform(low, 1.5, variable.shape).astype("float32"))
+    prefix = "block_group1_block1_"
+    probe = keras.Model(
+        model.inputs,
+        [model.get_layer(f"{prefix}{bn}").output, model.get_layer(f"{prefix}se_scale").output],
+    )
+    images = rng.uniform(size=(3, 16, 16, 3)).astype("float32")
+    se_in, se_out = (np.asarray(t, np.float64) for t in probe(images, training=False))
+    reduce, expand = model.get_layer(f"{prefix}se_reduce"), model.get_layer(f"{prefix}se_expand")
+    want = numpy_squeeze_excitation(
+        se_in, *(np.asarray(w, np.float64) for w in (*reduce.weights, *expand.weights))
+    )
+    assert np.abs(se_in.mean(axis=(1, 2)) - se_in[:, :1, :1].mean(axis=(1, 2))).max() > 1e-2
+    np.testing.assert_allclose(se_out, want, rtol=1e-4, atol=1e-5)
+
+
 def test_every_bn_is_named_bn():
     model = ResNet(50, width_multiplier=TINY_WIDTH, sk_ratio=SK_RATIO, se_ratio=0.25)
     for layer in model.layers:

@@ -433,6 +433,34 @@ def test_run_trains_evaluates_records_and_skips_done_arms(
     assert again["train_seconds"] == pytest.approx(sum(map(float, runs)), abs=0.1)
 
 
+def test_run_writes_new_results_apart_from_the_committed_ones(
+    ablations, train_test_folder, tmp_path, monkeypatch, capsys
+):
+    """Issue 23: in a fresh clone `run` took the committed JSON files for done arms and
+    trained nothing. By default it now writes to <work_dir>/results; the committed files
+    count (and are replaced) only when --results_dir names them (and with --force)."""
+    committed = pathlib.Path(ablations.RESULTS_DIR)
+    assert (committed / "base.json").exists() and (committed / "no_color.json").exists()
+    trained = []
+    monkeypatch.setattr(
+        ablations,
+        "run_arm",
+        lambda arm, data, work, results, extra: trained.append((arm.name, results)),
+    )
+    work = tmp_path / "work"
+    command = ["run", f"--data_dir={train_test_folder}", f"--work_dir={work}"]
+    ablations.main([*command, "--arms=base,no_color"])
+    fresh = str(work / "results")
+    assert trained == [("base", fresh), ("no_color", fresh)]
+    assert "done already" not in capsys.readouterr().out
+
+    trained.clear()
+    ablations.main([*command, "--arms=base", f"--results_dir={committed}"])
+    assert trained == [] and "base: done already" in capsys.readouterr().out
+    ablations.main([*command, "--arms=base", f"--results_dir={committed}", "--force"])
+    assert trained == [("base", str(committed))]
+
+
 def test_run_without_data_is_a_clear_error(tmp_path):
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "ablations.py"), "run", f"--data_dir={tmp_path}"],

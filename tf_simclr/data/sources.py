@@ -1,7 +1,9 @@
 """Data sources: un-augmented examples from TFDS or from a folder of images.
 
-A source yields examples ``{"image": uint8 [H, W, 3], "label": int64 []}`` in a
-fixed order (no shuffling beyond optional file-level shuffling, no repeat).
+A source yields examples ``{"image": uint8 [H, W, 3], "label": int64 []}`` in an
+order fixed per source: the files shuffled once (the default, ``shuffle_files=True``:
+a training source must not be read in class order) or, with ``shuffle_files=False``,
+as stored (an image folder: sorted by class then name). No repeat.
 ``label`` is ``-1`` when the data has no labels. Augmentation, shuffling,
 batching and repetition are the pipeline's job (``tf_simclr.data.pipeline``),
 so adding a dataset means adding a source and nothing else.
@@ -75,7 +77,7 @@ class Source:
 
     Attributes:
       dataset: yields ``{"image": uint8 [H, W, 3], "label": int64 []}``; not
-        shuffled (except optional file-level shuffling) and not repeated.
+        repeated, and shuffled at file level only (when built with ``shuffle_files``).
       num_examples: examples in the split. For image folders this counts files
         that passed the header check; a file that still fails to decode is
         dropped while iterating, so the dataset can yield slightly fewer.
@@ -124,7 +126,7 @@ def tfds_source(
     name: str,
     split: str,
     data_dir: str | None = None,
-    shuffle_files: bool = False,
+    shuffle_files: bool = True,
     seed: int | None = None,
     download: str = "auto",
 ) -> Source:
@@ -137,8 +139,9 @@ def tfds_source(
       data_dir: TFDS data directory; None uses the TFDS default (~/tensorflow_datasets).
       shuffle_files: shuffle the order of the record files (TFDS stores each
         split in shards); cheap, and needed for large datasets whose shuffle
-        buffer holds only a small fraction of the split. The order is fixed by
-        ``seed`` (not reshuffled on each iteration), so every epoch and every
+        buffer holds only a small fraction of the split. On by default (the
+        training-correct choice); False reads the shards in their stored order.
+        The order is fixed by ``seed`` (not reshuffled on each iteration), so every epoch and every
         restarted run reads the files in the same order; the pipeline's seeded
         per-epoch shuffle varies the example order.
       seed: file-shuffling seed (only used with ``shuffle_files``).
@@ -438,7 +441,7 @@ def _decode(path: tf.Tensor, label: tf.Tensor) -> dict[str, tf.Tensor]:
 def image_folder_source(
     root: str,
     split: str,
-    shuffle_files: bool = False,
+    shuffle_files: bool = True,
     seed: int | None = None,
 ) -> Source:
     """Images read from ``root/split/<label>/<image>`` or ``root/split/<image>``.
@@ -449,9 +452,12 @@ def image_folder_source(
       shuffle_files: shuffle the file list (full shuffle of the paths, the same
         order on every iteration for a given ``seed``, so a restarted run can
         rebuild it; the pipeline's per-epoch shuffle varies the example order).
-        The scan order is sorted by class, which a bounded shuffle buffer
-        downstream cannot undo, so turn this on for training.
-      seed: seed of the file-list shuffle.
+        On by default: the scan order is sorted by class, which a bounded
+        shuffle buffer downstream cannot undo (every early batch would hold one
+        class). ``False`` keeps the scan order (`scan_image_folder`), e.g. to
+        line predictions up with the files.
+      seed: seed of the file-list shuffle; None: TensorFlow's global seed
+        decides (`keras.utils.set_random_seed`), else a random order.
 
     Decoding happens inside ``tf.data`` (any of JPEG/PNG/BMP/GIF, grayscale or
     RGBA, always giving uint8 RGB). Empty, non-image, truncated and unreadable
@@ -524,13 +530,15 @@ def make_source(
     dataset: str,
     split: str,
     data_dir: str | None = None,
-    shuffle_files: bool = False,
+    shuffle_files: bool = True,
     seed: int | None = None,
     download: str = "auto",
 ) -> Source:
     """Builds the source named by ``dataset``: ``"image_folder"`` or a TFDS name.
 
-    ``download`` applies to TFDS datasets (see `tfds_source`)."""
+    ``shuffle_files`` (default True) shuffles the file order once, by ``seed``: what a
+    training source needs (an image folder is scanned in class order); pass False for
+    the stored order. ``download`` applies to TFDS datasets (see `tfds_source`)."""
     if not dataset:
         raise DataError(
             "dataset",

@@ -1,18 +1,20 @@
 """`--mode=eval`: the latest checkpoint of `model_dir`, evaluated on `eval_split`.
 
-The model is rebuilt from `model_dir/model.json` (see `tf_simclr.run_dir`), so
-only the data it is evaluated on must be on disk. A pretrained model reports
-its online probe's top-1/top-5 (when it has one) and weighted kNN top-1 on
-encoder features (`tf_simclr.eval.knn`, against the features of
-`train_split`, all of it or `--knn_train_examples` of it); a fine-tuned or
-distilled one its classifier's top-1/top-5 (`--eval_steps` > 0: on that many
-batches only). Results go to the log, to `model_dir/eval_results.json` and
-`eval_<name>_<step>.json`, and to TensorBoard (`model_dir/eval_<name>/`), where
-<name> is `--eval_name` or the split. With `--eval_projector`, the encoder features
-of every eval image also go to TensorBoard's embedding projector
-(`tf_simclr.viz.write_dataset_projector`: vectors, labels, a sprite of the images)
-in that directory. `--eval_continuous` evaluates each new checkpoint until the run's
-last step.
+The model is rebuilt from `model_dir/model.json` (see `tf_simclr.run_dir`), so only the
+data it is evaluated on must be on disk. A pretrained model reports its online probe's
+top-1/top-5 (when it has one) and weighted kNN top-1 on encoder features
+(`tf_simclr.eval.knn`, against the features of `train_split`, all of it or
+`--knn_train_examples` of it); a fine-tuned or distilled one its classifier's
+top-1/top-5 (`--eval_steps` > 0: on that many batches only, the first ones of the
+split's files in a seeded order, so a fair sample even of a folder stored class by
+class; the results then say `partial_eval` and how many of the split's
+`split_num_examples` they scored). Results go to the log, to
+`model_dir/eval_results.json` and `eval_<name>_<step>.json`, and to TensorBoard
+(`model_dir/eval_<name>/`), where <name> is `--eval_name` or the split. With
+`--eval_projector`, the encoder features of every eval image also go to TensorBoard's
+embedding projector (`tf_simclr.viz.write_dataset_projector`: vectors, labels, a sprite
+of the images) in that directory. `--eval_continuous` evaluates each new checkpoint
+until the run's last step.
 """
 
 from __future__ import annotations
@@ -183,6 +185,18 @@ def evaluate_checkpoint(config: Config, strategy: tf.distribute.Strategy, locati
         prefix = "" if classifier else "probe_"
         metrics = evaluate_classifier(model, dataset, verbose=config.verbose)
         results.update({f"{prefix}{k}": v for k, v in metrics.items()})
+        # Say when the numbers are of a sample (--eval_steps), and of how many.
+        results["split_num_examples"] = source.num_examples
+        results["partial_eval"] = metrics["num_examples"] < source.num_examples
+        if results["partial_eval"]:
+            logging.warning(
+                "Partial evaluation: %d of the %d images of %s (--eval_steps=%d, a seeded "
+                "random sample); --eval_steps=0 scores them all",
+                metrics["num_examples"],
+                source.num_examples,
+                config.eval_split,
+                config.eval_steps,
+            )
     if config.train_mode == "pretrain" and config.eval_knn:
         if source.num_classes == 0:
             logging.warning("kNN evaluation skipped: the eval split has no labels")

@@ -178,6 +178,8 @@ def _as_saved(value):
 def _holds(saved, given) -> bool:
     """Whether the config entry `saved` holds the constructor argument `given`."""
     want = _as_saved(given)
+    if isinstance(saved, tuple):  # as JSON will hold it
+        saved = list(saved)
     if isinstance(want, dict) and isinstance(saved, dict) and "config" in want:
         return saved.get("config") == want["config"]  # a nested object: its own config
     if isinstance(want, str) and isinstance(saved, dict):  # e.g. a dtype policy's name

@@ -10,6 +10,7 @@ import keras
 import pytest
 
 from tests import _harness
+from tf_simclr import layers
 from tf_simclr.data import AugmentConfig, DeviceViews
 from tf_simclr.models import Classifier, ProjectionHead, ResNet, SimCLR
 from tf_simclr.models.batch_norm import FusedBatchNormalization
@@ -131,6 +132,43 @@ CASES = {
     "DeviceViews": lambda: (
         DeviceViews,
         dict(config=AugmentConfig(image_size=24, crop=False, color_jitter_strength=0.5)),
+    ),
+    # SimCLR's augmentations as Keras layers (tf_simclr.layers).
+    "RandomResizedCrop": lambda: (
+        layers.RandomResizedCrop,
+        dict(size=24, area_range=(0.2, 0.9), aspect_ratio_range=(0.5, 2.0), seed=3),
+    ),
+    "RandomColorJitter": lambda: (
+        layers.RandomColorJitter,
+        dict(strength=0.5, rate=0.6, impl="simclrv1", seed=3),
+    ),
+    "RandomGrayscale": lambda: (layers.RandomGrayscale, dict(rate=0.4, seed=3)),
+    "RandomGaussianBlur": lambda: (
+        layers.RandomGaussianBlur,
+        dict(rate=0.3, kernel_fraction=0.2, sigma_range=(0.2, 1.5), seed=3),
+    ),
+    "RandomApply": lambda: (
+        layers.RandomApply,
+        dict(layer=layers.RandomGrayscale(rate=1.0), rate=0.7, seed=3),
+    ),
+    "SimCLRAugment": lambda: (
+        layers.SimCLRAugment,
+        dict(
+            image_size=24,
+            crop=False,
+            crop_area_range=(0.2, 0.9),
+            aspect_ratio_range=(0.5, 2.0),
+            flip=False,
+            color_jitter=False,
+            color_jitter_strength=0.5,
+            color_jitter_prob=0.6,
+            color_jitter_impl="simclrv1",
+            grayscale=False,
+            grayscale_prob=0.4,
+            blur=False,
+            blur_prob=0.3,
+            seed=3,
+        ),
     ),
 }
 NOT_COVERED = {"FusedBatchNormalization": KERAS_BN_ARGUMENTS}

@@ -154,9 +154,10 @@ class ResNet(keras.Model):
         check_batch_norm_decay(batch_norm_decay)
         if not batch_norm_epsilon > 0:
             raise ValueError(f"`batch_norm_epsilon` must be > 0, got {batch_norm_epsilon!r}.")
-        for name, value in (("sk_ratio", sk_ratio), ("se_ratio", se_ratio)):
-            if value not in BOUNDS[name]:
-                raise ValueError(f"{name} must be {BOUNDS[name]}, got {value}")
+        # (`field`, not `name`: that is the layer's name argument, passed on below.)
+        for field, value in (("sk_ratio", sk_ratio), ("se_ratio", se_ratio)):
+            if value not in BOUNDS[field]:
+                raise ValueError(f"{field} must be {BOUNDS[field]}, got {value}")
 
         # Resolved now, so the policy is fixed at construction, not at first call.
         policy = keras.dtype_policies.get(dtype) if dtype is not None else None

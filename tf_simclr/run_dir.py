@@ -226,6 +226,12 @@ def load_model(
     return model, step, config
 
 
+def has_head(description: dict) -> bool:
+    """Whether the described model has a projection head (SimCLRv1's published models
+    have none)."""
+    return description["model"]["proj_head_mode"] != "none"
+
+
 def architecture_fields(architecture: official.Architecture, config: Config) -> dict:
     """The `Config` fields of a reference model's architecture (encoder and head)."""
     return {

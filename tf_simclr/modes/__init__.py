@@ -41,8 +41,11 @@ def resolve(config, given: frozenset[str]):
     import tensorflow as tf
     from absl import logging
 
-    from tf_simclr import run_dir
+    from tf_simclr import presets, run_dir
 
+    # A published model's name in --checkpoint / --teacher: its cached model_dir (or, to
+    # import, its downloaded files) from here on.
+    config = presets.resolve_names(config)
     if config.mode == "import":
         # The source decides the architecture (modes.import_official); nothing to adopt.
         config.validate()
@@ -60,12 +63,15 @@ def resolve(config, given: frozenset[str]):
             config.model_dir,
             run_dir.MODEL_FILE,
         )
-    elif config.train_mode in ("finetune", "distill") and config.checkpoint:
+    elif config.checkpoint and config.mode in ("train", "train_then_eval"):
+        # Fine-tuning, distilling, or pretraining on (continuing from) a --checkpoint.
         source = run_dir.read(config.checkpoint, "checkpoint")
         if source is None:  # a published reference model: its variables describe it
             source = run_dir.describe_reference(config.checkpoint, config)
         if source is not None:
-            fields = run_dir.ENCODER_FIELDS + run_dir.HEAD_FIELDS
+            fields = run_dir.ENCODER_FIELDS
+            if run_dir.has_head(source) or config.train_mode != "pretrain":
+                fields += run_dir.HEAD_FIELDS
             config = run_dir.adopt(config, source, given, fields, config.checkpoint, "checkpoint")
             run_dir.check_stem(config, source, config.checkpoint)
     # --ft_proj_selector=-1 (the last head layer) of the head now known, so that

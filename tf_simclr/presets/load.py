@@ -25,7 +25,7 @@ from collections.abc import Mapping
 
 from absl import logging
 
-from tf_simclr.errors import ArgumentError
+from tf_simclr.errors import ArgumentError, ConfigError
 from tf_simclr.presets import download
 from tf_simclr.presets import registry as registry_lib
 from tf_simclr.presets.registry import Preset
@@ -66,18 +66,42 @@ def load_preset(
       ArgumentError: an unknown name, a failed download (one line with the URL), or files
         that are not the preset's model (architecture or parameter count).
     """
+    from tf_simclr import run_dir
+
+    preset = registry_lib.get(name, registry)
+    model_dir, model = _cached_model_dir(preset, root, cache, **http_options)
+    if model is None:  # cached earlier: restore it, check it again
+        model, _, _ = run_dir.load_model(model_dir)
+        _check(preset, model, run_dir.read(model_dir), model_dir)
+    return model
+
+
+def preset_model_dir(
+    name: str,
+    root: str | None = None,
+    cache: str | None = None,
+    registry: Mapping[str, Preset] | None = None,
+    **http_options,
+) -> str:
+    """The cached model_dir of the published model `name` (downloaded and imported, then
+    checked, the first time; see `load_preset`): what `--checkpoint=NAME` and
+    `--teacher=NAME` stand for."""
+    preset = registry_lib.get(name, registry)
+    return _cached_model_dir(preset, root, cache, **http_options)[0]
+
+
+def _cached_model_dir(preset: Preset, root, cache, **http_options):
+    """`(model_dir, model)`: the cached model_dir of `preset`, made now if absent (then
+    `model` is the imported model, checked; else None)."""
     import tensorflow as tf
 
     from tf_simclr import run_dir
     from tf_simclr.config import Config
     from tf_simclr.modes import import_official
 
-    preset = registry_lib.get(name, registry)
     _, model_dir = download.paths(preset, cache)
     if os.path.isdir(model_dir):
-        model, _, _ = run_dir.load_model(model_dir)
-        _check(preset, model, run_dir.read(model_dir), model_dir)
-        return model
+        return model_dir, None
 
     source = download.download_preset(
         preset.name, root, cache, {preset.name: preset}, **http_options
@@ -104,9 +128,39 @@ def load_preset(
             if not os.path.isdir(model_dir):  # else another process has just put it there
                 raise
         logging.info("Cached the imported %s in %s", preset.name, model_dir)
-        return model
+        return model_dir, model
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+# The flags that take a model location, and so a preset name too.
+LOCATION_FLAGS = ("checkpoint", "teacher")
+
+
+def resolve_names(config):
+    """`config` with each preset name in `--checkpoint` / `--teacher` replaced by what it
+    stands for: the cached model_dir (downloaded and imported the first time), or, for
+    `--mode=import --checkpoint=NAME`, the downloaded published files. A value that exists
+    on disk or has a scheme (gs://, http://) is a location, never a name."""
+    changes = {}
+    for flag in LOCATION_FLAGS:
+        value = getattr(config, flag)
+        if not value or "://" in value or os.path.exists(value):
+            continue
+        preset = registry_lib.find(value)
+        if preset is None:
+            continue
+        try:
+            if config.mode == "import" and flag == "checkpoint":
+                changes[flag] = download.download_preset(
+                    preset.name, registry={preset.name: preset}
+                )
+            else:
+                changes[flag] = preset_model_dir(preset.name, registry={preset.name: preset})
+        except ArgumentError as e:
+            raise ConfigError(flag, e.message, value) from None
+        logging.info("--%s=%s: the published model, from %s", flag, value, changes[flag])
+    return config.replace(**changes) if changes else config
 
 
 def _record_location(staged: str, model_dir: str) -> None:

@@ -117,17 +117,12 @@ def test_supported_ranges_have_a_floor_and_a_ceiling():
     """Ranges, not pins (a pin would replace Colab's TensorFlow); requirements.txt pins
     the newest tested set, which the ranges include."""
     packaging = pytest.importorskip("packaging.requirements")
-    pins = {}
-    for line in (ROOT / "requirements.txt").read_text().splitlines():
-        line = line.split("#")[0].strip()
-        if line:
-            name, _, version = line.partition("==")
-            pins[requirement_name(name)] = version
+    pinned = pins("requirements.txt")
     for text in pyproject()["project"]["dependencies"]:
         requirement = packaging.Requirement(text)
         operators = {s.operator for s in requirement.specifier}
         assert operators == {">=", "<"}, text
-        assert requirement.specifier.contains(pins[requirement_name(text)]), (text, pins)
+        assert requirement.specifier.contains(pinned[requirement_name(text)]), (text, pinned)
 
 
 def test_version_has_one_source():
@@ -296,3 +291,39 @@ def test_install_cell_without_a_source_says_how_to_give_one(monkeypatch, tmp_pat
     with pytest.raises(RuntimeError, match="TF_SIMCLR_SOURCE") as error:
         run_install_cell(monkeypatch, tmp_path, COLAB, has_tf_simclr=False)
     assert "\n" not in str(error.value)
+
+
+def pins(name: str) -> dict[str, str]:
+    found = {}
+    for line in (ROOT / name).read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line and not line.startswith("-r"):
+            package, _, version = line.partition("==")
+            found[requirement_name(package)] = version
+    return found
+
+
+def test_ci_tests_the_lower_bounds_and_the_newest_pins():
+    """requirements-oldest.txt (the second CI venv) pins each dependency at its declared
+    lower bound; requirements.txt (the full suite) inside the range."""
+    version = pytest.importorskip("packaging.version").Version
+    requirements = pytest.importorskip("packaging.requirements")
+    oldest, newest = pins("requirements-oldest.txt"), pins("requirements.txt")
+    for text in pyproject()["project"]["dependencies"]:
+        requirement = requirements.Requirement(text)
+        name = requirement_name(text)
+        (lowest,) = [s.version for s in requirement.specifier if s.operator == ">="]
+        floor = version(lowest).release
+        assert version(oldest[name]).release[: len(floor)] == floor, (text, oldest[name])
+        assert requirement.specifier.contains(newest[name]), (text, newest[name])
+
+
+def test_the_ci_subset_on_the_oldest_versions_names_tests_that_exist():
+    script = (ROOT / ".ci" / "run").read_text()
+    listed = script.split("OLDEST_TESTS=(", 1)[1].split(")", 1)[0].split()
+    assert len(listed) >= 5 and '"${OLDEST_TESTS[@]}"' in script
+    for test in listed:
+        path, _, function = test.strip('"').partition("::")
+        assert (ROOT / path).exists(), test
+        if function:
+            assert f"def {function.split('[')[0]}(" in (ROOT / path).read_text(), test

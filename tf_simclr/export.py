@@ -95,6 +95,7 @@ import uuid
 import keras
 import tensorflow as tf
 
+from tf_simclr import __version__
 from tf_simclr.choices import BOUNDS
 from tf_simclr.data import augment
 from tf_simclr.models import endpoints
@@ -289,7 +290,8 @@ def export_saved_model(
         (None: 0.875 above 32 px, none at 32 px or less).
       description: the model description of `tf_simclr.run_dir` (JSON-able),
         written to `assets.extra/tf_simclr_model.json` so that the SavedModel
-        can be rebuilt as a Keras model (`--checkpoint=<this directory>`).
+        can be rebuilt as a Keras model (`--checkpoint=<this directory>`), with
+        `tf_simclr_version` set to the release that exports it.
     """
     if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
         raise ValueError(f"step must be an integer >= 0 (the version number), got {step!r}")
@@ -309,6 +311,7 @@ def export_saved_model(
     try:
         tf.saved_model.save(root, tmp, signatures=signatures)
         if description is not None:
+            description = {**description, "tf_simclr_version": __version__}
             extra = os.path.join(tmp, DESCRIPTION_FILE)
             tf.io.gfile.makedirs(os.path.dirname(extra))
             with tf.io.gfile.GFile(extra, "w") as f:

@@ -32,7 +32,7 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from tf_simclr import builders, checkpoints, export, official
+from tf_simclr import __version__, builders, checkpoints, export, official
 from tf_simclr.config import Config, ConfigError, flags_for
 
 MODEL_FILE = "model.json"
@@ -59,6 +59,7 @@ def describe(config: Config, num_classes: int) -> dict:
     """The description of the model that `config` builds with `num_classes` classes."""
     return {
         "format_version": FORMAT_VERSION,
+        "tf_simclr_version": __version__,  # the release that wrote it
         "model": {name: getattr(config, name) for name in MODEL_FIELDS},
         "cifar_stem": config.cifar_stem,
         "num_classes": int(num_classes),
@@ -263,6 +264,7 @@ def describe_reference(location: str, config: Config, flag: str = "checkpoint") 
     model.update(architecture_fields(architecture, config))
     return {
         "format_version": FORMAT_VERSION,
+        "tf_simclr_version": __version__,
         "model": model,
         "cifar_stem": architecture.cifar_stem,
         "num_classes": architecture.num_classes,

@@ -77,7 +77,7 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
             keras.backend.backend() == "tensorflow"
             and mask is None
             and not self.synchronized
-            and not self.renorm
+            and not getattr(self, "renorm", False)  # Keras >= 3.11 has batch renorm
             and rank in (2, 4)
             and axis == rank - 1
             and inputs.shape[-1] is not None

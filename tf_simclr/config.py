@@ -103,13 +103,17 @@ class Config:
         "TF2 SavedModel or checkpoint) is imported when the run starts, its architecture read "
         "from its variables (docs/official_models.md). Ignored when --model_dir already holds "
         "a checkpoint (then the run resumes). --mode=import: the reference model to import. "
-        "--mode=embed: the model to embed with (else --model_dir's).",
+        "--mode=embed: the model to embed with (else --model_dir's). A published model's "
+        "name (simclrv2/pretrained/r50_1x_sk1, docs/official_models.md) works too: "
+        "downloaded and imported once, then read from the cache; with "
+        "--train_mode=pretrain, pretraining continues from it.",
     )
     teacher: str = _field(
         "",
         "--train_mode=distill: the teacher, a fine-tuned model_dir, ckpt-N prefix or exported "
         "SavedModel of tf_simclr, or a published SimCLR SavedModel or checkpoint (imported at "
-        "the start). It runs in inference mode and is not saved with the student.",
+        "the start), or a published model's name (simclrv2/finetuned_100pct/r50_1x_sk1). It "
+        "runs in inference mode and is not saved with the student.",
     )
     distill_temperature: float = _field(
         1.0, "Distillation temperature T of both softmaxes (SimCLRv2 eq. 2; the paper: 1)."

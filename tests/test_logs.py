@@ -53,3 +53,41 @@ def test_quiet_library_logs_installs_its_filter_once_on_absl_and_tensorflow():
     logs.quiet_library_logs()
     for name in ("absl", "tensorflow"):
         assert logging.getLogger(name).filters.count(logs._FILTER) == 1
+
+
+def test_tensorflow_start_up_lines_are_hidden_unless_asked_for(tmp_path):
+    """A run that loads TensorFlow, then fails on bad input: its stderr is the one error
+    line, not TensorFlow's native start-up lines (printed before TF_CPP_MIN_LOG_LEVEL
+    applies); a user's TF_CPP_MIN_LOG_LEVEL or --verbosity=1 shows them again."""
+    import subprocess
+    import sys
+
+    from tests import _harness
+
+    args = [
+        sys.executable,
+        str(_harness.ROOT / "run.py"),
+        "--mode=embed",
+        f"--model_dir={tmp_path / 'missing'}",
+        "--dataset=image_folder",
+        f"--data_dir={tmp_path}",
+        f"--embed_output={tmp_path / 'out'}",
+    ]
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+
+    def stderr(*extra, **env_changes):
+        proc = subprocess.run(
+            [*args, *extra],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**env, **env_changes},
+        )
+        assert proc.returncode == 2, proc.stderr
+        return proc.stderr.strip().splitlines()
+
+    lines = stderr()
+    assert len(lines) == 1 and lines[0].startswith("run.py: error: --model_dir="), lines
+    native = "All log messages before absl::InitializeLog()"
+    assert any(native in line for line in stderr("--verbosity=1"))
+    assert any(native in line for line in stderr(TF_CPP_MIN_LOG_LEVEL="0"))

@@ -33,9 +33,13 @@ log lines hidden by default. All flags: --helpfull; docs/flags.md; README.md.
 # line (those may not contradict a saved model's architecture). A TPU that cannot be
 # reached is bad input (exit 2, naming --tpu_name).
 
+import contextlib
 import os
 import sys
+import tempfile
 
+# TensorFlow's C++ log level, set before TensorFlow loads; a user's own setting wins.
+_USER_SET_TF_LOG_LEVEL = "TF_CPP_MIN_LOG_LEVEL" in os.environ
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging  # noqa: E402
@@ -94,6 +98,52 @@ def given_flags() -> frozenset[str]:
     return frozenset(name for name, *_ in flag_specs() if FLAGS[name].present)
 
 
+# Lines TensorFlow's native libraries print while loading, whatever TF_CPP_MIN_LOG_LEVEL
+# says (they log before absl's logging is set up, once per library): on a machine without
+# a GPU they say so, and none asks for any action.
+NATIVE_NOISE = (
+    "All log messages before absl::InitializeLog() is called",
+    "cudart_stub.cc",
+    "cuda_platform.cc",
+    "failed call to cuInit",
+    "cuda_executor.cc",
+    "cpu_feature_guard.cc",
+    "To enable the following instructions",
+    "Unable to register cu",
+    "computation_placer.cc",
+    "TF-TRT Warning",
+)
+
+
+@contextlib.contextmanager
+def _native_noise_hidden(quiet: bool):
+    """Inside, the process's stderr (file descriptor 2, where native code writes) goes to
+    a temporary file; on exit every line but `NATIVE_NOISE` is written to stderr. Off
+    when not `quiet` or when stderr is not a file descriptor (e.g. captured by a test)."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        fd = None
+    if not quiet or fd is None:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), fd)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, fd)
+            os.close(saved)
+            captured.seek(0)
+            for line in captured.read().decode(errors="replace").splitlines(keepends=True):
+                if not any(noise in line for noise in NATIVE_NOISE):
+                    sys.stderr.write(line)
+            sys.stderr.flush()
+
+
 def main(argv):
     if len(argv) > 1:
         usage_error(f"unexpected positional arguments: {' '.join(argv[1:])}")
@@ -102,8 +152,12 @@ def main(argv):
         config.validate()
     except ConfigError as e:
         usage_error(str(e))
-    # TensorFlow loads here, once the flags are known to be good.
-    from tf_simclr import distribute, modes
+    # TensorFlow loads here, once the flags are known to be good; its native start-up lines
+    # are hidden unless the user set TF_CPP_MIN_LOG_LEVEL or asked for --verbosity >= 1.
+    with _native_noise_hidden(quiet=not _USER_SET_TF_LOG_LEVEL and FLAGS.verbosity < 1):
+        import tensorflow  # noqa: F401
+
+        from tf_simclr import distribute, modes
 
     try:
         distribute.configure_cpu_devices(config.num_cpu_devices)

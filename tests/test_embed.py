@@ -210,3 +210,19 @@ def test_embed_flag_errors_are_one_line(flags, message, capsys):
         ["--mode=embed", "--dataset=image_folder", *flags], capsys
     )
     assert code == 2 and message in stderr.strip().splitlines()[-1], stderr
+
+
+def test_a_tfds_split_is_embedded_with_index_paths_and_class_names(model):
+    import tensorflow_datasets as tfds
+
+    from tf_simclr.data import make_source
+
+    with tfds.testing.mock_data(num_examples=6):
+        source = make_source("cifar10", "test", shuffle_files=False)
+        result = embed.embed_source(model, source, SIZE, batch_size=4, progress=False)
+        images = [e["image"] for e in source.dataset]
+    assert result.paths == [f"test/{i}" for i in range(6)]
+    assert set(result.labels) <= set(source.class_names) and all(result.labels)
+    assert result.vectors.shape == (6, 64) and result.skipped == {"undecodable": 0}
+    view = augment.eval_view(images[3], SIZE)[None]
+    np.testing.assert_allclose(result.vectors[3], model(view)["embedding"][0], atol=1e-5)

@@ -423,3 +423,12 @@ def test_nan_loss_exits_3_naming_the_first_nonfinite_step_and_keeps_the_last_goo
     for value in float_variables(model_dir / "ckpt-2").values():
         assert np.all(np.isfinite(value))
     assert not (model_dir / "train_result.json").exists()
+
+
+@pytest.mark.parametrize("mode", ["eval", "export"])
+def test_eval_or_export_of_a_missing_model_dir_says_so(mode, tmp_path, capsys):
+    code, stderr = run_in_process([f"--mode={mode}", f"--model_dir={tmp_path / 'nope'}"], capsys)
+    last = stderr.strip().splitlines()[-1]
+    assert code == 2 and last.startswith(f"run.py: error: --model_dir={tmp_path / 'nope'}: does"), (
+        last
+    )

@@ -42,6 +42,7 @@ def resolve(config, given: frozenset[str]):
     from absl import logging
 
     from tf_simclr import presets, run_dir
+    from tf_simclr.errors import ConfigError
 
     # A published model's name in --checkpoint / --teacher: its cached model_dir (or, to
     # import, its downloaded files) from here on.
@@ -57,6 +58,13 @@ def resolve(config, given: frozenset[str]):
         config = run_dir.adopt(config, description, given, run_dir.MODEL_FIELDS, config.model_dir)
         if config.mode in ("eval", "export"):
             config = run_dir.adopt_data(config, description, given)
+    elif config.mode in ("eval", "export") and not exists:
+        raise ConfigError(
+            "model_dir",
+            f"does not exist: --mode={config.mode} reads a trained model_dir (its latest "
+            "checkpoint and model.json)",
+            config.model_dir,
+        )
     elif config.mode in ("eval", "export"):
         logging.info(
             "%s has no %s (written before model descriptions): the model is rebuilt from the flags",

@@ -103,3 +103,15 @@ def test_an_unknown_name_is_a_missing_path(named, tmp_path, capsys):
         capsys,
     )
     assert code == 2 and "--checkpoint" in stderr.strip().splitlines()[-1], stderr
+
+
+def test_load_official_takes_a_name_or_a_path(named, monkeypatch):
+    import tf_simclr
+    from tests import test_official
+
+    by_name = tf_simclr.load_official(NAME)
+    test_official.assert_matches_reference(by_name, "r18_cifar_1x")
+    downloads, _ = named
+    by_path = tf_simclr.load_official(str(pathlib.Path(downloads) / "saved_model"))
+    for a, b in zip(by_name.weights, by_path.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())

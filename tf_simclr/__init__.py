@@ -46,7 +46,7 @@ _EXPORTS = {
     "RandomGrayscale": "tf_simclr.layers",
     "RandomResizedCrop": "tf_simclr.layers",
     "SimCLRAugment": "tf_simclr.layers",
-    "load_official": "tf_simclr.official",
+    "load_official": "tf_simclr.presets",  # a path, or a published name
     "import_official": "tf_simclr.official",
     "embed": "tf_simclr.eval.embed",
     "Embeddings": "tf_simclr.eval.embed",

@@ -16,7 +16,13 @@ Importing this package does not load TensorFlow (only `load_preset` does).
 """
 
 from tf_simclr.presets.download import DownloadError, cache_dir, download_preset, model_root
-from tf_simclr.presets.load import load_preset, preset_model_dir, resolve_names
+from tf_simclr.presets.load import (
+    is_name,
+    load_official,
+    load_preset,
+    preset_model_dir,
+    resolve_names,
+)
 from tf_simclr.presets.registry import Preset, find, get, list_presets, presets, table
 
 # `tf_simclr.from_preset(name)`, keras-hub's name. Not a `SimCLR` class method: the import
@@ -31,6 +37,8 @@ __all__ = [
     "find",
     "from_preset",
     "get",
+    "is_name",
+    "load_official",
     "list_presets",
     "load_preset",
     "model_root",

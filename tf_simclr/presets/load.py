@@ -133,6 +133,28 @@ def _cached_model_dir(preset: Preset, root, cache, **http_options):
         shutil.rmtree(work, ignore_errors=True)
 
 
+def is_name(value: str) -> bool:
+    """Whether `value` names a published model rather than a location: not on disk, no
+    scheme (gs://, https://), and in the registry."""
+    return (
+        bool(value)
+        and "://" not in value
+        and not os.path.exists(value)
+        and (registry_lib.find(value) is not None)
+    )
+
+
+def load_official(path_or_name: str, **kwargs):
+    """`tf_simclr.load_official`: our `SimCLR` of a published model, from its files (a
+    reference SavedModel or checkpoint: `official.load_official`, `kwargs` are
+    `official.import_official`'s) or by its name (`load_preset`, cached)."""
+    if is_name(path_or_name):
+        return load_preset(path_or_name)
+    from tf_simclr import official
+
+    return official.load_official(path_or_name, **kwargs)
+
+
 # The flags that take a model location, and so a preset name too.
 LOCATION_FLAGS = ("checkpoint", "teacher")
 
@@ -145,11 +167,9 @@ def resolve_names(config):
     changes = {}
     for flag in LOCATION_FLAGS:
         value = getattr(config, flag)
-        if not value or "://" in value or os.path.exists(value):
+        if not is_name(value):
             continue
         preset = registry_lib.find(value)
-        if preset is None:
-            continue
         try:
             if config.mode == "import" and flag == "checkpoint":
                 changes[flag] = download.download_preset(

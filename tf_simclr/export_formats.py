@@ -42,6 +42,7 @@ import tensorflow as tf
 from tf_simclr import export
 from tf_simclr.choices import EXPORT_FORMATS
 from tf_simclr.errors import ArgumentError
+from tf_simclr.official import relative_difference
 
 FORMATS = EXPORT_FORMATS
 INFERENCE_OUTPUTS = ("embedding", "logits")
@@ -101,13 +102,7 @@ def _relative_differences(actual: dict, expected: dict) -> dict[str, float]:
         raise ArgumentError(
             "export_format", f"the converted file returns {sorted(actual)}, not {sorted(expected)}"
         )
-    result = {}
-    for key, value in expected.items():
-        value = np.asarray(value, np.float64)
-        worst = np.abs(np.asarray(actual[key], np.float64) - value).max()
-        scale = np.abs(value).max()
-        result[key] = float(worst / scale) if scale > 0 else float(worst)
-    return result
+    return {key: relative_difference(actual[key], value) for key, value in expected.items()}
 
 
 def _checked(

@@ -262,16 +262,22 @@ def fetch_tree(
                 fetch_url(source, target, label=f"{relative}/{name}", **http_options)
             else:
                 _copy_file(source, target)
-        os.makedirs(os.path.dirname(dest), exist_ok=True)
-        try:
-            os.replace(work, dest)
-        except OSError:
-            if not os.path.isdir(dest):  # else another process has just put it there
-                raise
+        move_into_cache(work, dest)
         return dest
     finally:
         if os.path.exists(work):
             shutil.rmtree(work)
+
+
+def move_into_cache(staged: str, dest: str) -> None:
+    """Renames the complete directory `staged` to `dest` in the cache, atomically; a `dest`
+    another process has just put there is kept (the same model, complete too)."""
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    try:
+        os.replace(staged, dest)
+    except OSError:
+        if not os.path.isdir(dest):
+            raise
 
 
 def paths(preset: Preset, cache: str | None = None) -> tuple[str, str]:

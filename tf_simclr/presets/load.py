@@ -121,12 +121,7 @@ def _cached_model_dir(preset: Preset, root, cache, **http_options):
             shutil.rmtree(source, ignore_errors=True)  # not this model: fetch again next time
             raise
         _record_location(staged, model_dir)
-        os.makedirs(os.path.dirname(model_dir), exist_ok=True)
-        try:
-            os.replace(staged, model_dir)
-        except OSError:
-            if not os.path.isdir(model_dir):  # else another process has just put it there
-                raise
+        download.move_into_cache(staged, model_dir)
         logging.info("Cached the imported %s in %s", preset.name, model_dir)
         return model_dir, model
     finally:

@@ -98,6 +98,9 @@ def test_files_written_and_neighbours_equal_brute_force(tmp_path):
     cosine = unit @ unit.T
     np.fill_diagonal(cosine, -np.inf)
     expected = np.argsort(-cosine, axis=1)[:, :3]
+    some, some_cosines = embed.nearest_neighbours(result.vectors, 3, rows=[4, 1])
+    np.testing.assert_array_equal(some, expected[[4, 1]])
+    np.testing.assert_allclose(some_cosines[:, 0], cosine[[4, 1], expected[[4, 1], 0]], atol=1e-5)
     got = list(csv.DictReader((out / "neighbours.csv").open()))
     assert len(got) == 21
     for i, path in enumerate(result.paths):

@@ -180,19 +180,23 @@ def embed_source(
     )
 
 
-def nearest_neighbours(vectors: np.ndarray, k: int, chunk: int = 1024):
-    """`(indices [N, k], cosines [N, k])`: each row's k most cosine-similar other rows,
-    most similar first (itself excluded); computed `chunk` rows at a time."""
+def nearest_neighbours(
+    vectors: np.ndarray, k: int, chunk: int = 1024, rows: np.ndarray | None = None
+):
+    """`(indices [M, k], cosines [M, k])`: for each of the rows `rows` (default all N), its
+    k most cosine-similar other rows, most similar first (itself excluded); computed
+    `chunk` rows at a time."""
     n = len(vectors)
     if not 1 <= k < n:
         raise ArgumentError("neighbours", f"must be in [1, {n - 1}] for {n} images", k)
+    rows = np.arange(n) if rows is None else np.asarray(rows, np.int64)
     unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-    indices = np.zeros((n, k), np.int64)
-    cosines = np.zeros((n, k), np.float32)
-    for start in range(0, n, chunk):
-        similarity = unit[start : start + chunk] @ unit.T
-        rows = np.arange(len(similarity))
-        similarity[rows, start + rows] = -np.inf  # not its own neighbour
+    indices = np.zeros((len(rows), k), np.int64)
+    cosines = np.zeros((len(rows), k), np.float32)
+    for start in range(0, len(rows), chunk):
+        queries = rows[start : start + chunk]
+        similarity = unit[queries] @ unit.T
+        similarity[np.arange(len(queries)), queries] = -np.inf  # not its own neighbour
         top = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
         order = np.argsort(-np.take_along_axis(similarity, top, 1), axis=1)
         indices[start : start + chunk] = np.take_along_axis(top, order, 1)

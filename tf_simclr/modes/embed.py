@@ -91,8 +91,7 @@ def _neighbours_picture(
     k = min(config.embed_neighbours, 8)
     queries = np.linspace(0, len(result.paths) - 1, min(PICTURE_QUERIES, len(result.paths)))
     queries = queries.astype(int)
-    indices, cosines = embed.nearest_neighbours(result.vectors, k)
-    indices, cosines = indices[queries], cosines[queries]
+    indices, cosines = embed.nearest_neighbours(result.vectors, k, rows=queries)
     names = sorted({label for label in result.labels if label})
     labels = np.array([names.index(label) if label else -1 for label in result.labels])
 

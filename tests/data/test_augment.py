@@ -236,6 +236,9 @@ def test_to_grayscale(mode):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_color_jitter_changes_colours_within_range(mode):
+    # Seeded: unseeded, two of the 20 draws could both clip the image to all ones (it
+    # happened once on a clean-clone CI run).
+    tf.random.set_seed(7)
     image = _colour_image()
     out = _run(lambda x: augment.color_jitter(x, 1.0), image, mode, 20)
     assert out.shape == (20, 8, 8, 3) and out.dtype == np.float32

@@ -28,7 +28,7 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)
 
-    from tf_simclr import builders, training
+    from tf_simclr import builders, step_plan, training
     from tf_simclr.callbacks import LabelFreeMonitor
     from tf_simclr.config import Config
 
@@ -43,7 +43,7 @@ def main(argv=None):
         train_steps=1000,
     )
     model = builders.build_pretrain_model(config, 10)
-    plan = training.StepPlan.from_config(config, 50000)
+    plan = step_plan.StepPlan.from_config(config, 50000)
     training.compile_model(config, model, plan)
     rng = np.random.default_rng(0)
     shape = (args.batch, args.image_size, args.image_size, 3)

@@ -14,8 +14,22 @@ PACKAGE = ROOT / "tf_simclr"
 # Who may not import whom: the layer of a module is its first component below
 # tf_simclr (`tf_simclr.data.augment` -> "data"; `tf_simclr.run_dir` -> "run_dir").
 # Training drivers: everything that runs or configures a training job.
-# `presets` downloads published models and imports them with `--mode=import`.
-DRIVERS = {"modes", "training", "builders", "run_dir", "callbacks", "config", "presets"}
+# `presets` downloads published models and imports them with `--mode=import`; `resolver`
+# decides once what the command line's locations are; `step_plan`, `records` and
+# `initialise` are the parts of a training run around the loop (`training`).
+DRIVERS = {
+    "modes",
+    "training",
+    "builders",
+    "run_dir",
+    "callbacks",
+    "config",
+    "presets",
+    "resolver",
+    "step_plan",
+    "records",
+    "initialise",
+}
 FORBIDDEN = {
     "data": DRIVERS | {"models", "eval", "export", "optim", "losses", "checkpoints", "layers"},
     "models": DRIVERS | {"data", "eval", "export", "checkpoints", "layers"},
@@ -31,13 +45,35 @@ FORBIDDEN = {
     # LiteRT and ONNX files of a model: the SavedModel's outputs and variables, no training.
     "export_formats": DRIVERS | {"data", "eval", "optim", "losses", "checkpoints", "distribute"},
     "checkpoints": DRIVERS | {"data", "models", "eval", "export", "optim", "losses"},
+    # What is at a path (model_dir, checkpoint, SavedModel, reference model): the one
+    # place that tells them apart, below everything that reads them.
+    "locations": DRIVERS
+    | {
+        "data",
+        "models",
+        "eval",
+        "export",
+        "export_formats",
+        "optim",
+        "losses",
+        "checkpoints",
+        "official",
+        "distribute",
+        "layers",
+        "viz",
+    },
     # The importer of the reference's published models: models, checkpoints, errors.
     "official": DRIVERS | {"data", "eval", "export", "optim", "losses", "distribute"},
     # Pictures (plots, TensorBoard view strips, projector files) of data and features.
     "viz": DRIVERS | {"export", "optim", "losses", "checkpoints", "official", "distribute"},
-    "builders": {"modes", "training", "run_dir", "callbacks"},
-    "run_dir": {"modes", "training", "callbacks"},
-    "training": {"modes"},
+    "builders": {"modes", "training", "run_dir", "callbacks", "resolver", "records", "initialise"},
+    "run_dir": {"modes", "training", "callbacks", "resolver", "records", "initialise"},
+    # The resolver runs before any training: it knows nothing of the loop.
+    "resolver": {"modes", "training", "step_plan", "records", "initialise", "callbacks"},
+    "step_plan": DRIVERS - {"config", "step_plan"},
+    "records": {"modes", "training", "resolver", "initialise", "callbacks", "builders"},
+    "initialise": {"modes", "training", "resolver", "records", "step_plan", "callbacks"},
+    "training": {"modes", "resolver"},
 }
 # Modules only some layers may import: nothing below the drivers draws pictures.
 ONLY_IMPORTED_BY = {"viz": {"modes", "training"}}

@@ -24,7 +24,7 @@ import pytest
 import tensorflow as tf
 
 from tests import _harness
-from tf_simclr import modes, official, run_dir
+from tf_simclr import locations, modes, official, resolver, run_dir
 from tf_simclr.config import Config, ConfigError
 from tf_simclr.errors import ArgumentError
 
@@ -538,7 +538,7 @@ def test_a_reference_checkpoint_gives_its_architecture_and_one_line_errors(
     source = checkpoints_dir("r18_cifar_1x")
     config = finetune_config(source, tmp_path / "ft", tmp_path)
     given = frozenset({"checkpoint", "image_size", "ft_proj_selector"})
-    resolved = modes.resolve(config, given)
+    resolved = resolver.resolve(config, given).config
     assert (resolved.resnet_depth, resolved.width_multiplier, resolved.sk_ratio) == (18, 1, 0)
     assert (resolved.proj_head_mode, resolved.num_proj_layers, resolved.proj_out_dim) == (
         "nonlinear",
@@ -546,16 +546,16 @@ def test_a_reference_checkpoint_gives_its_architecture_and_one_line_errors(
         128,
     )
     # The prefix names the same model; our own model_dirs are not mistaken for one.
-    assert run_dir.is_reference(os.path.join(source, "ckpt-1"))
-    assert not run_dir.is_reference(str(tmp_path))
+    assert locations.find(os.path.join(source, "ckpt-1")).reference
+    assert not locations.find(str(tmp_path)).reference
     with pytest.raises(
         ConfigError,
         match=r"^--resnet_depth=50: contradicts the model in --checkpoint=.*, which has "
         r"--resnet_depth=18;",
     ):
-        modes.resolve(config.replace(resnet_depth=50), given | {"resnet_depth"})
+        resolver.resolve(config.replace(resnet_depth=50), given | {"resnet_depth"})
     with pytest.raises(ConfigError, match=r"^--image_size=64: the encoder in .* has the CIFAR"):
-        modes.resolve(config.replace(image_size=64), given)
+        resolver.resolve(config.replace(image_size=64), given)
 
 
 @needs_shared
@@ -566,9 +566,10 @@ def test_a_reference_saved_model_initialises_like_its_checkpoint(
     as the checkpoint form (the import also ran the SavedModel against ours)."""
     published = pathlib.Path(saved_models("r18_cifar_1x")).parent  # holds saved_model/
     config = finetune_config(published, tmp_path / "ft", tmp_path)
-    resolved = modes.resolve(config, frozenset({"checkpoint", "image_size"}))
-    assert resolved.resnet_depth == 18 and resolved.num_proj_layers == 3
-    model = run_dir.init_model(resolved)
+    resolved = resolver.resolve(config, frozenset({"checkpoint", "image_size"}))
+    assert resolved.config.resnet_depth == 18 and resolved.config.num_proj_layers == 3
+    assert resolved.checkpoint.reference
+    model = resolved.checkpoint.init_model(resolved.config)
     reference = official.load_official(checkpoints_dir("r18_cifar_1x"))
     for ours, theirs in zip(model.weights, reference.weights, strict=True):
         np.testing.assert_array_equal(ours.numpy(), theirs.numpy(), err_msg=ours.path)
@@ -661,7 +662,8 @@ def test_distill_from_a_reference_checkpoint_and_from_its_import(
     for teacher, strategy in ((reference, mirrored_strategy), (str(out), None)):
         run = config.replace(teacher=teacher, model_dir=str(tmp_path / "student"))
         strategy = strategy or tf.distribute.get_strategy()
-        model = distill.load_teacher(run, strategy, num_classes=10)
+        resolved = resolver.resolve(run, frozenset({"teacher", "model_dir"}))
+        model = distill.load_teacher(resolved, strategy, num_classes=10)
         assert not model.trainable_weights
         logits = np.asarray(model(expected["images"], training=False)["logits"])
         difference = official.relative_difference(logits, expected["logits_sup"])

@@ -16,7 +16,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from tests import _harness
-from tf_simclr import builders, checkpoints, export, modes, training
+from tf_simclr import builders, checkpoints, export, initialise, modes, resolver
 from tf_simclr.config import Config, ConfigError
 from tf_simclr.models import ProjectionHead, ResNet, SimCLR
 from tf_simclr.modes import evaluate
@@ -100,13 +100,14 @@ def test_total_loss_is_contrastive_plus_probe_plus_the_reference_weight_decay(op
 def _classifier_weights(pre_dir, tmp_path, num_classes=10, **changes):
     """The classifier of a fine-tune run of `changes` right after initialisation (step 0)."""
     config = tiny_config(tmp_path / "ft", train_mode="finetune", checkpoint=str(pre_dir), **changes)
-    config = modes.resolve(config, frozenset(changes) | {"checkpoint", "train_mode"})
+    resolved = resolver.resolve(config, frozenset(changes) | {"checkpoint", "train_mode"})
+    config = resolved.config
     model = builders.build_classifier(config, num_classes)
     optimizer = keras.optimizers.SGD()
     optimizer.build(model.trainable_variables)
     manager = checkpoints.manager_for(model, optimizer, str(tmp_path / "ft"), 1)
-    kind = training.restore(
-        config, manager, builders.init_parts(model), classifier=model.supervised_head
+    kind = initialise.restore(
+        resolved, manager, builders.init_parts(model), classifier=model.supervised_head
     )
     assert kind == "initialized"
     return [w.numpy() for w in model.supervised_head.weights]
@@ -172,7 +173,7 @@ def test_ft_proj_selector_minus_one_is_the_last_head_layer(tmp_path):
     with pytest.raises(ConfigError, match="--ft_proj_selector"):
         Config(model_dir="m", ft_proj_selector=-2).validate()
     config = tiny_config(tmp_path, ft_proj_selector=-1)
-    resolved = modes.resolve(config, frozenset({"ft_proj_selector"}))
+    resolved = resolver.resolve(config, frozenset({"ft_proj_selector"})).config
     assert resolved.ft_proj_selector == 2  # what model.json records
     assert builders.build_pretrain_model(config, 3).ft_proj_selector == 2  # unresolved: too
 

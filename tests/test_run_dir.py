@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from tests import _harness
-from tf_simclr import checkpoints, modes, run_dir
+from tf_simclr import checkpoints, modes, resolver, run_dir
 from tf_simclr.config import Config, ConfigError
 from tf_simclr.data import eval_dataset, make_source
 from tf_simclr.eval import extract_features
@@ -333,6 +333,6 @@ def test_each_architecture_field_round_trips_and_a_contradiction_is_refused(name
     today = _harness.tiny_config(tmp_path, **needs)  # the flag not given: adopted
     assert getattr(today, name) != value
     given = frozenset(needs)
-    assert getattr(modes.resolve(today, given), name) == value
+    assert getattr(resolver.resolve(today, given).config, name) == value
     with pytest.raises(ConfigError, match=f"^--{name}=.*: contradicts .*--{name}={value}"):
-        modes.resolve(today, given | {name})  # given, and another value: refused
+        resolver.resolve(today, given | {name})  # given, and another value: refused

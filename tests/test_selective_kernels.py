@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_simclr import modes, run_dir
+from tf_simclr import modes, resolver, run_dir
 from tf_simclr.config import Config
 from tf_simclr.modes import pretrain
 
@@ -57,7 +57,7 @@ def test_mixed_float16_pretrain_then_fine_tune_after_block_2_then_export(
     # The pretraining mode alone (modes.run would also export: 25 s more here).
     config = tiny_config(pre_dir, session_train_test_folder, precision="mixed_float16")
     pre = pretrain.run(
-        modes.resolve(config, run_dir.given_fields(config)), tf.distribute.get_strategy()
+        resolver.resolve(config, run_dir.given_fields(config)), tf.distribute.get_strategy()
     )
     # Dynamic loss scaling starts at 2**15, where this network's float16 gradients
     # overflow: both steps are skipped and not counted (as with any encoder; measured: the

@@ -11,7 +11,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from tests import _harness
-from tf_simclr import builders, modes, training
+from tf_simclr import builders, modes, records, resolver, step_plan, training
 from tf_simclr.config import Config, ConfigError
 from tf_simclr.modes import pretrain
 
@@ -23,15 +23,15 @@ def test_step_plan_follows_reference_units():
     # steps, floor(warmup_epochs * N / B) warmup steps; the epoch of our pipeline
     # (which drops the remainder) is N // B steps.
     config = tiny_config("/tmp/x", train_steps=0, train_epochs=3, checkpoint_steps=0)
-    plan = training.StepPlan.from_config(config, num_examples=100)
+    plan = step_plan.StepPlan.from_config(config, num_examples=100)
     assert plan.steps_per_epoch == 12  # drop_remainder: 100 // 8
     assert plan.total_steps == 38  # 100 * 3 // 8 + 1
     assert plan.checkpoint_steps == 12
     assert plan.warmup_steps == 6  # floor(0.5 * 100 / 8 = 6.25)
     config = tiny_config("/tmp/x", train_steps=0, train_epochs=3, warmup_epochs=0.6)
-    assert training.StepPlan.from_config(config, num_examples=100).warmup_steps == 7  # 7.5
+    assert step_plan.StepPlan.from_config(config, num_examples=100).warmup_steps == 7  # 7.5
     with pytest.raises(ConfigError, match="--train_batch_size"):
-        training.StepPlan.from_config(config, num_examples=7)
+        step_plan.StepPlan.from_config(config, num_examples=7)
 
 
 @pytest.mark.parametrize(
@@ -49,16 +49,16 @@ def test_step_plan_of_the_reference_commands(num_examples, batch, epochs, total,
         warmup_epochs=10 if epochs > 3 else 0.5,
         model_dir="/tmp/x",
     )
-    plan = training.StepPlan.from_config(config, num_examples)
+    plan = step_plan.StepPlan.from_config(config, num_examples)
     assert (plan.total_steps, plan.warmup_steps) == (total, warmup)
     # --train_steps overrides the total only.
     config = dataclasses.replace(config, train_steps=123)
-    plan = training.StepPlan.from_config(config, num_examples)
+    plan = step_plan.StepPlan.from_config(config, num_examples)
     assert (plan.total_steps, plan.warmup_steps) == (123, warmup)
 
 
 def _learning_rates(config, num_examples, steps):
-    plan = training.StepPlan.from_config(config, num_examples)
+    plan = step_plan.StepPlan.from_config(config, num_examples)
     optimizer = builders.build_training_optimizer(config, plan.warmup_steps, plan.total_steps)
     rates = []
     for step in steps:  # the rate the optimizer applies at each step
@@ -112,7 +112,7 @@ def test_warmup_longer_than_the_run_ramps_as_the_reference_and_warns(caplog):
     ],
 )
 def test_fit_segments_cover_exactly_the_remaining_steps(start, total, per_epoch, expected):
-    segments = training.fit_segments(start, total, per_epoch)
+    segments = step_plan.fit_segments(start, total, per_epoch)
     assert segments == expected
     assert sum(n for _, _, n in segments) == total - start
 
@@ -228,7 +228,7 @@ def test_unwritable_model_dir_is_a_config_error(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a directory")
     with pytest.raises(ConfigError, match="--model_dir.*not writable"):
-        training.prepare_model_dir(str(blocker / "run"))
+        records.prepare_model_dir(str(blocker / "run"))
 
 
 def test_too_little_disk_space_is_a_config_error(tmp_path, monkeypatch):
@@ -238,7 +238,7 @@ def test_too_little_disk_space_is_a_config_error(tmp_path, monkeypatch):
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10 << 30, 0, 5 << 20))
     with pytest.raises(ConfigError, match="--model_dir.*MB free"):
-        training.prepare_model_dir(str(tmp_path / "run"), checkpoint_bytes=100 << 20)
+        records.prepare_model_dir(str(tmp_path / "run"), checkpoint_bytes=100 << 20)
     assert not (tmp_path / "run").exists()
 
 
@@ -303,7 +303,7 @@ def test_a_resumed_run_continues_the_data_epoch_where_it_stopped(tmp_path, image
         use_grayscale=False,
     )
     strategy = tf.distribute.get_strategy()
-    pretrain.run(config, strategy)
+    pretrain.run(resolver.resolve(config, frozenset()), strategy)
 
     def resumed_from_step_5(name, **changes):
         model_dir = tmp_path / name
@@ -311,7 +311,10 @@ def test_a_resumed_run_continues_the_data_epoch_where_it_stopped(tmp_path, image
         for path in (tmp_path / "whole").glob("ckpt-5.*"):
             shutil.copy(path, model_dir / path.name)
         (model_dir / "checkpoint").write_text('model_checkpoint_path: "ckpt-5"\n')
-        result = pretrain.run(config.replace(model_dir=str(model_dir), **changes), strategy)
+        resolved = resolver.resolve(
+            config.replace(model_dir=str(model_dir), **changes), frozenset()
+        )
+        result = pretrain.run(resolved, strategy)
         assert result["global_step"] == 10
         return _float_variables(model_dir / "ckpt-10")
 
@@ -332,15 +335,15 @@ def test_changed_flags_lists_each_flag_with_its_old_and_new_value(tmp_path, capl
     config = tiny_config(tmp_path, temperature=0.2, train_steps=6)
     previous = json.loads(tiny_config(tmp_path).to_json())
     previous.pop("knn_k")  # a field an older config.json lacks is not compared
-    assert training.changed_flags(previous, config) == [
+    assert records.changed_flags(previous, config) == [
         ("temperature", 0.1, 0.2),
         ("train_steps", 3, 6),
     ]
     caplog.set_level(logging.INFO, logger="absl")
-    training.warn_changed_flags(config)  # no config.json yet: nothing to say
+    records.warn_changed_flags(config)  # no config.json yet: nothing to say
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     (tmp_path / "config.json").write_text(json.dumps(previous))
-    training.warn_changed_flags(config)
+    records.warn_changed_flags(config)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warnings == [
         f"{tmp_path} was run before with other flags; now: --temperature=0.2 (was 0.1), "
@@ -362,13 +365,22 @@ def test_keras_epoch_headers_count_the_runs_epochs_after_a_resume(tmp_path, capl
     model.optimizer.iterations.assign(2)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
     manager = tf.train.CheckpointManager(checkpoint, str(tmp_path), max_to_keep=1)
-    plan = training.StepPlan(steps_per_epoch=2, total_steps=6, warmup_steps=0, checkpoint_steps=2)
+    plan = step_plan.StepPlan(steps_per_epoch=2, total_steps=6, warmup_steps=0, checkpoint_steps=2)
     data = tf.data.Dataset.from_tensors((tf.ones([4, 3]), tf.ones([4, 1]))).repeat()
     config = tiny_config(tmp_path, verbose=2, train_summary_steps=0)
     capsys.readouterr()
-    result = training.fit(
-        config, model, model.optimizer, manager, plan, 2, str(tmp_path), lambda e, s: data
+    run = training.Run(
+        config,
+        tf.distribute.get_strategy(),
+        model,
+        model,
+        model.optimizer,
+        plan,
+        manager,
+        2,
+        str(tmp_path),
     )
+    result = training.fit(run, lambda e, s: data)
     assert result["global_step"] == 6
     headers = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Epoch")]
     assert headers == ["Epoch 2/3", "Epoch 3/3"]

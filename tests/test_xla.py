@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from tests import _harness
-from tf_simclr import builders
+from tf_simclr import builders, resolver
 from tf_simclr.config import Config, ConfigError
 from tf_simclr.modes import pretrain
 
@@ -51,5 +51,5 @@ def test_xla_train_steps_match_the_graph_executor(worst_relative_step):
 def test_jit_compile_with_several_replicas_is_a_config_error(tmp_path, mirrored_strategy):
     config = Config(model_dir=str(tmp_path / "run"), dataset="cifar10", jit_compile=True)
     with pytest.raises(ConfigError, match="--jit_compile"):
-        pretrain.run(config, mirrored_strategy)
+        pretrain.run(resolver.resolve(config, frozenset()), mirrored_strategy)
     assert not (tmp_path / "run").exists()

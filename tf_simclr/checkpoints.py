@@ -5,7 +5,7 @@ Precedence, in one place (`restore_or_initialize`):
    slots, step, hence the learning-rate position);
 2. else `init_checkpoint` is given: load the encoder (and projection head, and
    the classifier from its online probe when it fits, see
-   `training.probe_part`) from it, e.g. a pretraining run into a fine-tuning run;
+   `initialise.probe_part`) from it, e.g. a pretraining run into a fine-tuning run;
 3. else start from the fresh initialisation.
 
 Checkpoints are `tf.train.Checkpoint(model=..., optimizer=...)` files named
@@ -30,6 +30,7 @@ import keras
 import tensorflow as tf
 from absl import logging
 
+from tf_simclr import locations
 from tf_simclr.errors import ArgumentError
 
 CHECKPOINT_NAME = "ckpt"
@@ -40,27 +41,6 @@ def manager_for(model, optimizer, model_dir: str, max_to_keep: int) -> tf.train.
     return tf.train.CheckpointManager(
         checkpoint, model_dir, max_to_keep, checkpoint_name=CHECKPOINT_NAME
     )
-
-
-def is_saved_model(path: str) -> bool:
-    """Whether `path` is a SavedModel directory (holds `saved_model.pb`)."""
-    return bool(path) and tf.io.gfile.exists(os.path.join(path, "saved_model.pb"))
-
-
-def resolve(path: str, argument: str = "path") -> str:
-    """A checkpoint prefix from a prefix or a directory (its latest); ArgumentError otherwise."""
-    if tf.io.gfile.isdir(path):
-        latest = tf.train.latest_checkpoint(path)
-        if latest is None:
-            raise ArgumentError(argument, "directory holds no checkpoint (train first)", path)
-        return latest
-    if not tf.io.gfile.exists(path + ".index"):
-        raise ArgumentError(
-            argument,
-            "no such checkpoint (give a ckpt-N prefix, a model_dir or an exported SavedModel)",
-            path,
-        )
-    return path
 
 
 def step_of(path: str) -> int:
@@ -130,10 +110,11 @@ def restore_model(model: keras.Model, path: str, argument: str = "path") -> int:
       ArgumentError: nothing restorable at `path`, or a variable of `model`
         that `path` lacks or holds with another shape.
     """
-    if is_saved_model(path):
-        _restore_saved_model_variables(model, path, argument)
-        return step_of(path)
-    prefix = resolve(path, argument)
+    found = locations.find(path)
+    if found.kind == locations.SAVED_MODEL:
+        _restore_saved_model_variables(model, found.target, argument)
+        return step_of(found.target)
+    prefix = found.checkpoint(argument)
     legacy = _lacks_head(model, prefix)
     with _legacy_head_layout(model, legacy):
         _restore(
@@ -251,7 +232,7 @@ def load_parts(parts: dict[str, keras.Model | keras.layers.Layer], path: str) ->
     missing from the checkpoint, or variables whose shapes differ, are an
     ArgumentError (`init_checkpoint`) naming the variable.
     """
-    prefix = resolve(path, "init_checkpoint")
+    prefix = locations.find(path).checkpoint("init_checkpoint")
     keys = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
     if "head" in parts and not _saves_head(keys):
         raise ArgumentError(
@@ -294,7 +275,7 @@ def saved_classifier(path: str, model: keras.Model | None = None) -> tuple[str, 
             if layer is not None:
                 return name, [list(w.shape) for w in layer.weights]
         return None
-    prefix = resolve(path, "init_checkpoint")
+    prefix = locations.find(path).checkpoint("init_checkpoint")
     shapes = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
     for name in CLASSIFIER_NAMES:
         # Keras 3's Dense tracks its kernel as `_kernel`.
@@ -403,7 +384,8 @@ def restore_or_initialize(
     parts are copied instead of reading a checkpoint.
     """
     resume_dir = resume_dir or manager.directory
-    latest = tf.train.latest_checkpoint(resume_dir)
+    found = locations.find(resume_dir)
+    latest = found.target if found.kind == locations.RUN else ""
     if latest:
         latest, legacy = _resume_newest_readable(manager, latest, resume_dir)
         if legacy:

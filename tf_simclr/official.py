@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import re
 import time
 
@@ -51,7 +50,7 @@ import tensorflow as tf
 from absl import logging
 from tensorflow.core.protobuf import trackable_object_graph_pb2
 
-from tf_simclr import checkpoints
+from tf_simclr import locations
 from tf_simclr.choices import BLOCKS_PER_GROUP
 from tf_simclr.errors import ArgumentError
 from tf_simclr.models import ProjectionHead, ResNet, SimCLR, endpoints
@@ -150,26 +149,10 @@ class ImportResult:
 def _locate(path: str) -> tuple[str, str, str]:
     """`(path, kind, variables prefix)` of a SavedModel directory (or the published model's
     directory holding `saved_model/`), a model_dir or a `ckpt-N` prefix."""
-    path = os.fspath(path)
-    if not checkpoints.is_saved_model(path) and checkpoints.is_saved_model(
-        os.path.join(path, "saved_model")
-    ):
-        path = os.path.join(path, "saved_model")  # a published model's directory
-    if checkpoints.is_saved_model(path):
-        return path, "saved_model", os.path.join(path, "variables", "variables")
-    return path, "checkpoint", checkpoints.resolve(path, "path")
-
-
-def is_reference(path: str) -> bool:
-    """Whether `path` holds a reference TF2 SavedModel or checkpoint: its variables bundle has
-    the reference model's ResNet (`model/resnet_model/...`; ours are saved under other names).
-    Reads only the bundle's index; False for anything unreadable."""
-    try:
-        _, _, prefix = _locate(path)
-        keys = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
-    except (ArgumentError, tf.errors.OpError, ValueError):
-        return False
-    return any(key.startswith(f"model/{_RESNET}/") for key in keys)
+    found = locations.find(path)
+    if found.kind == locations.SAVED_MODEL:
+        return found.target, "saved_model", found.variables
+    return found.path, "checkpoint", found.checkpoint("path")
 
 
 def read_source(path: str) -> Source:
@@ -595,6 +578,8 @@ def import_official(
     ft_proj_selector: int | None = None,
     tolerance: float = DEFAULT_TOLERANCE,
     seed: int = 0,
+    source: Source | None = None,
+    architecture: Architecture | None = None,
 ) -> ImportResult:
     """Imports a reference TF2 SavedModel or checkpoint; see the module docstring.
 
@@ -609,14 +594,16 @@ def import_official(
         it (see the module docstring).
       tolerance: the largest relative difference `verify` accepts.
       seed: of the random batch.
+      source: `read_source(path)` when already read; `architecture`, its
+        `infer_architecture(source, ft_proj_selector)` when already inferred.
 
     Raises:
       ArgumentError: unreadable source, a variable that fits no architecture or that the
         architecture lacks (named), or outputs that differ.
     """
     began = time.time()
-    source = read_source(path)
-    architecture = infer_architecture(source, ft_proj_selector)
+    source = source or read_source(path)
+    architecture = architecture or infer_architecture(source, ft_proj_selector)
     logging.info(
         "%s (%s): %s", source.location, source.kind, architecture.name() + f" {architecture}"
     )

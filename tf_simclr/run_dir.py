@@ -16,10 +16,9 @@ for fine-tuning, the scripts) reads it from there, so
 `load_model` is the one function that rebuilds and restores a model from a
 model_dir, a `ckpt-N` prefix or one of our exported SavedModels.
 
-A published reference model (google-research/simclr's TF2 SavedModel or checkpoint: no
-description, the reference's variable names) describes itself through its variables:
-`describe_reference` infers its architecture (`tf_simclr.official`), so `--checkpoint`
-may name one directly, and `init_model` imports it on the fly.
+What kind of location a path is (`tf_simclr.locations`) and what the command line's
+locations hold (ours, described here, or a published reference model, described by its
+variables) is decided once, by `tf_simclr.resolver`.
 """
 
 from __future__ import annotations
@@ -28,11 +27,10 @@ import dataclasses
 import json
 import os
 
-import keras
 import tensorflow as tf
 from absl import logging
 
-from tf_simclr import __version__, builders, checkpoints, export, official
+from tf_simclr import __version__, builders, checkpoints, export, locations, official
 from tf_simclr.config import Config, ConfigError, flags_for
 
 MODEL_FILE = "model.json"
@@ -77,16 +75,17 @@ def write(path: str, description: dict) -> str:
     return path
 
 
-def description_path(location: str) -> str:
+def description_path(location: str | locations.Found) -> str:
     """Where the description of a model_dir, a `ckpt-N` prefix or a SavedModel lives."""
-    if checkpoints.is_saved_model(location):
-        return os.path.join(location, export.DESCRIPTION_FILE)
-    if tf.io.gfile.isdir(location):
-        return os.path.join(location, MODEL_FILE)
-    return os.path.join(os.path.dirname(location) or ".", MODEL_FILE)
+    found = location if isinstance(location, locations.Found) else locations.find(location)
+    if found.kind == locations.SAVED_MODEL:
+        return os.path.join(found.target, export.DESCRIPTION_FILE)
+    if found.kind == locations.CHECKPOINT:
+        return os.path.join(os.path.dirname(found.path) or ".", MODEL_FILE)
+    return os.path.join(found.path, MODEL_FILE)
 
 
-def read(location: str, flag: str = "model_dir") -> dict | None:
+def read(location: str | locations.Found, flag: str = "model_dir") -> dict | None:
     """The description of `location` (see `description_path`), or None if it has none.
 
     A file that exists but cannot be read as a description is a ConfigError on `flag`.
@@ -106,8 +105,12 @@ def read(location: str, flag: str = "model_dir") -> dict | None:
         for name in MODEL_FIELDS:
             description["model"].setdefault(name, defaults[name])
     except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise ConfigError(flag, f"{path} is not a model description ({e})", location) from e
+        raise ConfigError(flag, f"{path} is not a model description ({e})", _path(location)) from e
     return description
+
+
+def _path(location: str | locations.Found) -> str:
+    return location.path if isinstance(location, locations.Found) else location
 
 
 def given_fields(config: Config) -> frozenset[str]:
@@ -245,103 +248,3 @@ def architecture_fields(architecture: official.Architecture, config: Config) -> 
         "proj_out_dim": architecture.proj_out_dim or config.proj_out_dim,
         "num_proj_layers": architecture.num_proj_layers or config.num_proj_layers,
     }
-
-
-def is_reference(location: str, flag: str = "checkpoint") -> bool:
-    """Whether `location` is a reference model: no tf_simclr description, and the
-    reference's variable names (`official.is_reference`)."""
-    return read(location, flag) is None and official.is_reference(location)
-
-
-def describe_reference(location: str, config: Config, flag: str = "checkpoint") -> dict | None:
-    """The description (as `read` gives it) of the reference model at `location`, its
-    architecture inferred from its variables; None if `location` is not one."""
-    if not is_reference(location, flag):
-        return None
-    with flags_for(path=flag):
-        architecture = official.infer_architecture(official.read_source(location))
-    model = {name: getattr(config, name) for name in MODEL_FIELDS}
-    model.update(architecture_fields(architecture, config))
-    return {
-        "format_version": FORMAT_VERSION,
-        "tf_simclr_version": __version__,
-        "model": model,
-        "cifar_stem": architecture.cifar_stem,
-        "num_classes": architecture.num_classes,
-        "reference": architecture.name(),
-    }
-
-
-def describe_any(location: str, config: Config, flag: str = "checkpoint") -> tuple[dict, bool]:
-    """`(description, is_reference)` of the model at `location`: ours (model.json, or the
-    description inside our SavedModel) or a reference model's (inferred from its
-    variables). Neither: a ConfigError naming `flag`."""
-    description = read(location, flag)
-    if description is not None:
-        return description, False
-    description = describe_reference(location, config, flag)
-    if description is None:
-        raise ConfigError(
-            flag,
-            "has no tf_simclr model description (model.json, or assets.extra in an export) "
-            "and is no reference SimCLR model; give a model_dir, checkpoint or SavedModel "
-            "written by tf_simclr, or a published SimCLR SavedModel or checkpoint",
-            location,
-        )
-    return description, True
-
-
-def load_described(
-    location: str,
-    description: dict,
-    reference: bool,
-    config: Config,
-    strategy: tf.distribute.Strategy,
-    flag: str = "checkpoint",
-) -> tuple[keras.Model, str]:
-    """The model `describe_any` described, built under `strategy` and restored: ours by
-    `load_model`; a reference model built as `--mode=import` builds it (a pretraining
-    model whose probe is the reference's supervised head, if any) and imported
-    (`official.import_official`). Returns `(model, what was loaded)` for the log."""
-    if not reference:
-        model, step, _ = load_model(location, config, strategy, flag)
-        return model, f"step {step}"
-    num_classes = description["num_classes"]
-    built = config.replace(
-        **{
-            **description["model"],
-            "train_mode": "pretrain",
-            "lineareval_while_pretraining": num_classes > 0,
-        }
-    )
-    with strategy.scope():
-        model = builders.build_pretrain_model(built, num_classes)
-    with flags_for(path=flag):
-        imported = official.import_official(location, model=model)
-    return model, f"imported {imported.source.kind}, {imported.architecture.name()}"
-
-
-def init_model(config: Config) -> keras.Model | None:
-    """The model of a `--checkpoint` that is a SavedModel or a reference model (imported,
-    `official.load_official`), rebuilt and restored; else None (a checkpoint's parts are
-    read straight from it)."""
-    if not config.checkpoint:
-        return None
-    if is_reference(config.checkpoint):
-        logging.info("Importing the reference model %s", config.checkpoint)
-        # Outside any strategy, like the SavedModel below: its values are copied into the parts.
-        with flags_for(path="checkpoint"):
-            return official.load_official(config.checkpoint)
-    if not checkpoints.is_saved_model(config.checkpoint):
-        return None
-    if read(config.checkpoint, "checkpoint") is None:
-        raise ConfigError(
-            "checkpoint",
-            "this SavedModel has no tf_simclr model description (exported before they "
-            "existed, or not by tf_simclr) and is no reference SimCLR model; give the "
-            "model_dir it was exported from",
-            config.checkpoint,
-        )
-    # Outside any strategy: only its values are needed, copied into the parts.
-    model, _, _ = load_model(config.checkpoint, config, flag="checkpoint")
-    return model

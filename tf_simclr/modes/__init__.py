@@ -17,8 +17,10 @@
 `run(config)` below is the one dispatcher: `train` runs the training mode and
 exports, `train_then_eval` trains, evaluates and exports. In a multi-worker
 job every worker trains; only the chief evaluates and exports. Before
-anything runs, the architecture saved in `model_dir/model.json` (or in the
-`--checkpoint` a fine-tune run starts from) is adopted: see `tf_simclr.run_dir`.
+anything runs, `tf_simclr.resolver` decides once what `--model_dir`, `--checkpoint` and
+`--teacher` are and adopts the architecture saved there; the modes that read those
+locations (the training modes, `embed`, `import_official`) take that `Resolved` result,
+`evaluate` and `export` the completed config (they read the model_dir as training left it).
 
 A new mode is one new module here plus one entry in `TRAIN_MODES` or `MODES`
 (`tf_simclr.choices`, where the command line reads them without importing this package).
@@ -27,76 +29,6 @@ A new mode is one new module here plus one entry in `TRAIN_MODES` or `MODES`
 from __future__ import annotations
 
 from tf_simclr.choices import MODES, TRAIN_MODES  # noqa: F401
-
-
-def resolve(config, given: frozenset[str]):
-    """`config` completed from the saved model description it refers to (if any).
-
-    - `model_dir` holds a `model.json`: its architecture (and, to evaluate or
-      export, its dataset) is used; a given flag that contradicts it is an error.
-    - else, fine-tuning (or distilling) from a `--checkpoint` that has one, or that is a
-      published reference model (its architecture inferred): its encoder and head.
-    - else (directories written before model.json existed): the flags, as given.
-    """
-    import tensorflow as tf
-    from absl import logging
-
-    from tf_simclr import presets, run_dir
-    from tf_simclr.errors import ConfigError
-
-    # A published model's name in --checkpoint / --teacher: its cached model_dir (or, to
-    # import, its downloaded files) from here on.
-    config = presets.resolve_names(config)
-    if config.mode == "import":
-        # The source decides the architecture (modes.import_official); nothing to adopt.
-        config.validate()
-        return config
-    exists = bool(config.model_dir) and tf.io.gfile.isdir(config.model_dir)
-    description = run_dir.read(config.model_dir) if exists else None
-    if description is not None:
-        config = _last_layer_of(config, description, given)
-        config = run_dir.adopt(config, description, given, run_dir.MODEL_FIELDS, config.model_dir)
-        if config.mode in ("eval", "export"):
-            config = run_dir.adopt_data(config, description, given)
-    elif config.mode in ("eval", "export") and not exists:
-        raise ConfigError(
-            "model_dir",
-            f"does not exist: --mode={config.mode} reads a trained model_dir (its latest "
-            "checkpoint and model.json)",
-            config.model_dir,
-        )
-    elif config.mode in ("eval", "export"):
-        logging.info(
-            "%s has no %s (written before model descriptions): the model is rebuilt from the flags",
-            config.model_dir,
-            run_dir.MODEL_FILE,
-        )
-    elif config.checkpoint and config.mode in ("train", "train_then_eval"):
-        # Fine-tuning, distilling, or pretraining on (continuing from) a --checkpoint.
-        source = run_dir.read(config.checkpoint, "checkpoint")
-        if source is None:  # a published reference model: its variables describe it
-            source = run_dir.describe_reference(config.checkpoint, config)
-        if source is not None:
-            fields = run_dir.ENCODER_FIELDS
-            if run_dir.has_head(source) or config.train_mode != "pretrain":
-                fields += run_dir.HEAD_FIELDS
-            config = run_dir.adopt(config, source, given, fields, config.checkpoint, "checkpoint")
-            run_dir.check_stem(config, source, config.checkpoint)
-    # --ft_proj_selector=-1 (the last head layer) of the head now known, so that
-    # model.json records the layer's index.
-    config = config.replace(ft_proj_selector=config.proj_selector)
-    config.validate()
-    return config
-
-
-def _last_layer_of(config, description: dict, given: frozenset[str]):
-    """`config` with --ft_proj_selector=-1 resolved for the head of the saved `description`
-    (the head flags on the command line win; a contradiction is reported by `adopt`)."""
-    if config.ft_proj_selector != -1:
-        return config
-    saved = description["model"]
-    head = {k: saved[k] for k in ("proj_head_mode", "num_proj_layers") if k not in given}
-    return config.replace(ft_proj_selector=config.replace(**head).last_proj_layer)
 
 
 def run(config, given: frozenset[str] | None = None) -> dict:
@@ -112,7 +44,7 @@ def run(config, given: frozenset[str] | None = None) -> dict:
     """
     import tensorflow as tf
 
-    from tf_simclr import builders, distribute, logs, run_dir
+    from tf_simclr import builders, distribute, logs, resolver, run_dir
     from tf_simclr.modes import distill, evaluate, export, finetune, import_official, pretrain
 
     logs.quiet_library_logs()  # absl --verbosity=1 brings the dropped lines back
@@ -122,24 +54,27 @@ def run(config, given: frozenset[str] | None = None) -> dict:
         from tf_simclr.modes import preview
 
         return {"preview": preview.run(config)}
-    config = resolve(config, run_dir.given_fields(config) if given is None else frozenset(given))
+    resolved = resolver.resolve(
+        config, run_dir.given_fields(config) if given is None else frozenset(given)
+    )
+    config = resolved.config
     strategy = builders.build_strategy(config)
     result: dict = {}
     if config.mode == "import":
         if distribute.is_chief(strategy):
-            result["import"] = import_official.run(config, strategy)
+            result["import"] = import_official.run(resolved, strategy)
         return result
     if config.mode == "embed":
         from tf_simclr.modes import embed
 
         if distribute.is_chief(strategy):
-            result["embed"] = embed.run(config, strategy)
+            result["embed"] = embed.run(resolved, strategy)
         return result
     if config.mode in ("train", "train_then_eval"):
         train = {"pretrain": pretrain.run, "finetune": finetune.run, "distill": distill.run}[
             config.train_mode
         ]
-        result["train"] = train(config, strategy)
+        result["train"] = train(resolved, strategy)
     if not distribute.is_chief(strategy):
         return result  # evaluation and export are the chief's
     if distribute.task(strategy)[0] is not None:

@@ -21,35 +21,38 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from tf_simclr import builders, checkpoints, run_dir, training
-from tf_simclr.config import Config, ConfigError
+from tf_simclr import builders, records, run_dir, step_plan, training
+from tf_simclr.config import ConfigError
 from tf_simclr.data import supervised_dataset
 from tf_simclr.models import Distiller
 
 
-def load_teacher(config: Config, strategy: tf.distribute.Strategy, num_classes: int):
-    """The teacher of `--teacher`, rebuilt and restored; checked against the student's
-    classes and preprocessing.
+def load_teacher(resolved, strategy: tf.distribute.Strategy, num_classes: int):
+    """The teacher of `--teacher` (`resolved.teacher`, a `resolver.Location`), rebuilt and
+    restored; checked against the student's classes and preprocessing.
 
     `--teacher` is one of our model_dirs, checkpoints or SavedModels (rebuilt from its
     description), or a published reference model (its architecture inferred from its
     variables and imported, `tf_simclr.official`).
     """
-    description, reference = run_dir.describe_any(config.teacher, config, "teacher")
+    config, location = resolved.config, resolved.teacher
+    if location is None:
+        raise ConfigError("teacher", "--train_mode=distill needs the teacher to distil")
+    description = location.described()
     saved = description["model"]
     has_logits = saved["train_mode"] != "pretrain" or saved["lineareval_while_pretraining"]
     if not has_logits or description["num_classes"] < 1:
-        raise ConfigError("teacher", "has no classifier (fine-tune it first)", config.teacher)
+        raise ConfigError("teacher", "has no classifier (fine-tune it first)", location.path)
     if description["num_classes"] != num_classes:
         raise ConfigError(
             "teacher",
             f"predicts {description['num_classes']} classes, the training data has "
             f"{num_classes} (another --dataset?)",
-            config.teacher,
+            location.path,
         )
-    if reference:
+    if location.reference:
         # A reference model records no image size, only the stem it was trained with.
-        run_dir.check_stem(config, description, f"--teacher={config.teacher}")
+        run_dir.check_stem(config, description, f"--teacher={location.path}")
     elif saved["image_size"] != config.image_size:
         raise ConfigError(
             "image_size",
@@ -58,29 +61,28 @@ def load_teacher(config: Config, strategy: tf.distribute.Strategy, num_classes: 
             config.image_size,
         )
     teacher_config = config.replace(train_mode="finetune", checkpoint="", teacher="")
-    teacher, what = run_dir.load_described(
-        config.teacher, description, reference, teacher_config, strategy, "teacher"
-    )
+    teacher, what = location.load(teacher_config, strategy)
     teacher.trainable = False
-    logging.info("Teacher: %s (%s, %d classes)", config.teacher, what, num_classes)
+    logging.info("Teacher: %s (%s, %d classes)", location.path, what, num_classes)
     return teacher
 
 
-def run(config: Config, strategy: tf.distribute.Strategy) -> dict:
-    """Distils `--teacher` into the student of `config`; returns the final training logs."""
-    training.check_replicas(config, strategy)
+def run(resolved, strategy: tf.distribute.Strategy) -> dict:
+    """Distils `--teacher` into the student of `resolved` (a `resolver.Resolved`); returns
+    the final training logs."""
+    config = resolved.config
+    step_plan.check_replicas(config, strategy)
     keras.utils.set_random_seed(config.seed)  # see modes.pretrain
 
     # Data.
     source = builders.train_source(config)
     if source.num_classes == 0:
         raise ConfigError("train_mode", "distill needs the number of classes; this data has none")
-    training.check_init_checkpoint(config)
-    plan = training.StepPlan.from_config(config, source.num_examples)
+    plan = step_plan.StepPlan.from_config(config, source.num_examples)
     datasets = training.epoch_datasets(config, strategy, source, supervised_dataset)
 
     # Models and optimizer: the teacher (frozen), the student, the distiller training it.
-    teacher = load_teacher(config, strategy, source.num_classes)
+    teacher = load_teacher(resolved, strategy, source.num_classes)
     with strategy.scope():
         student = builders.build_classifier(config, source.num_classes)
         distiller = Distiller(
@@ -92,20 +94,22 @@ def run(config: Config, strategy: tf.distribute.Strategy) -> dict:
         )
         optimizer = training.compile_model(config, distiller, plan)
 
-    with training.run_directory(config, strategy, student, optimizer) as write_dir:
-        # Restore the student: resume, else initialise from --checkpoint, else fresh.
-        manager = checkpoints.manager_for(student, optimizer, write_dir, config.keep_checkpoint_max)
-        training.restore(config, manager, builders.init_parts(student))
-        start = int(optimizer.iterations.numpy())
-        training.describe_run(config, strategy, source.num_classes)
-        training.log_start(config, strategy, "Distilling", source, plan, start, write_dir)
-
-        # Fit and save.
-        result = training.fit(
-            config, distiller, optimizer, manager, plan, start, write_dir, datasets
-        )
+    # Restore the student (resume, else initialise from --checkpoint, else fresh), fit the
+    # distiller and save the student.
+    with training.start(
+        resolved,
+        strategy,
+        student,
+        optimizer,
+        plan,
+        source,
+        "Distilling",
+        trainer=distiller,
+        init_parts=builders.init_parts(student),
+    ) as run_state:
+        result = training.fit(run_state, datasets)
     result["teacher_share"] = _teacher_share(distiller, datasets, result)
-    return training.save_result(config, strategy, result)
+    return records.save_result(config, strategy, result)
 
 
 def _teacher_share(distiller: Distiller, datasets, result: dict, batches: int = 3) -> float | None:

@@ -17,23 +17,22 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from tf_simclr import builders, run_dir
+from tf_simclr import builders
 from tf_simclr.config import Config, ConfigError, flags_for
 from tf_simclr.data import augment
 from tf_simclr.eval import embed
 
 
-def run(config: Config, strategy: tf.distribute.Strategy) -> dict:
-    """Embeds the images of `config` with its model; returns a summary (files, counts)."""
-    flag = "checkpoint" if config.checkpoint else "model_dir"
-    location = config.checkpoint or config.model_dir
-    description, reference = run_dir.describe_any(location, config, flag)
+def run(resolved, strategy: tf.distribute.Strategy) -> dict:
+    """Embeds the images of a `resolver.Resolved` with its model (`--checkpoint`, else
+    `--model_dir`); returns a summary (files, counts)."""
+    config = resolved.config
+    location = resolved.checkpoint or resolved.model_dir
+    description = location.described()
     # Our models record their input size; a reference model's is the --image_size flag.
-    image_size = config.image_size if reference else description["model"]["image_size"]
-    model, what = run_dir.load_described(
-        location, description, reference, config.replace(checkpoint=""), strategy, flag
-    )
-    logging.info("Embedding with %s (%s) at %d px", location, what, image_size)
+    image_size = config.image_size if location.reference else description["model"]["image_size"]
+    model, what = location.load(config.replace(checkpoint=""), strategy)
+    logging.info("Embedding with %s (%s) at %d px", location.path, what, image_size)
 
     with flags_for(key="embed_key", batch_size="eval_batch_size", folder="data_dir"):
         if config.dataset == "image_folder":

@@ -27,7 +27,7 @@ from collections.abc import Callable
 import tensorflow as tf
 from absl import logging
 
-from tf_simclr import builders, checkpoints, run_dir, training
+from tf_simclr import builders, checkpoints, run_dir, step_plan
 from tf_simclr.callbacks import write_scalars
 from tf_simclr.config import Config, ConfigError, flags_for
 from tf_simclr.data import balanced_prefix, eval_dataset
@@ -89,7 +89,7 @@ def last_step(config: Config) -> int:
     over the training split (the evaluator's flags decide, as in the reference)."""
     if config.train_steps:
         return config.train_steps
-    return training.StepPlan.from_config(
+    return step_plan.StepPlan.from_config(
         config, builders.train_source(config).num_examples
     ).total_steps
 

@@ -16,22 +16,23 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from tf_simclr import builders, checkpoints, training
-from tf_simclr.config import Config, ConfigError
+from tf_simclr import builders, records, step_plan, training
+from tf_simclr.config import ConfigError
 from tf_simclr.data import supervised_dataset
 
 
-def run(config: Config, strategy: tf.distribute.Strategy) -> dict:
-    """Fine-tunes per `config` under `strategy`; returns the final training logs."""
-    training.check_replicas(config, strategy)
+def run(resolved, strategy: tf.distribute.Strategy) -> dict:
+    """Fine-tunes per `resolved` (a `resolver.Resolved`) under `strategy`; returns the final
+    training logs."""
+    config = resolved.config
+    step_plan.check_replicas(config, strategy)
     keras.utils.set_random_seed(config.seed)  # see modes.pretrain
 
     # Data.
     source = builders.train_source(config)
     if source.num_classes == 0:
         raise ConfigError("train_mode", "finetune needs labels; this dataset has none")
-    training.check_init_checkpoint(config)
-    plan = training.StepPlan.from_config(config, source.num_examples)
+    plan = step_plan.StepPlan.from_config(config, source.num_examples)
     datasets = training.epoch_datasets(config, strategy, source, supervised_dataset)
 
     # Model and optimizer.
@@ -39,16 +40,17 @@ def run(config: Config, strategy: tf.distribute.Strategy) -> dict:
         model = builders.build_classifier(config, source.num_classes)
         optimizer = training.compile_model(config, model, plan)
 
-    with training.run_directory(config, strategy, model, optimizer) as write_dir:
-        # Restore: resume, else initialise from --checkpoint, else fresh.
-        manager = checkpoints.manager_for(model, optimizer, write_dir, config.keep_checkpoint_max)
-        training.restore(
-            config, manager, builders.init_parts(model), classifier=model.supervised_head
-        )
-        start = int(optimizer.iterations.numpy())
-        training.describe_run(config, strategy, source.num_classes)
-        training.log_start(config, strategy, "Fine-tuning", source, plan, start, write_dir)
-
-        # Fit and save.
-        result = training.fit(config, model, optimizer, manager, plan, start, write_dir, datasets)
-    return training.save_result(config, strategy, result)
+    # Restore (resume, else initialise from --checkpoint, else fresh), fit and save.
+    with training.start(
+        resolved,
+        strategy,
+        model,
+        optimizer,
+        plan,
+        source,
+        "Fine-tuning",
+        init_parts=builders.init_parts(model),
+        classifier=model.supervised_head,
+    ) as run_state:
+        result = training.fit(run_state, datasets)
+    return records.save_result(config, strategy, result)

@@ -39,23 +39,29 @@ def config_for(config: Config, architecture: official.Architecture) -> Config:
     )
 
 
-def run(config: Config, strategy: tf.distribute.Strategy) -> dict:
-    """Imports `config.checkpoint` into `config.model_dir`; returns what was written."""
-    if not config.checkpoint:
+def run(resolved, strategy: tf.distribute.Strategy) -> dict:
+    """Imports `--checkpoint` into `--model_dir` (a `resolver.Resolved`); returns what was
+    written."""
+    config, location = resolved.config, resolved.checkpoint
+    if location is None:
         raise ConfigError(
             "checkpoint", "--mode=import needs the reference SavedModel or checkpoint to import"
         )
-    if tf.io.gfile.exists(os.path.join(config.model_dir, run_dir.MODEL_FILE)) or (
-        tf.io.gfile.isdir(config.model_dir) and tf.train.latest_checkpoint(config.model_dir)
-    ):
+    if resolved.model_dir.description is not None or resolved.model_dir.has_checkpoint:
         raise ConfigError(
             "model_dir", "already holds a model; import into a new directory", config.model_dir
         )
+    return write_model_dir(config, strategy, location.source, location.architecture)
 
-    # The source and its architecture.
-    with flags_for(path="checkpoint"):
-        source = official.read_source(config.checkpoint)
-        architecture = official.infer_architecture(source)
+
+def write_model_dir(
+    config: Config,
+    strategy: tf.distribute.Strategy,
+    source: official.Source,
+    architecture: official.Architecture,
+) -> dict:
+    """Imports the reference model `source` (read from `config.checkpoint`) of
+    `architecture` into the new directory `config.model_dir`; returns what was written."""
     config = config_for(config, architecture)
     config.validate()
 
@@ -63,7 +69,9 @@ def run(config: Config, strategy: tf.distribute.Strategy) -> dict:
     with strategy.scope():
         model = builders.build_pretrain_model(config, architecture.num_classes)
     with flags_for(path="checkpoint"):
-        result = official.import_official(config.checkpoint, model=model)
+        result = official.import_official(
+            config.checkpoint, model=model, source=source, architecture=architecture
+        )
     config = config.replace(ft_proj_selector=result.architecture.ft_proj_selector)
 
     # A self-describing model_dir: config, description, checkpoint ckpt-0, SavedModel.

@@ -14,15 +14,15 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from tf_simclr import builders, checkpoints, run_dir, training
-from tf_simclr.config import Config
+from tf_simclr import builders, records, step_plan, training
 from tf_simclr.data import pretrain_dataset
 
 
-def run(config: Config, strategy: tf.distribute.Strategy) -> dict:
-    """Pretrains per `config` under `strategy`; returns the final training logs."""
-    training.check_replicas(config, strategy)
-    training.check_init_checkpoint(config)
+def run(resolved, strategy: tf.distribute.Strategy) -> dict:
+    """Pretrains per `resolved` (a `resolver.Resolved`) under `strategy`; returns the final
+    training logs."""
+    config = resolved.config
+    step_plan.check_replicas(config, strategy)
     # Before anything random is built: the file order, the per-epoch shuffles (their
     # seeds combine --seed with this global seed) and the weights. Every process of a
     # job and every restart thus draws the same order.
@@ -30,7 +30,7 @@ def run(config: Config, strategy: tf.distribute.Strategy) -> dict:
 
     # Data.
     source = builders.train_source(config)
-    plan = training.StepPlan.from_config(config, source.num_examples)
+    plan = step_plan.StepPlan.from_config(config, source.num_examples)
     datasets = training.epoch_datasets(config, strategy, source, pretrain_dataset)
 
     # Model and optimizer.
@@ -38,39 +38,31 @@ def run(config: Config, strategy: tf.distribute.Strategy) -> dict:
         model = builders.build_pretrain_model(config, source.num_classes)
         optimizer = training.compile_model(config, model, plan)
 
-    with training.run_directory(config, strategy, model, optimizer) as write_dir:
-        # Restore: resume, else continue from --checkpoint's encoder and head, else fresh.
-        manager = checkpoints.manager_for(model, optimizer, write_dir, config.keep_checkpoint_max)
-        training.restore(config, manager, _init_parts(config, model))
-        start = int(optimizer.iterations.numpy())
-        training.describe_run(config, strategy, source.num_classes)
-        training.log_start(config, strategy, "Pretraining", source, plan, start, write_dir)
-
-        # Fit and save.
+    # Restore (resume, else continue from --checkpoint's encoder and head, else fresh),
+    # fit and save.
+    init_parts = _init_parts(resolved.checkpoint, model)
+    with training.start(
+        resolved, strategy, model, optimizer, plan, source, "Pretraining", init_parts=init_parts
+    ) as run_state:
         monitors = [
-            *training.view_summaries(config, source, write_dir, optimizer.iterations),
-            *training.label_free_monitor(config, source, write_dir, optimizer.iterations),
+            *training.view_summaries(run_state, source),
+            *training.label_free_monitor(run_state, source),
         ]
-        result = training.fit(
-            config, model, optimizer, manager, plan, start, write_dir, datasets, monitors
-        )
-    return training.save_result(config, strategy, result)
+        result = training.fit(run_state, datasets, monitors)
+    return records.save_result(config, strategy, result)
 
 
-def _init_parts(config: Config, model) -> dict | None:
-    """What pretraining continues from with `--checkpoint` (domain-adaptive pretraining):
-    its encoder, and its projection head when it has one (a SimCLRv1 model has none: the
-    head starts fresh, said in the log); None without a checkpoint."""
-    if not config.checkpoint:
+def _init_parts(checkpoint, model) -> dict | None:
+    """What pretraining continues from with `--checkpoint` (a `resolver.Location`;
+    domain-adaptive pretraining): its encoder, and its projection head when it has one (a
+    SimCLRv1 model has none: the head starts fresh, said in the log); None without one."""
+    if checkpoint is None:
         return None
     parts = builders.init_parts(model)
-    description = run_dir.read(config.checkpoint, "checkpoint") or run_dir.describe_reference(
-        config.checkpoint, config
-    )
-    if description is not None and not run_dir.has_head(description):
+    if not checkpoint.has_head:
         parts.pop("head", None)
         logging.info(
             "--checkpoint=%s has no projection head: pretraining starts a fresh one",
-            config.checkpoint,
+            checkpoint.path,
         )
     return parts

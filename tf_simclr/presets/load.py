@@ -95,8 +95,8 @@ def _cached_model_dir(preset: Preset, root, cache, **http_options):
     `model` is the imported model, checked; else None)."""
     import tensorflow as tf
 
-    from tf_simclr import run_dir
-    from tf_simclr.config import Config
+    from tf_simclr import official, run_dir
+    from tf_simclr.config import Config, flags_for
     from tf_simclr.modes import import_official
 
     _, model_dir = download.paths(preset, cache)
@@ -113,7 +113,12 @@ def _cached_model_dir(preset: Preset, root, cache, **http_options):
         staged = os.path.join(work, "model")
         config = Config(mode="import", checkpoint=source, model_dir=staged)
         config.validate()
-        import_official.run(config, tf.distribute.get_strategy())
+        with flags_for(path="checkpoint"):
+            reference = official.read_source(source)
+            architecture = official.infer_architecture(reference)
+        import_official.write_model_dir(
+            config, tf.distribute.get_strategy(), reference, architecture
+        )
         model, _, _ = run_dir.load_model(staged)
         try:
             _check(preset, model, run_dir.read(staged), source)

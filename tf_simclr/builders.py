@@ -12,9 +12,15 @@ import tensorflow as tf
 
 from tf_simclr import distribute
 from tf_simclr.config import Config, ConfigError, flags_for
-from tf_simclr.data import AugmentConfig, DeviceViews, Source, balanced_prefix, make_source
+from tf_simclr.data import (
+    AugmentConfig,
+    DeviceViews,
+    Source,
+    balanced_prefix,
+    finetune_augment,
+    make_source,
+)
 from tf_simclr.data.subsets import subset_source, unlabel_outside_subset
-from tf_simclr.eval.linear import finetune_augment
 from tf_simclr.models import Classifier, ProjectionHead, ResNet, SimCLR
 from tf_simclr.optim import WarmupCosineDecay, build_optimizer, scaled_learning_rate
 

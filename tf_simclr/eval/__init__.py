@@ -21,12 +21,7 @@ from tf_simclr.eval.label_free import (
     rankme,
     uniformity,
 )
-from tf_simclr.eval.linear import (
-    finetune_augment,
-    linear_classifier,
-    linear_eval,
-    linear_eval_on_features,
-)
+from tf_simclr.eval.linear import linear_classifier, linear_eval, linear_eval_on_features
 
 __all__ = [
     "alignment",
@@ -37,7 +32,6 @@ __all__ = [
     "evaluate_classifier",
     "extract_features",
     "frozen_features",
-    "finetune_augment",
     "knn_accuracy",
     "knn_predict",
     "knn_top1",

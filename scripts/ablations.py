@@ -146,7 +146,7 @@ def evaluate_arm(arm: Arm, config, steps_per_epoch: int) -> dict:
 
 
 def _scalars(model_dir: str) -> dict:
-    from tf_simclr.viz import read_scalars
+    from tf_simclr.summaries import read_scalars
 
     wanted = ("train/loss", "train/contrast_acc", "train/probe_acc", "train/top1")
     series = read_scalars(model_dir) if os.path.isdir(os.path.join(model_dir, "train")) else {}

@@ -12,7 +12,7 @@ class; the results then say `partial_eval` and how many of the split's
 `model_dir/eval_results.json` and `eval_<name>_<step>.json`, and to TensorBoard
 (`model_dir/eval_<name>/`), where <name> is `--eval_name` or the split. With
 `--eval_projector`, the encoder features of every eval image also go to TensorBoard's
-embedding projector (`tf_simclr.viz.write_dataset_projector`: vectors, labels, a sprite
+embedding projector (`tf_simclr.summaries.write_dataset_projector`: vectors, labels, a sprite
 of the images) in that directory. `--eval_continuous` evaluates each new checkpoint
 until the run's last step.
 """
@@ -182,9 +182,9 @@ def evaluate_checkpoint(config: Config, strategy: tf.distribute.Strategy, locati
     # TensorBoard too, beside the training scalars: eval_<name>/<metric> at the step.
     name = (config.eval_name or config.eval_split).replace("/", "_")
     if config.eval_projector:
-        from tf_simclr import viz
+        from tf_simclr import summaries
 
-        written = viz.write_dataset_projector(
+        written = summaries.write_dataset_projector(
             os.path.join(config.model_dir, f"eval_{name}"),
             model,
             whole,  # every eval image, whatever --eval_steps says

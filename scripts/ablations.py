@@ -105,8 +105,14 @@ def evaluate_arm(arm: Arm, config, steps_per_epoch: int) -> dict:
 
     from tf_simclr import builders, checkpoints
     from tf_simclr.data import eval_dataset
-    from tf_simclr.eval import evaluate_classifier
-    from tf_simclr.modes.evaluate import frozen_features, knn_top1
+    from tf_simclr.eval import evaluate_classifier, frozen_features, knn_top1
+
+    def features_and_knn() -> tuple[dict, float]:
+        features = frozen_features(
+            model, builders.knn_sources(config), config.image_size, config.eval_batch_size
+        )
+        top1 = knn_top1(features, num_classes, k=config.knn_k, temperature=config.knn_temperature)
+        return features, top1
 
     num_classes = builders.train_source(config, subset=False).num_classes
     keras.utils.set_random_seed(config.seed)
@@ -117,13 +123,11 @@ def evaluate_arm(arm: Arm, config, steps_per_epoch: int) -> dict:
     for step, path in saved:
         checkpoints.restore_model(model, path)
         if step % steps_per_epoch == 0 and step != saved[-1][0]:
-            features = frozen_features(config, model)
-            knn_curve.append((step, knn_top1(config, features, num_classes)))
+            knn_curve.append((step, features_and_knn()[1]))
             _log(f"{arm.name}: kNN at step {step}: {knn_curve[-1][1]:.4f}")
     # The model now holds the last checkpoint (or its initialisation).
-    features = frozen_features(config, model)
+    features, metrics["knn_top1"] = features_and_knn()
     train_x = features["train"][0]
-    metrics["knn_top1"] = knn_top1(config, features, num_classes)
     knn_curve.append((saved[-1][0] if saved else 0, metrics["knn_top1"]))
     linear = linear_on_standardised(features, num_classes, epochs=30, seed=config.seed)
     metrics["linear_top1"] = linear["test_top1"]
@@ -142,7 +146,7 @@ def evaluate_arm(arm: Arm, config, steps_per_epoch: int) -> dict:
 
 
 def _scalars(model_dir: str) -> dict:
-    from tf_simclr.viz import read_scalars
+    from tf_simclr.summaries import read_scalars
 
     wanted = ("train/loss", "train/contrast_acc", "train/probe_acc", "train/top1")
     series = read_scalars(model_dir) if os.path.isdir(os.path.join(model_dir, "train")) else {}

@@ -84,7 +84,7 @@ def evaluate(config, options) -> dict:
     import numpy as np
 
     from tf_simclr import builders, run_dir
-    from tf_simclr.modes.evaluate import frozen_features, knn_top1
+    from tf_simclr.eval import frozen_features, knn_top1
 
     num_classes = builders.train_source(config, subset=False).num_classes
     if options.random_init:
@@ -92,13 +92,17 @@ def evaluate(config, options) -> dict:
         model, step = builders.build_pretrain_model(config, num_classes), 0
     else:
         model, step, config = run_dir.load_model(config.model_dir, config)
-    features = frozen_features(config, model, verbose=1)
+    features = frozen_features(
+        model, builders.knn_sources(config), config.image_size, config.eval_batch_size, verbose=1
+    )
     train_x = features["train"][0]
     probe = linear_on_standardised(features, num_classes, options.probe_epochs, config.seed)
     return {
         "encoder": "random_init" if options.random_init else f"{config.model_dir} step {step}",
         "feature_dim": int(train_x.shape[1]),
-        "knn_top1": knn_top1(config, features, num_classes),
+        "knn_top1": knn_top1(
+            features, num_classes, k=config.knn_k, temperature=config.knn_temperature
+        ),
         "knn_k": config.knn_k,
         "linear_on_features": probe,
         "feature_mean_norm": float(np.linalg.norm(train_x, axis=1).mean()),

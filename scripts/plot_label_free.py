@@ -6,7 +6,7 @@ one panel per measure, one colour per run, and writes their last values as JSON.
         [--json=docs/results/label_free_monitors.json]
 
 Each run is NAME=MODEL_DIR; the scalars are read from MODEL_DIR/train
-(`tf_simclr.viz.read_scalars`), and each run's eval_results.json, when present, adds its
+(`tf_simclr.summaries.read_scalars`), and each run's eval_results.json, when present, adds its
 kNN and probe top-1 to the JSON.
 """
 
@@ -32,14 +32,14 @@ def main(argv=None):
     parser.add_argument("runs", nargs="+", help="NAME=MODEL_DIR")
     parser.add_argument("--json", default="")
     args = parser.parse_args(argv)
-    from tf_simclr import viz
+    from tf_simclr import summaries, viz
 
     runs = dict(run.split("=", 1) for run in args.runs)
     plt = viz.pyplot()
     fig, axes = plt.subplots(1, len(MEASURES), figsize=(4.2 * len(MEASURES), 3.4), dpi=100)
     summary = {}
     for colour, (name, model_dir) in enumerate(runs.items()):
-        series = viz.read_scalars(model_dir)
+        series = summaries.read_scalars(model_dir)
         summary[name] = {}
         for ax, measure in zip(axes, MEASURES, strict=True):
             points = series.get(f"label_free/{measure}", [])

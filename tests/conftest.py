@@ -49,6 +49,21 @@ def _network_answers():
 
 
 @pytest.fixture
+def training_events(tmp_path):
+    """`tmp_path/run/train` event files as training writes them: five `train/*` scalars at
+    steps 10, 20, 30 (value step / 100) and one image summary; returns `tmp_path/run`."""
+    model_dir = tmp_path / "run"
+    writer = tf.summary.create_file_writer(os.path.join(model_dir, "train"))
+    with writer.as_default():
+        for step in (10, 20, 30):
+            for name in ("loss", "contrast_acc", "probe_acc", "learning_rate", "probe_loss"):
+                tf.summary.scalar(f"train/{name}", step / 100, step=step)
+        tf.summary.image("train/views", np.zeros([1, 4, 4, 3], np.float32), step=10)
+    writer.close()
+    return model_dir
+
+
+@pytest.fixture
 def image_folder(tmp_path):
     """A tiny labelled image folder: train/{cat,dog}/*.jpg, 16 px, 8 images per class."""
     return write_image_folder(tmp_path / "images")

@@ -119,6 +119,22 @@ def test_extract_features_from_an_encoder_and_from_a_model():
     np.testing.assert_allclose(from_model, features, rtol=1e-5, atol=1e-6)
 
 
+def test_frozen_features_of_named_sources_feed_knn_top1():
+    """The kNN evaluation's helpers (`--mode=eval`, scripts/feature_eval.py, ablations):
+    per name the features `extract_features` gives, then `knn_accuracy` of test vs train."""
+    train, test = tiny_source(), tiny_source(num=7, seed=1)
+    encoder = tiny_encoder()
+    features = evaluate.frozen_features(encoder, {"train": train, "test": test}, SIZE, 4)
+    assert set(features) == {"train", "test"}
+    for name, source in (("train", train), ("test", test)):
+        want = evaluate.extract_features(encoder, eval_dataset(source, SIZE, batch_size=4))
+        np.testing.assert_array_equal(features[name][0], want[0])
+        np.testing.assert_array_equal(features[name][1], want[1])
+    (train_x, train_y), (test_x, test_y) = features["train"], features["test"]
+    want = evaluate.knn_accuracy(train_x, train_y, test_x, test_y, 3, k=3, temperature=0.5)
+    assert evaluate.knn_top1(features, 3, k=3, temperature=0.5) == want
+
+
 def test_evaluate_classifier_is_exact_over_the_whole_split():
     keras.utils.set_random_seed(0)
     source = tiny_source(num=11, num_classes=7)

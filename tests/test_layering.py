@@ -64,8 +64,12 @@ FORBIDDEN = {
     },
     # The importer of the reference's published models: models, checkpoints, errors.
     "official": DRIVERS | {"data", "eval", "export", "optim", "losses", "distribute"},
-    # Pictures (plots, TensorBoard view strips, projector files) of data and features.
+    # Pictures (matplotlib plots) of data, features and runs.
     "viz": DRIVERS | {"export", "optim", "losses", "checkpoints", "official", "distribute"},
+    # What training writes to TensorBoard beside scalars (view strips, projector files) and
+    # reads back (scalars): data and features, no plots (so training never loads matplotlib).
+    "summaries": DRIVERS
+    | {"export", "optim", "losses", "checkpoints", "official", "distribute", "viz"},
     "builders": {"modes", "training", "run_dir", "callbacks", "resolver", "records", "initialise"},
     "run_dir": {"modes", "training", "callbacks", "resolver", "records", "initialise"},
     # The resolver runs before any training: it knows nothing of the loop.
@@ -75,8 +79,9 @@ FORBIDDEN = {
     "initialise": {"modes", "training", "resolver", "records", "step_plan", "callbacks"},
     "training": {"modes", "resolver"},
 }
-# Modules only some layers may import: nothing below the drivers draws pictures.
-ONLY_IMPORTED_BY = {"viz": {"modes", "training"}}
+# Modules only some layers may import: nothing below the drivers draws pictures or writes
+# TensorBoard files; `viz` draws its figures from `summaries`' image intake and scalars.
+ONLY_IMPORTED_BY = {"viz": {"modes"}, "summaries": {"modes", "training", "viz"}}
 # Leaves: what each may import of tf_simclr (nothing else), and of the rest only the
 # standard library, so that parsing a flag never loads TensorFlow. The config reads its
 # choices and bounds from `choices`, shared with the modules that use them.

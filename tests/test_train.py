@@ -255,7 +255,7 @@ def test_official_imagenet_subsets_are_accepted_as_train_split():
 
 
 def test_worker_lost_message_keeps_what_the_runtime_said():
-    from tf_simclr.callbacks import WorkerLost
+    from tf_simclr.errors import WorkerLost
 
     # The shape of the error a surviving worker gets (TF 2.21), Python stack included.
     message = (

@@ -150,7 +150,8 @@ def test_plots_without_matplotlib_raise_a_clear_error(monkeypatch):
 
 def test_the_library_imports_and_writes_tensorboard_pictures_without_matplotlib(tmp_path):
     """matplotlib is an optional extra: blocked, tf_simclr.viz still imports and the
-    TensorBoard parts (view strips, projector files) work; only plot_* need it."""
+    TensorBoard parts (`tf_simclr.summaries`: view strips, projector files) work; only
+    plot_* need it."""
     script = textwrap.dedent(
         f"""
         import importlib.abc, sys
@@ -161,11 +162,11 @@ def test_the_library_imports_and_writes_tensorboard_pictures_without_matplotlib(
         sys.meta_path.insert(0, Block())
         import numpy as np
         import tf_simclr
-        from tf_simclr import viz
+        from tf_simclr import summaries, viz
         from tf_simclr.data import AugmentConfig
         images = [np.zeros([8, 8, 3], np.uint8)]
-        assert viz.view_strips(images, AugmentConfig(image_size=8)).shape == (1, 8, 26, 3)
-        viz.write_projector({str(tmp_path)!r}, np.ones([2, 3]), [0, 1])
+        assert summaries.view_strips(images, AugmentConfig(image_size=8)).shape == (1, 8, 26, 3)
+        summaries.write_projector({str(tmp_path)!r}, np.ones([2, 3]), [0, 1])
         try:
             viz.plot_embeddings(np.ones([2, 3]), [0, 1])
         except ImportError as e:
@@ -273,20 +274,9 @@ def test_plot_neighbours_with_a_saved_model_path_and_datasets(tmp_path):
         viz.plot_neighbours(str(tmp_path), queries, gallery, k=1)
 
 
-def write_training_events(model_dir, steps=(10, 20, 30)):
-    writer = tf.summary.create_file_writer(os.path.join(model_dir, "train"))
-    with writer.as_default():
-        for step in steps:
-            for name in ("loss", "contrast_acc", "probe_acc", "learning_rate", "probe_loss"):
-                tf.summary.scalar(f"train/{name}", step / 100, step=step)
-        tf.summary.image("train/views", np.zeros([1, 4, 4, 3], np.float32), step=steps[0])
-    writer.close()
-
-
-def test_plot_training_draws_the_four_panels(tmp_path):
-    write_training_events(tmp_path / "run")
+def test_plot_training_draws_the_four_panels(tmp_path, training_events):
     path = tmp_path / "curves.png"
-    fig = viz.plot_training(str(tmp_path / "run"), path=str(path))
+    fig = viz.plot_training(str(training_events), path=str(path))
     assert_png(path)
     assert [ax.get_title() for ax in fig.axes] == [
         "loss",
@@ -295,39 +285,5 @@ def test_plot_training_draws_the_four_panels(tmp_path):
         "learning_rate",
     ]
     np.testing.assert_allclose(fig.axes[0].lines[0].get_xydata(), [[10, 0.1], [20, 0.2], [30, 0.3]])
-    scalars = viz.read_scalars(str(tmp_path / "run"))
-    assert "train/views" not in scalars and len(scalars) == 5  # the image is not a scalar
     with pytest.raises(ArgumentError, match="no training scalars"):
         viz.plot_training(str(tmp_path / "empty"))
-
-
-def read_projector(log_dir):
-    from google.protobuf import text_format
-    from tensorboard.plugins import projector
-
-    with open(os.path.join(log_dir, viz.PROJECTOR_CONFIG)) as f:
-        config = text_format.Parse(f.read(), projector.ProjectorConfig())
-    (embedding,) = config.embeddings
-    vectors = np.loadtxt(os.path.join(log_dir, embedding.tensor_path), delimiter="\t", ndmin=2)
-    with open(os.path.join(log_dir, embedding.metadata_path)) as f:
-        metadata = f.read().splitlines()
-    sprite = tf.io.decode_png(tf.io.read_file(os.path.join(log_dir, embedding.sprite.image_path)))
-    return embedding, vectors, metadata, sprite.numpy()
-
-
-def test_write_projector_files_load(tmp_path):
-    features = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
-    images = (np.arange(5)[:, None, None, None] * 50 * np.ones([5, 16, 16, 3])).astype(np.uint8)
-    viz.write_projector(str(tmp_path), features, [0, 1, 1, 0, 1], images, ("cat", "dog"))
-    embedding, vectors, metadata, sprite = read_projector(tmp_path)
-    assert list(embedding.tensor_shape) == [5, 3]
-    np.testing.assert_allclose(vectors, features, rtol=1e-5)
-    assert metadata == ["label\tclass", "0\tcat", "1\tdog", "1\tdog", "0\tcat", "1\tdog"]
-    assert list(embedding.sprite.single_image_dim) == [16, 16]
-    assert sprite.shape == (3 * 16, 3 * 16, 3)  # ceil(sqrt(5)) = 3 thumbnails a side
-    assert sprite[16 + 5, 16 + 5, 0] == 4 * 50  # image 4: second row, second column
-
-
-def test_sprite_thumbnails_shrink_to_fit_8192_pixels():
-    assert viz.sprite_side(10_000, 32) == 32  # 100 x 32 = 3200 px
-    assert viz.sprite_side(50_000, 224) == 36  # 224 a side: 224 * 36 = 8064 px

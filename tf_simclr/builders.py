@@ -12,9 +12,15 @@ import tensorflow as tf
 
 from tf_simclr import distribute
 from tf_simclr.config import Config, ConfigError, flags_for
-from tf_simclr.data import AugmentConfig, DeviceViews, Source, make_source
+from tf_simclr.data import (
+    AugmentConfig,
+    DeviceViews,
+    Source,
+    balanced_prefix,
+    finetune_augment,
+    make_source,
+)
 from tf_simclr.data.subsets import subset_source, unlabel_outside_subset
-from tf_simclr.eval.linear import finetune_augment
 from tf_simclr.models import Classifier, ProjectionHead, ResNet, SimCLR
 from tf_simclr.optim import WarmupCosineDecay, build_optimizer, scaled_learning_rate
 
@@ -84,6 +90,23 @@ def eval_source(config: Config) -> Source:
             seed=config.seed,
             download=config.download,
         )
+
+
+def knn_train_source(config: Config) -> Source:
+    """The train split the kNN evaluation compares against: all of it, or with
+    `--knn_train_examples=N` the first N // classes examples of each class in the seeded
+    file order of `train_source` (only those are read)."""
+    source = train_source(config, subset=False)
+    if config.knn_train_examples and source.num_classes:
+        per_class = max(1, config.knn_train_examples // source.num_classes)
+        source = balanced_prefix(source, per_class)
+    return source
+
+
+def knn_sources(config: Config) -> dict[str, Source]:
+    """`{"train": knn_train_source, "test": eval_source}`: what
+    `tf_simclr.eval.frozen_features` reads for the kNN evaluation (`tf_simclr.eval.knn_top1`)."""
+    return {"train": knn_train_source(config), "test": eval_source(config)}
 
 
 def build_strategy(config: Config) -> tf.distribute.Strategy:

@@ -163,7 +163,7 @@ class ImageSummaries(keras.callbacks.Callback):
     """Writes the pictures `draw()` returns to TensorBoard as the image summary `tag`: at
     the step training starts from (a resumed run: where it resumes) and every `every` steps.
 
-    `draw` returns float `[N, H, W, 3]` in [0, 1], e.g. `tf_simclr.viz.view_strips`
+    `draw` returns float `[N, H, W, 3]` in [0, 1], e.g. `tf_simclr.summaries.view_strips`
     of a few training images (`--summary_images`).
     """
 

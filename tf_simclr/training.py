@@ -156,16 +156,16 @@ def view_summaries(run: Run, source: Source) -> list:
     config = run.config
     if not config.summary_images:
         return []
-    from tf_simclr import viz
+    from tf_simclr import summaries
 
-    images = viz.take_images(source, SUMMARY_IMAGES)
+    images = summaries.take_images(source, SUMMARY_IMAGES)
     augment = builders.augment_config(config)
     return [
         ImageSummaries(
             os.path.join(run.write_dir, "train"),
             config.summary_images,
             run.optimizer.iterations,
-            lambda: viz.view_strips(images, augment),
+            lambda: summaries.view_strips(images, augment),
             tag="train/views",
         )
     ]

@@ -4,7 +4,13 @@ The individual augmentation ops (crop, jitter, blur, ...) stay in
 ``tf_simclr.data.augment``; only its entry points are re-exported here.
 """
 
-from tf_simclr.data.augment import AugmentConfig, eval_view, simclr_view, two_views
+from tf_simclr.data.augment import (
+    AugmentConfig,
+    eval_view,
+    finetune_augment,
+    simclr_view,
+    two_views,
+)
 from tf_simclr.data.augment_batch import DeviceViews
 from tf_simclr.data.pipeline import (
     eval_dataset,
@@ -45,6 +51,7 @@ __all__ = [
     "balanced_subset_indices",
     "eval_dataset",
     "eval_view",
+    "finetune_augment",
     "image_folder_source",
     "make_source",
     "pretrain_dataset",

@@ -468,6 +468,12 @@ class AugmentConfig:
         return self.grayscale and self.color_jitter_strength > 0
 
 
+def finetune_augment(image_size: int) -> AugmentConfig:
+    """Training views of fine-tuning and linear evaluation: random crop and flip only
+    (paper Appendix B.5), at `image_size`."""
+    return AugmentConfig(image_size=image_size, color_jitter=False, grayscale=False, blur=False)
+
+
 def simclr_view(image: tf.Tensor, cfg: AugmentConfig) -> tf.Tensor:
     """One random SimCLR training view of an image (Section 3, Appendix A).
 

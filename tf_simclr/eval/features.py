@@ -2,18 +2,23 @@
 
 `extract_features` feeds the kNN monitor (`tf_simclr.eval.knn`), the cheap
 linear probe (`tf_simclr.eval.linear.linear_eval_on_features`) and any
-notebook analysis. The helpers here are shared by the other protocols.
+notebook analysis; `frozen_features` runs it over named sources (the kNN
+evaluation's train and test splits). The helpers here are shared by the other
+protocols.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Mapping
 
 import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
+
+from tf_simclr.data import Source, eval_dataset
 
 
 def images_and_labels(batch) -> tuple[tf.Tensor, tf.Tensor]:
@@ -117,3 +122,35 @@ def extract_features(
     if not features:
         raise ValueError("extract_features got an empty dataset.")
     return np.concatenate(features), np.concatenate(labels)
+
+
+def frozen_features(
+    model_or_encoder: keras.Model,
+    sources: Mapping[str, Source],
+    image_size: int,
+    batch_size: int,
+    verbose: int = 0,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """`{name: (features, labels)}`: `extract_features` of each source, read with the
+    eval preprocessing (`tf_simclr.data.eval_dataset`: no augmentation).
+
+    Args:
+      model_or_encoder: as in `extract_features`.
+      sources: e.g. `{"train": ..., "test": ...}` for `tf_simclr.eval.knn.knn_top1`
+        (`tf_simclr.builders.knn_sources` builds them from a `Config`).
+      image_size: the side S of the square images.
+      batch_size: images per batch.
+      verbose: as in `extract_features`.
+
+    Returns:
+      per name, features float32 `[N, D]` and labels int64 `[N]`, in the source's order.
+    """
+    return {
+        name: extract_features(
+            model_or_encoder,
+            eval_dataset(source, image_size, batch_size),
+            verbose=verbose,
+            description=f"features of {source.name} {source.split}",
+        )
+        for name, source in sources.items()
+    }

@@ -114,3 +114,18 @@ def knn_accuracy(
         train_features, train_labels, test_features, num_classes, k, temperature, batch_size
     )
     return float(np.mean(predictions == test_labels))
+
+
+def knn_top1(
+    features: dict[str, tuple[np.ndarray, np.ndarray]],
+    num_classes: int,
+    k: int = 200,
+    temperature: float = 0.1,
+) -> float:
+    """Weighted kNN top-1 of `features["test"]` against `features["train"]`, each a
+    `(features [N, D], labels [N])` pair as `tf_simclr.eval.features.frozen_features`
+    returns them; see `knn_accuracy`."""
+    (train_x, train_y), (test_x, test_y) = features["train"], features["test"]
+    return knn_accuracy(
+        train_x, train_y, test_x, test_y, num_classes=num_classes, k=k, temperature=temperature
+    )

@@ -2,7 +2,7 @@
 
 - `linear_eval`: the paper's protocol, a linear classifier on a frozen encoder
   (BatchNorm in inference mode), trained on random crop + flip views, tested on
-  centre crops. `linear_classifier` and `LINEAR_EVAL_AUGMENT` are its model and
+  centre crops. `linear_classifier` and `data.finetune_augment` are its model and
   its augmentation; `run.py --train_mode=finetune --fine_tune_after_block=4`
   (the command-line linear evaluation, with checkpoints and resume) builds the
   same model (`Classifier(fine_tune_after_block=4)`) with the same augmentation.
@@ -20,19 +20,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_simclr.data.augment import AugmentConfig
+from tf_simclr.data.augment import finetune_augment
 from tf_simclr.data.pipeline import eval_dataset, steps_per_epoch, supervised_dataset
 from tf_simclr.data.sources import Source
 from tf_simclr.eval.classifier import TOP_K, evaluate_classifier
 from tf_simclr.models.classifier import NUM_BLOCK_GROUPS, Classifier
 from tf_simclr.models.heads import LinearClassifier
 from tf_simclr.optim import WarmupCosineDecay, build_optimizer
-
-
-def finetune_augment(image_size: int) -> AugmentConfig:
-    """Training views of fine-tuning and linear evaluation: random crop and flip only
-    (paper Appendix B.5), at `image_size`."""
-    return AugmentConfig(image_size=image_size, color_jitter=False, grayscale=False, blur=False)
 
 
 def linear_classifier(encoder: keras.Model, num_classes: int, **kwargs) -> Classifier:

@@ -12,7 +12,7 @@ class; the results then say `partial_eval` and how many of the split's
 `model_dir/eval_results.json` and `eval_<name>_<step>.json`, and to TensorBoard
 (`model_dir/eval_<name>/`), where <name> is `--eval_name` or the split. With
 `--eval_projector`, the encoder features of every eval image also go to TensorBoard's
-embedding projector (`tf_simclr.viz.write_dataset_projector`: vectors, labels, a sprite
+embedding projector (`tf_simclr.summaries.write_dataset_projector`: vectors, labels, a sprite
 of the images) in that directory. `--eval_continuous` evaluates each new checkpoint
 until the run's last step.
 """
@@ -30,50 +30,22 @@ from absl import logging
 from tf_simclr import builders, checkpoints, run_dir, step_plan
 from tf_simclr.callbacks import write_scalars
 from tf_simclr.config import Config, ConfigError, flags_for
-from tf_simclr.data import balanced_prefix, eval_dataset
-from tf_simclr.eval import evaluate_classifier, extract_features, knn_accuracy
+from tf_simclr.data import eval_dataset
+from tf_simclr.eval import evaluate_classifier, frozen_features, knn_top1
 
 
-def knn_train_source(config: Config):
-    """The train split the kNN evaluation compares against: all of it, or with
-    `--knn_train_examples=N` the first N // classes examples of each class in the seeded
-    file order of `builders.train_source` (only those are read)."""
-    source = builders.train_source(config, subset=False)
-    if config.knn_train_examples and source.num_classes:
-        per_class = max(1, config.knn_train_examples // source.num_classes)
-        source = balanced_prefix(source, per_class)
-    return source
-
-
-def frozen_features(config: Config, model, verbose: int = 0) -> dict:
+def knn_features(config: Config, model, verbose: int = 0) -> dict:
     """`{"train": (x, y), "test": (x, y)}`: encoder features of the train split (capped by
-    `--knn_train_examples`) and of the eval split, with the eval preprocessing (no
-    augmentation)."""
-    splits = {"train": knn_train_source(config), "test": builders.eval_source(config)}
+    `--knn_train_examples`) and of the eval split (`builders.knn_sources`), with the eval
+    preprocessing (`tf_simclr.eval.frozen_features`)."""
     with flags_for(batch_size="eval_batch_size"):
-        return {
-            name: extract_features(
-                model,
-                eval_dataset(source, config.image_size, config.eval_batch_size),
-                verbose=verbose,
-                description=f"features of {source.name} {source.split}",
-            )
-            for name, source in splits.items()
-        }
-
-
-def knn_top1(config: Config, features: dict, num_classes: int) -> float:
-    """Weighted kNN top-1 of the test features against the train features."""
-    (train_x, train_y), (test_x, test_y) = features["train"], features["test"]
-    return knn_accuracy(
-        train_x,
-        train_y,
-        test_x,
-        test_y,
-        num_classes=num_classes,
-        k=config.knn_k,
-        temperature=config.knn_temperature,
-    )
+        return frozen_features(
+            model,
+            builders.knn_sources(config),
+            config.image_size,
+            config.eval_batch_size,
+            verbose=verbose,
+        )
 
 
 def run(config: Config, strategy: tf.distribute.Strategy) -> dict:
@@ -201,16 +173,18 @@ def evaluate_checkpoint(config: Config, strategy: tf.distribute.Strategy, locati
         if source.num_classes == 0:
             logging.warning("kNN evaluation skipped: the eval split has no labels")
         else:
-            features = frozen_features(config, model, verbose=config.verbose)
-            results["knn_top1"] = knn_top1(config, features, source.num_classes)
+            features = knn_features(config, model, verbose=config.verbose)
+            results["knn_top1"] = knn_top1(
+                features, source.num_classes, k=config.knn_k, temperature=config.knn_temperature
+            )
     results["eval_seconds"] = time.time() - began
     logging.info("Evaluation at step %d on %s: %s", step, config.eval_split, results)
     # TensorBoard too, beside the training scalars: eval_<name>/<metric> at the step.
     name = (config.eval_name or config.eval_split).replace("/", "_")
     if config.eval_projector:
-        from tf_simclr import viz
+        from tf_simclr import summaries
 
-        written = viz.write_dataset_projector(
+        written = summaries.write_dataset_projector(
             os.path.join(config.model_dir, f"eval_{name}"),
             model,
             whole,  # every eval image, whatever --eval_steps says

@@ -384,8 +384,7 @@ def restore_or_initialize(
     parts are copied instead of reading a checkpoint.
     """
     resume_dir = resume_dir or manager.directory
-    found = locations.find(resume_dir)
-    latest = found.target if found.kind == locations.RUN else ""
+    latest = locations.latest_checkpoint(resume_dir)
     if latest:
         latest, legacy = _resume_newest_readable(manager, latest, resume_dir)
         if legacy:

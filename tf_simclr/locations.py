@@ -112,3 +112,15 @@ def find(path: str) -> Found:
     if tf.io.gfile.exists(path + ".index"):
         return Found(path, CHECKPOINT, path)
     return Found(path, MISSING, "")
+
+
+def latest_checkpoint(directory: str) -> str:
+    """The newest checkpoint prefix of a model_dir as it is now ("" when it has none):
+    what an evaluator polling a trainer's directory reads."""
+    found = find(directory)
+    return found.target if found.kind == RUN else ""
+
+
+def complete(prefix: str) -> bool:
+    """Whether all files of checkpoint `prefix` are there (its index and data shards)."""
+    return tf.io.gfile.exists(prefix + ".index") and bool(tf.io.gfile.glob(prefix + ".data-*"))

@@ -27,7 +27,7 @@ from collections.abc import Callable
 import tensorflow as tf
 from absl import logging
 
-from tf_simclr import builders, checkpoints, run_dir, step_plan
+from tf_simclr import builders, checkpoints, locations, run_dir, step_plan
 from tf_simclr.callbacks import write_scalars
 from tf_simclr.config import Config, ConfigError, flags_for
 from tf_simclr.data import eval_dataset
@@ -93,7 +93,7 @@ def run_continuous(
     seen = -1
     waiting_since = clock()
     while True:
-        latest = tf.train.latest_checkpoint(config.model_dir)
+        latest = locations.latest_checkpoint(config.model_dir)
         step = checkpoints.step_of(latest) if latest else -1
         if step > seen:
             seen = step
@@ -101,7 +101,7 @@ def run_continuous(
                 results = evaluate_checkpoint(config, strategy, latest)
                 evaluated.append(step)
             except (ConfigError, tf.errors.OpError):
-                if _complete(latest):
+                if locations.complete(latest):
                     raise  # there, but unreadable: a real error
                 logging.warning(
                     "%s was deleted before it could be evaluated (the trainer keeps "
@@ -125,11 +125,6 @@ def run_continuous(
             break
         sleep(config.eval_poll_secs)
     return {**results, "evaluated_steps": evaluated, "skipped_steps": skipped}
-
-
-def _complete(prefix: str) -> bool:
-    """Whether all files of checkpoint `prefix` are there (its index and data shards)."""
-    return tf.io.gfile.exists(prefix + ".index") and bool(tf.io.gfile.glob(prefix + ".data-*"))
 
 
 def evaluate_checkpoint(config: Config, strategy: tf.distribute.Strategy, location: str) -> dict:

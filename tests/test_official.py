@@ -294,7 +294,7 @@ def drop(prefix):
 )
 def test_a_source_that_does_not_fit_is_one_error_and_loads_nothing(tmp_path, change, message):
     prefix = rebuild_checkpoint("r18_cifar_1x", tmp_path, change)
-    target = official.build_model(
+    target = official.build_simclr(
         official.infer_architecture(
             official.read_source(rebuild_checkpoint("r18_cifar_1x", tmp_path / "good"))
         )

@@ -49,7 +49,7 @@ class Location:
     description: dict | None = None
     reference: bool = False
     architecture: official.Architecture | None = None
-    source: official.Source | None = None
+    source: official.ReferenceVariables | None = None
 
     @property
     def has_checkpoint(self) -> bool:

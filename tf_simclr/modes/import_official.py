@@ -57,7 +57,7 @@ def run(resolved, strategy: tf.distribute.Strategy) -> dict:
 def write_model_dir(
     config: Config,
     strategy: tf.distribute.Strategy,
-    source: official.Source,
+    source: official.ReferenceVariables,
     architecture: official.Architecture,
 ) -> dict:
     """Imports the reference model `source` (read from `config.checkpoint`) of

@@ -19,6 +19,9 @@ model_dir, a `ckpt-N` prefix or one of our exported SavedModels.
 What kind of location a path is (`tf_simclr.locations`) and what the command line's
 locations hold (ours, described here, or a published reference model, described by its
 variables) is decided once, by `tf_simclr.resolver`.
+
+`write_imported` writes a published reference model as a model_dir of ours (what
+`--mode=import` and the cache of `tf_simclr.presets` hold).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import tensorflow as tf
 from absl import logging
 
 from tf_simclr import __version__, builders, checkpoints, export, locations, official
-from tf_simclr.config import Config, ConfigError, flags_for
+from tf_simclr.config import Config, ConfigError, flags_for, save_config
 
 MODEL_FILE = "model.json"
 FORMAT_VERSION = 1
@@ -247,4 +250,87 @@ def architecture_fields(architecture: official.Architecture, config: Config) -> 
         # Without a head (SimCLRv1) the head's sizes are unused: today's values stay.
         "proj_out_dim": architecture.proj_out_dim or config.proj_out_dim,
         "num_proj_layers": architecture.num_proj_layers or config.num_proj_layers,
+    }
+
+
+# --- A published reference model imported as a model_dir of ours (`--mode=import`) -----
+
+
+def imported_config(config: Config, architecture: official.Architecture) -> Config:
+    """`config` with the architecture of an imported model."""
+    image_size = config.image_size
+    if config.cifar_stem != architecture.cifar_stem:
+        image_size = 32 if architecture.cifar_stem else 224
+    return config.replace(
+        **architecture_fields(architecture, config),
+        train_mode="pretrain",
+        ft_proj_selector=architecture.ft_proj_selector,
+        lineareval_while_pretraining=architecture.num_classes > 0,
+        fine_tune_after_block=-1,
+        image_size=image_size,
+    )
+
+
+def write_imported(
+    config: Config,
+    strategy: tf.distribute.Strategy,
+    source: official.ReferenceVariables,
+    architecture: official.Architecture,
+) -> dict:
+    """Imports the reference model `source` (read from `config.checkpoint`) of
+    `architecture` into the new directory `config.model_dir`; returns what was written."""
+    config = imported_config(config, architecture)
+    config.validate()
+
+    # Our model, built as every mode builds it, and the variables copied in.
+    with strategy.scope():
+        model = builders.build_pretrain_model(config, architecture.num_classes)
+    with flags_for(path="checkpoint"):
+        result = official.import_official(
+            config.checkpoint, model=model, source=source, architecture=architecture
+        )
+    config = config.replace(ft_proj_selector=result.architecture.ft_proj_selector)
+
+    # A self-describing model_dir: config, description, checkpoint ckpt-0, SavedModel.
+    tf.io.gfile.makedirs(config.model_dir)
+    save_config(config, config.model_dir)
+    description = describe(config, architecture.num_classes)
+    description["imported_from"] = {
+        "source": os.path.abspath(config.checkpoint),
+        "kind": result.source.kind,
+        "architecture": architecture.name(),
+        "max_relative_difference": result.max_relative_difference,
+    }
+    write(os.path.join(config.model_dir, MODEL_FILE), description)
+    manager = tf.train.CheckpointManager(
+        tf.train.Checkpoint(model=model),
+        config.model_dir,
+        config.keep_checkpoint_max,
+        checkpoint_name=checkpoints.CHECKPOINT_NAME,
+    )
+    checkpoint = manager.save(checkpoint_number=0)
+    saved_model = export.export_saved_model(
+        model,
+        os.path.join(config.model_dir, "saved_model"),
+        0,
+        config.image_size,
+        description=description,
+    )
+    difference = result.max_relative_difference
+    logging.info(
+        "Imported %s (%s, %s) into %s in %.1f s%s",
+        config.checkpoint,
+        result.source.kind,
+        architecture.name(),
+        config.model_dir,
+        result.seconds,
+        "" if difference is None else f"; largest relative difference to it {difference:.2g}",
+    )
+    return {
+        "architecture": architecture.name(),
+        "checkpoint": checkpoint,
+        "saved_model": saved_model,
+        "max_relative_difference": result.max_relative_difference,
+        "differences": result.differences,
+        "seconds": result.seconds,
     }

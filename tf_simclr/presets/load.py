@@ -97,7 +97,6 @@ def _cached_model_dir(preset: Preset, root, cache, **http_options):
 
     from tf_simclr import official, run_dir
     from tf_simclr.config import Config, flags_for
-    from tf_simclr.modes import import_official
 
     _, model_dir = download.paths(preset, cache)
     if os.path.isdir(model_dir):
@@ -116,9 +115,7 @@ def _cached_model_dir(preset: Preset, root, cache, **http_options):
         with flags_for(path="checkpoint"):
             reference = official.read_source(source)
             architecture = official.infer_architecture(reference)
-        import_official.write_model_dir(
-            config, tf.distribute.get_strategy(), reference, architecture
-        )
+        run_dir.write_imported(config, tf.distribute.get_strategy(), reference, architecture)
         model, _, _ = run_dir.load_model(staged)
         try:
             _check(preset, model, run_dir.read(staged), source)

@@ -31,7 +31,7 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from tf_simclr import builders, checkpoints, distribute, run_dir
+from tf_simclr import builders, checkpoints, distribute, precision, run_dir
 from tf_simclr.callbacks import (
     CheckpointEvery,
     ImageSummaries,
@@ -345,6 +345,7 @@ def warn_changed_flags(config: Config) -> None:
 def describe_run(config: Config, strategy: tf.distribute.Strategy, num_classes: int) -> None:
     """Writes `config.json` and `model.json` (see `tf_simclr.run_dir`) on the chief; a
     resumed run first warns about each flag that changed since the previous one."""
+    config = config.replace(precision=precision.resolve(config.precision))  # not "auto"
     if distribute.is_chief(strategy):
         warn_changed_flags(config)
         save_config(config, config.model_dir)

@@ -37,11 +37,14 @@ def resolve(config, given: frozenset[str]):
     - else, fine-tuning (or distilling) from a `--checkpoint` that has one, or that is a
       published reference model (its architecture inferred): its encoder and head.
     - else (directories written before model.json existed): the flags, as given.
+
+    `--precision=auto` becomes the policy chosen for this machine (`tf_simclr.precision`);
+    evaluation and export use the one recorded in model.json unless the flag is given.
     """
     import tensorflow as tf
     from absl import logging
 
-    from tf_simclr import presets, run_dir
+    from tf_simclr import precision, presets, run_dir
     from tf_simclr.errors import ConfigError
 
     # A published model's name in --checkpoint / --teacher: its cached model_dir (or, to
@@ -58,6 +61,7 @@ def resolve(config, given: frozenset[str]):
         config = run_dir.adopt(config, description, given, run_dir.MODEL_FIELDS, config.model_dir)
         if config.mode in ("eval", "export"):
             config = run_dir.adopt_data(config, description, given)
+            config = run_dir.adopt_precision(config, description, given)
     elif config.mode in ("eval", "export") and not exists:
         raise ConfigError(
             "model_dir",
@@ -85,6 +89,8 @@ def resolve(config, given: frozenset[str]):
     # --ft_proj_selector=-1 (the last head layer) of the head now known, so that
     # model.json records the layer's index.
     config = config.replace(ft_proj_selector=config.proj_selector)
+    # --precision=auto: this machine's policy (logged), which config.json then records.
+    config = config.replace(precision=precision.resolve(config.precision))
     config.validate()
     return config
 

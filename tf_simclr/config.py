@@ -415,7 +415,9 @@ class Config:
         PRECISION_CHOICES,
     )
     jit_compile: bool = _field(
-        False, "XLA-compile the train step (model.compile(jit_compile=...)). Single device only."
+        False,
+        "XLA-compile the train step (model.compile(jit_compile=...)). One replica only: "
+        "Keras 3 compiles all replicas into one XLA program (docs/distributed.md).",
     )
 
     # --- Distribution ---------------------------------------------------------------

@@ -49,7 +49,7 @@ def test_analyse_measures_from_the_last_step(stall):
     assert run["epoch_fit_return"] == [pytest.approx(1.0)]
 
 
-# ~30 s (4 training processes of a few steps); in the default run, so the script does not rot.
+# ~40 s (4 training processes of a few steps); in the default run, so the script does not rot.
 def test_stall_benchmark_runs_on_a_tiny_folder(tmp_path, stall, make_image_folder):
     folder = make_image_folder(tmp_path / "images", per_class=8)  # 16 images
     output = tmp_path / "stall.json"

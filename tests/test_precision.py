@@ -1,5 +1,6 @@
 """Tests of `--precision`: dtype policies, float32 islands, loss scaling, checkpoints."""
 
+import json
 import math
 
 import keras
@@ -9,7 +10,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from tests import _harness
-from tf_simclr import builders, losses, modes
+from tf_simclr import builders, losses, modes, precision, resolver, run_dir
 from tf_simclr.models import ResNet
 from tf_simclr.optim import LARS, AdamL2, build_optimizer
 
@@ -221,12 +222,84 @@ def test_float16_run_checkpoints_the_loss_scale_and_resumes(tmp_path):
 
 
 def test_bfloat16_checkpoint_evaluates_in_float32(tmp_path):
-    # Weights are float32 under every policy, so --precision may differ at evaluation.
+    # Weights are float32 under every policy, so --precision may differ at evaluation
+    # (given on the command line: else the recorded mixed_bfloat16 is adopted).
     model_dir = tmp_path / "run"
     with tfds.testing.mock_data(num_examples=32):
         modes.run(run_config(model_dir, precision="mixed_bfloat16", train_steps=2))
-        result = modes.run(
-            run_config(model_dir, mode="eval", eval_split="test", knn_k=3, train_steps=2)
-        )
+        evaluate = run_config(model_dir, mode="eval", eval_split="test", knn_k=3, train_steps=2)
+        given = run_dir.given_fields(evaluate) | {"precision"}
+        assert resolver.resolve(evaluate, given).config.precision == "float32"
+        result = modes.run(evaluate, given)
     assert result["eval"]["global_step"] == 2
     assert 0.0 <= result["eval"]["knn_top1"] <= 1.0
+
+
+# --- --precision=auto ---------------------------------------------------------------------
+
+NO_AVX512 = frozenset({"fpu", "sse4_2", "avx", "avx2", "fma"})  # an AVX2-only CPU
+
+
+@pytest.mark.parametrize(
+    "cpu, gpus, policy",
+    [
+        (NO_AVX512, [], "float32"),
+        (NO_AVX512 | {"avx512f", "avx512_vnni"}, [], "float32"),  # AVX-512 without BF16
+        (NO_AVX512 | {"avx512f", "avx512_bf16"}, [], "mixed_bfloat16"),  # Zen 4, Cooper Lake
+        (NO_AVX512 | {"amx_tile", "amx_bf16", "amx_int8"}, [], "mixed_bfloat16"),  # Sapphire R.
+        (NO_AVX512 | {"amx_tile", "amx_int8"}, [], "float32"),  # tiles without BF16
+        (NO_AVX512, [(7, 0)], "mixed_float16"),  # V100
+        (NO_AVX512 | {"avx512_bf16"}, [(8, 0), (8, 0)], "mixed_float16"),  # the GPUs decide
+        (NO_AVX512 | {"avx512_bf16"}, [(6, 1)], "float32"),  # P40: no tensor cores
+        (NO_AVX512, [(8, 6), (6, 0)], "float32"),  # mixed GPUs: the oldest decides
+    ],
+)
+def test_auto_precision_is_decided_by_the_hardware(cpu, gpus, policy):
+    chosen, reason = precision.choose(cpu, gpus)
+    assert chosen == policy
+    assert reason
+
+
+def test_auto_reason_names_what_is_missing():
+    assert precision.choose(NO_AVX512, []) == ("float32", "no AVX512-BF16/AMX, no GPU")
+
+
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(
+        "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx2 avx512_bf16\n\n"
+        "processor\t: 1\nflags\t\t: fpu avx2 avx512_bf16\n"
+    )
+    assert precision.cpu_flags(str(cpuinfo)) == {"fpu", "avx2", "avx512_bf16"}
+    assert precision.cpu_flags(str(tmp_path / "missing")) == frozenset()
+
+
+@pytest.fixture
+def bf16_cpu(monkeypatch):
+    """A machine whose CPU has AVX512-BF16 and no GPU, as `--precision=auto` sees it."""
+    monkeypatch.setattr(precision, "cpu_flags", lambda: NO_AVX512 | {"avx512_bf16"})
+    monkeypatch.setattr(precision, "gpu_capabilities", lambda: [])
+    precision._auto.cache_clear()
+    yield
+    precision._auto.cache_clear()
+
+
+def test_auto_is_resolved_and_logged_once(bf16_cpu, monkeypatch):
+    lines = []  # (absl's logger stops propagating to caplog once a run set it up)
+    monkeypatch.setattr(precision.logging, "info", lambda fmt, *args: lines.append(fmt % args))
+    assert precision.resolve("auto") == precision.resolve("auto") == "mixed_bfloat16"
+    assert precision.resolve("float32") == "float32"
+    assert lines == ["Precision: auto -> mixed_bfloat16 (CPU with AVX512-BF16, no GPU)"]
+
+
+def test_auto_run_records_the_chosen_policy_and_eval_adopts_it(tmp_path, bf16_cpu):
+    model_dir = tmp_path / "run"
+    with tfds.testing.mock_data(num_examples=32):
+        modes.run(run_config(model_dir, precision="auto", train_steps=1))
+    saved = json.loads((model_dir / "config.json").read_text())
+    assert saved["precision"] == "mixed_bfloat16"
+    assert run_dir.read(str(model_dir))["precision"] == "mixed_bfloat16"
+    evaluate = run_config(model_dir, mode="eval")
+    assert resolver.resolve(evaluate, frozenset()).config.precision == "mixed_bfloat16"
+    # A --precision given on the command line wins over the recorded one.
+    assert resolver.resolve(evaluate, frozenset({"precision"})).config.precision == "float32"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from tf_simclr import distribute
+from tf_simclr import distribute, precision
 from tf_simclr.config import Config, ConfigError, flags_for
 from tf_simclr.data import (
     AugmentConfig,
@@ -134,7 +134,7 @@ def build_encoder(config: Config) -> ResNet:
         se_ratio=config.se_ratio,
         batch_norm_decay=config.batch_norm_decay,
         synchronized_bn=_synchronized(config),
-        dtype=config.precision,
+        dtype=precision.resolve(config.precision),
         name="encoder",
     )
 
@@ -215,7 +215,7 @@ def build_training_optimizer(
     optimizer = build_optimizer(
         config.optimizer, schedule, momentum=config.momentum, weight_decay=config.weight_decay
     )
-    if config.precision == "mixed_float16":
+    if precision.resolve(config.precision) == "mixed_float16":
         # Dynamic loss scaling: float16 gradients of a float32-scale loss underflow.
         # `train_step` calls `scale_loss`; `apply` unscales, and skips the step (halving
         # the scale) when a gradient is not finite. The inner optimizer's `iterations`

@@ -47,6 +47,8 @@ RESNET_DEPTHS = tuple(sorted(BLOCKS_PER_GROUP))
 NUM_BLOCK_GROUPS = 4  # the stages of every depth above
 # Keras dtype policies the encoder can compute in (`ResNet(dtype=...)`); weights stay float32.
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+# --precision: auto picks one of PRECISIONS for the hardware (`tf_simclr.precision`).
+PRECISION_CHOICES = ("auto", *PRECISIONS)
 PROJECTION_HEAD_MODES = ("none", "linear", "nonlinear")
 # Whether fine-tuning starts its classifier from the checkpoint's online probe.
 INIT_FROM_PROBE = ("auto", "true", "false")

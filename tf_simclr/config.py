@@ -35,7 +35,7 @@ from tf_simclr.choices import (  # noqa: F401 (AUGMENT_IMPLS and the others: rea
     LR_SCALINGS,
     MODES,
     OPTIMIZERS,
-    PRECISIONS,
+    PRECISION_CHOICES,
     PROJECTION_HEAD_MODES,
     RESNET_DEPTHS,
     STRATEGIES,
@@ -408,11 +408,16 @@ class Config:
         "Keras dtype policy of the encoder: mixed_* compute convolutions in bfloat16/float16 "
         "with float32 weights; the projection head, classifier, loss and BatchNorm statistics "
         "stay float32. mixed_float16 adds dynamic loss scaling (a step whose scaled gradients "
-        "overflow is skipped and not counted).",
-        PRECISIONS,
+        "overflow is skipped and not counted). auto: mixed_float16 on GPUs of compute "
+        "capability >= 7.0, mixed_bfloat16 on a CPU with AVX512-BF16 or AMX, else float32 "
+        "(logged; config.json and model.json record the policy it chose, and --mode=eval "
+        "and export use the recorded one unless --precision is given).",
+        PRECISION_CHOICES,
     )
     jit_compile: bool = _field(
-        False, "XLA-compile the train step (model.compile(jit_compile=...)). Single device only."
+        False,
+        "XLA-compile the train step (model.compile(jit_compile=...)). One replica only: "
+        "Keras 3 compiles all replicas into one XLA program (docs/distributed.md).",
     )
 
     # --- Distribution ---------------------------------------------------------------

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 import tensorflow as tf
 from absl import logging
 
-from tf_simclr import distribute, run_dir
+from tf_simclr import distribute, precision, run_dir
 from tf_simclr.config import Config, ConfigError, save_config
 from tf_simclr.data import Source
 from tf_simclr.step_plan import StepPlan
@@ -117,6 +117,7 @@ def warn_changed_flags(config: Config) -> None:
 def describe_run(config: Config, strategy: tf.distribute.Strategy, num_classes: int) -> None:
     """Writes `config.json` and `model.json` (see `tf_simclr.run_dir`) on the chief; a
     resumed run first warns about each flag that changed since the previous one."""
+    config = config.replace(precision=precision.resolve(config.precision))  # not "auto"
     if distribute.is_chief(strategy):
         warn_changed_flags(config)
         save_config(config, config.model_dir)

@@ -27,7 +27,7 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from tf_simclr import __version__, builders, locations, official, presets, run_dir
+from tf_simclr import __version__, builders, locations, official, precision, presets, run_dir
 from tf_simclr.config import Config, flags_for
 from tf_simclr.errors import ConfigError
 
@@ -182,6 +182,9 @@ def resolve(config: Config, given: frozenset[str]) -> Resolved:
       `--checkpoint` that has one, or that is a published reference model (its
       architecture inferred): its encoder and head.
     - else (directories written before descriptions existed): the flags, as given.
+
+    `--precision=auto` becomes the policy chosen for this machine (`tf_simclr.precision`);
+    evaluation and export use the one recorded in model.json unless the flag is given.
     """
     # A published model's name in --checkpoint / --teacher: its cached model_dir (or, to
     # import, its downloaded files) from here on.
@@ -211,6 +214,7 @@ def resolve(config: Config, given: frozenset[str]) -> Resolved:
         config = run_dir.adopt(config, description, given, run_dir.MODEL_FIELDS, config.model_dir)
         if evaluating:
             config = run_dir.adopt_data(config, description, given)
+            config = run_dir.adopt_precision(config, description, given)
     elif evaluating and model_dir.found.kind == locations.MISSING:
         raise ConfigError(
             "model_dir",
@@ -235,6 +239,8 @@ def resolve(config: Config, given: frozenset[str]) -> Resolved:
     # --ft_proj_selector=-1 (the last head layer) of the head now known, so that
     # model.json records the layer's index.
     config = config.replace(ft_proj_selector=config.proj_selector)
+    # --precision=auto: this machine's policy (logged), which config.json then records.
+    config = config.replace(precision=precision.resolve(config.precision))
     config.validate()
     return Resolved(config, model_dir, checkpoint, teacher)
 

@@ -33,7 +33,7 @@ import os
 import tensorflow as tf
 from absl import logging
 
-from tf_simclr import __version__, builders, checkpoints, export, locations, official
+from tf_simclr import __version__, builders, checkpoints, export, locations, official, precision
 from tf_simclr.config import Config, ConfigError, flags_for, save_config
 
 MODEL_FILE = "model.json"
@@ -65,6 +65,8 @@ def describe(config: Config, num_classes: int) -> dict:
         "cifar_stem": config.cifar_stem,
         "num_classes": int(num_classes),
         "data": {name: getattr(config, name) for name in DATA_FIELDS},
+        # The dtype policy trained in ("auto" resolved), which eval and export adopt.
+        "precision": precision.resolve(config.precision),
     }
 
 
@@ -181,6 +183,17 @@ def adopt_data(config: Config, description: dict, given: frozenset[str]) -> Conf
         changes.pop("data_dir", None)
         changes.pop("train_split", None)
     return config.replace(**changes)
+
+
+def adopt_precision(config: Config, description: dict, given: frozenset[str]) -> Config:
+    """`config` with the recorded dtype policy (the one training resolved) unless
+    `--precision` is given; a description without one (written before it was recorded)
+    leaves today's value."""
+    recorded = description.get("precision")
+    if recorded is None or "precision" in given or recorded == config.precision:
+        return config
+    logging.info("Precision: %s, as recorded in %s (--precision to override)", recorded, MODEL_FILE)
+    return config.replace(precision=recorded)
 
 
 def check_stem(config: Config, description: dict, source: str) -> None:

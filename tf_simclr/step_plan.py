@@ -91,7 +91,14 @@ def check_replicas(config: Config, strategy: tf.distribute.Strategy) -> None:
             f"{config.train_batch_size} is not divisible by the {replicas} replicas",
         )
     if config.jit_compile and replicas > 1:
+        # Keras 3 XLA-compiles the function around `strategy.run`: one XLA program for all
+        # replicas, which cannot read the other devices' variables ("Trying to access
+        # resource ... located in device CPU:1 from device CPU:0"); compiling each replica's
+        # step instead fails at its cross-replica sums (docs/distributed.md, tests/test_xla.py).
         raise ConfigError(
             "jit_compile",
-            f"XLA is only supported on one replica here, not {replicas}; use --jit_compile=false",
+            f"XLA with {replicas} replicas is not possible with Keras 3 / TensorFlow "
+            f"{tf.__version__}: Keras compiles all replicas into one XLA program, which cannot "
+            "use the variables on the other devices; use --jit_compile=false "
+            "(docs/distributed.md)",
         )

@@ -205,14 +205,21 @@ def _training_batches(
         if augment_impl == "batched":
             ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    # No autotuning thread: deleting an iterator (every `model.fit` ends by deleting its
+    # own, in its last epoch or stopped inside one) joins that thread, which TensorFlow
+    # 2.21 sometimes does not wake from its timed wait (its period doubles up to 60 s):
+    # 3 of 10 runs stopped mid-epoch waited 8.4-21 s idle (benchmarks/stall.py,
+    # docs/performance.md). AUTOTUNE then means min(16, cores) parallel calls and a
+    # prefetch buffer that grows while the consumer waits (on this CPU the pipeline
+    # outruns the step 140-256x, docs/performance.md).
+    options.autotune.enabled = False
     if seed is None:
         # Unseeded runs let parallel map calls finish out of order (faster, and
         # nothing is reproducible anyway). Seeded runs keep tf.data's default
         # deterministic order so that a seed reproduces the same batches.
-        options = tf.data.Options()
         options.deterministic = False
-        ds = ds.with_options(options)
-    return ds
+    return ds.with_options(options)
 
 
 def pretrain_dataset(

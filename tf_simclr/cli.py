@@ -25,7 +25,8 @@ Evaluate or export a trained model_dir (no other flag needed):
 Running the same training command again resumes. Bad input prints one line naming the
 flag and exits 2; SIGTERM/SIGINT save a checkpoint and exit 128 + the signal; a NaN loss
 exits 3; a lost worker of a multi-worker job exits 4. --verbosity=1 shows the library
-log lines hidden by default. All flags: --helpfull; docs/flags.md; README.md.
+log lines hidden by default. All flags: --helpfull; docs/flags.md; README.md. --version
+prints tf_simclr's version.
 """
 
 # Intentionally thin: define the flags (one per field of `tf_simclr.config.Config`), build
@@ -44,6 +45,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging  # noqa: E402
 
+from tf_simclr import __version__  # noqa: E402
 from tf_simclr.config import Config, flag_specs  # noqa: E402
 from tf_simclr.errors import (  # noqa: E402
     ArgumentError,
@@ -63,6 +65,8 @@ for _name, _kind, _default, _help, _choices in flag_specs():
     if _choices is not None:
         _help = f"{_help} One of: {', '.join(str(c) for c in _choices)}."
     _DEFINE[_kind](_name, _default, _help)
+# Not a Config field: answered before anything else, without loading TensorFlow.
+flags.DEFINE_bool("version", False, "Print tf_simclr's version and exit.")
 
 FLAGS = flags.FLAGS
 
@@ -145,6 +149,9 @@ def _native_noise_hidden(quiet: bool):
 
 
 def main(argv):
+    if FLAGS.version:
+        print(f"tf_simclr {__version__}")
+        return
     if len(argv) > 1:
         usage_error(f"unexpected positional arguments: {' '.join(argv[1:])}")
     config = config_from_flags()
@@ -184,6 +191,6 @@ def run() -> None:
     # module's whichever file was started.
     sys.modules["__main__"].__doc__ = __doc__
     # --help lists the key flags of the started module (sys.argv[0]): ours, defined here.
-    for name, *_ in flag_specs():
+    for name in [*(name for name, *_ in flag_specs()), "version"]:
         FLAGS.register_key_flag_for_module(sys.argv[0], FLAGS[name])
     app.run(main, flags_parser=parse_flags)

@@ -71,9 +71,22 @@ flags.DEFINE_bool("version", False, "Print tf_simclr's version and exit.")
 FLAGS = flags.FLAGS
 
 
+def program_name(argv0: str) -> str:
+    """The command as the user typed it, for messages: `run.py`, `tf-simclr` (the installed
+    script), or `python -m tf_simclr` (whose argv[0] is the path of `__main__.py`)."""
+    name = os.path.basename(argv0)
+    if name == "__main__.py":
+        return f"python -m {os.path.basename(os.path.dirname(os.path.abspath(argv0)))}"
+    return name or "run.py"
+
+
+# Set from argv[0] by `parse_flags`; a library caller of `main` gets run.py's name.
+PROGRAM = "run.py"
+
+
 def usage_error(message: str) -> None:
     """One line on stderr and exit code 2: the contract for every bad input."""
-    print(f"run.py: error: {message}", file=sys.stderr)
+    print(f"{PROGRAM}: error: {message}", file=sys.stderr)
     sys.exit(2)
 
 
@@ -81,6 +94,8 @@ HELP_FLAGS = ("help", "h", "?", "helpshort", "helpfull", "helpxml")
 
 
 def parse_flags(argv):
+    global PROGRAM
+    PROGRAM = program_name(argv[0])
     try:
         return FLAGS(argv)
     except flags.Error as e:
@@ -174,13 +189,13 @@ def main(argv):
     except ArgumentError as e:  # an argument no flag maps to: still one line
         usage_error(str(e))
     except TrainingInterrupted as e:
-        print(f"run.py: {e}", file=sys.stderr)
+        print(f"{PROGRAM}: {e}", file=sys.stderr)
         sys.exit(128 + e.signum)
     except TrainingDiverged as e:
-        print(f"run.py: error: {e}", file=sys.stderr)
+        print(f"{PROGRAM}: error: {e}", file=sys.stderr)
         sys.exit(3)
     except WorkerLost as e:
-        print(f"run.py: error: {e}", file=sys.stderr)
+        print(f"{PROGRAM}: error: {e}", file=sys.stderr)
         sys.exit(4)
     logging.info("Done: %s", result)
 
@@ -188,8 +203,11 @@ def main(argv):
 def run() -> None:
     """The command line (`python run.py`, the `tf-simclr` script, `python -m tf_simclr`)."""
     # absl prints the __main__ module's docstring at the top of --help: make it this
-    # module's whichever file was started.
-    sys.modules["__main__"].__doc__ = __doc__
+    # module's whichever file was started, its commands spelled as the user started it.
+    prog = program_name(sys.argv[0])
+    sys.modules["__main__"].__doc__ = __doc__.replace(
+        "python run.py", "python run.py" if prog == "run.py" else prog
+    )
     # --help lists the key flags of the started module (sys.argv[0]): ours, defined here.
     for name in [*(name for name, *_ in flag_specs()), "version"]:
         FLAGS.register_key_flag_for_module(sys.argv[0], FLAGS[name])

@@ -583,7 +583,7 @@ class Config:
             raise ConfigError(
                 "dataset",
                 "is required to train: a TFDS name such as cifar10 (with --data_dir where it "
-                "is prepared), or image_folder with --data_dir; see python run.py --help",
+                "is prepared), or image_folder with --data_dir; see --help",
             )
 
 

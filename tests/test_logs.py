@@ -16,6 +16,8 @@ def record(path, level, message, name="absl"):
 TFDS = os.path.join("site-packages", "tensorflow_datasets", "core", "dataset_info.py")
 CROSS_DEVICE = os.path.join("tensorflow", "python", "distribute", "cross_device_ops.py")
 SIGNATURES = os.path.join("tensorflow", "python", "saved_model", "signature_serialization.py")
+SM_LOAD = os.path.join("tensorflow", "python", "saved_model", "load.py")
+SM_FUNCTIONS = os.path.join("tensorflow", "python", "saved_model", "function_deserialization.py")
 OURS = os.path.join("tf_simclr", "training.py")
 
 
@@ -33,12 +35,22 @@ def test_noise_is_dropped_and_what_a_user_needs_is_kept(verbosity):
         record(CROSS_DEVICE, logging.INFO, "Collective all_reduce tensors: 1 all_reduces"),
         record(SIGNATURES, logging.INFO, "Function `serve_uint8` contains input name(s)"),
         record(TFDS, logging.WARNING, "Variant folder /d/cifar10/3.0.2 has no dataset_info.json"),
+        record(SM_LOAD, logging.INFO, "Fingerprint not found. Saved model loading will continue."),
+        record(
+            SM_FUNCTIONS,
+            logging.WARNING,
+            "Importing a function (__inference_internal_grad_fn_1) with ops with unsaved custom "
+            "gradients. Will likely fail if a gradient is requested.",
+            name="tensorflow",
+        ),
     ]
     kept = [
         record(OURS, logging.INFO, "Finished epoch 1/5"),
         record(TFDS, logging.WARNING, "a TFDS warning stays"),
         record(CROSS_DEVICE, logging.WARNING, "so does a warning of the runtime"),
         record(SIGNATURES, logging.INFO, "another line of that file"),
+        record(SM_FUNCTIONS, logging.WARNING, "another warning of that file"),
+        record(SM_LOAD, logging.ERROR, "Fingerprint not found: an error stays"),
     ]
     noise_filter = logs._LibraryNoise()
     assert [noise_filter.filter(r) for r in noise] == [False] * len(noise)

@@ -17,7 +17,7 @@ from absl import logging
 
 # INFO (and DEBUG) lines dropped: all of TFDS (it logs five lines per split loaded; our own
 # line names the split and its size), and, by the file name of the logging call, those
-# starting with the prefix ("": all).
+# starting with the prefix (or one of the prefixes; "": all).
 _INFO_NOISE = {
     "cross_device_ops.py": "",  # one line per collective op built under a MirroredStrategy
     "functional_saver.py": "Sharding callback duration",
@@ -25,6 +25,16 @@ _INFO_NOISE = {
     "builder_impl.py": "Assets written to",
     # tf.saved_model renames the captured variables among a signature's inputs; harmless.
     "signature_serialization.py": "Function `",
+    # Loading a SavedModel written without a fingerprint (the reference's): nothing to do.
+    "load.py": ("Fingerprint not found", "path_and_singleprint metric could not be logged"),
+}
+
+# WARNING lines dropped, the same way. Loading a reference SavedModel (--mode=import, a
+# reference --checkpoint or --teacher) warns once per function with a custom gradient,
+# ~200 lines for a ResNet-18: we only run that module forward, to compare or to teach; the
+# model that trains is ours, whose gradients are its own.
+_WARNING_NOISE = {
+    "function_deserialization.py": "Importing a function (",
 }
 
 
@@ -38,12 +48,13 @@ class _LibraryNoise(std_logging.Filter):
             return True  # --verbosity=1 or more: everything
         path = record.pathname or ""
         tfds = f"{os.sep}tensorflow_datasets{os.sep}" in path
-        if record.levelno > std_logging.INFO:
-            return not (
-                tfds
-                and record.levelno == std_logging.WARNING
-                and record.getMessage().startswith(_TFDS_WARNINGS)
-            )
+        if record.levelno > std_logging.WARNING:
+            return True
+        if record.levelno == std_logging.WARNING:
+            if tfds:
+                return not record.getMessage().startswith(_TFDS_WARNINGS)
+            prefix = _WARNING_NOISE.get(os.path.basename(path))
+            return prefix is None or not record.getMessage().startswith(prefix)
         if tfds:
             return False
         prefix = _INFO_NOISE.get(os.path.basename(path))

@@ -179,7 +179,7 @@ def main(argv):
     with _native_noise_hidden(quiet=not _USER_SET_TF_LOG_LEVEL and FLAGS.verbosity < 1):
         import tensorflow  # noqa: F401
 
-        from tf_simclr import distribute, modes
+        from tf_simclr import distribute, logs, modes
 
     try:
         distribute.configure_cpu_devices(config.num_cpu_devices)
@@ -197,7 +197,10 @@ def main(argv):
     except WorkerLost as e:
         print(f"{PROGRAM}: error: {e}", file=sys.stderr)
         sys.exit(4)
-    logging.info("Done: %s", result)
+    logging.vlog(1, "Done: %s", result)
+    summary = logs.summary(result, config.model_dir)
+    if summary:  # e.g. not on a worker that is not the chief
+        print(summary)
 
 
 def run() -> None:

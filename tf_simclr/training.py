@@ -38,6 +38,7 @@ from tf_simclr.callbacks import (
     LabelFreeMonitor,
     ScalarSummaries,
     StopOnSignal,
+    training_progress,
 )
 from tf_simclr.config import Config, ConfigError, flags_for, save_config
 from tf_simclr.data import Source, pretrain_dataset
@@ -460,6 +461,9 @@ def fit(
     """
     saver = CheckpointEvery(manager, plan.checkpoint_steps, optimizer.iterations)
     stopper = StopOnSignal(saver)
+    verbose, progress = training_progress(
+        config.verbose, optimizer.iterations, plan.total_steps, config.train_batch_size
+    )
     callbacks = [
         saver,
         stopper,
@@ -467,6 +471,7 @@ def fit(
             os.path.join(write_dir, "train"), config.train_summary_steps, optimizer.iterations
         ),
         *extra_callbacks,
+        *progress,  # after those that may stop training: it logs the step reached
     ]
     # Keras numbers its "Epoch e/n" headers from fit's initial_epoch and epochs: give it the
     # run's epoch and total, and stop each fit after its one epoch (see `_OneEpoch`).
@@ -483,7 +488,7 @@ def fit(
                     epochs=epochs_total,
                     steps_per_epoch=steps,
                     callbacks=callbacks,
-                    verbose=config.verbose,
+                    verbose=verbose,
                     shuffle=False,  # the tf.data pipeline shuffles
                 )
             except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError) as e:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import glob
 import json
+import math
 import os
 import re
 import sys
@@ -158,8 +159,45 @@ def group_results(group: str, results: dict) -> dict:
     return {name: results[name] for name, _, _ in group_members(group) if name in results}
 
 
+def arm_colours(names) -> dict[str, str]:
+    """One matplotlib colour per arm (the colour cycle, in the order given): the same in
+    every panel, also for an arm that has no points in one of them."""
+    return {name: f"C{i % 10}" for i, name in enumerate(names)}
+
+
+def is_diverged(result: dict) -> bool:
+    return result.get("status") == "diverged"
+
+
+def loss_limits(results: dict) -> tuple[float, float, bool] | None:
+    """(bottom, top, log scale) of the loss panel, from the arms that did not diverge: a
+    diverged arm's loss (up to 1e33) would flatten every other curve, so it is clipped to
+    the top edge instead. A log scale when those arms' losses span more than 10x (no-l2
+    arms start near 300, the others near 10). None when every arm diverged."""
+    values = [
+        v
+        for r in results.values()
+        if not is_diverged(r)
+        for _, v in r.get("curves", {}).get("loss", [])
+        if math.isfinite(v)
+    ]
+    if not values:
+        return None
+    low, high = min(values), max(values)
+    if low > 0 and high / low > 10:
+        return low / 1.2, high * 1.2, True
+    margin = 0.05 * (high - low) or 0.5
+    return low - margin, high + margin, False
+
+
+def clip_to(values: list[float], top: float) -> list[float]:
+    """`values` with everything above `top` (or not finite) drawn at `top`."""
+    return [v if math.isfinite(v) and v <= top else top for v in values]
+
+
 def plot_curves(results: dict, path: str) -> bool:
-    """Training loss and kNN top-1 over training of every arm in `results`."""
+    """Training loss and kNN top-1 over training of every arm in `results`, one colour per
+    arm in both panels; a diverged arm's loss is clipped to the top edge and marked."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -168,12 +206,22 @@ def plot_curves(results: dict, path: str) -> bool:
     trained = [r for r in results.values() if r.get("curves", {}).get("loss")]
     if not trained:
         return False
+    colours = arm_colours(r["arm"] for r in trained)
+    limits = loss_limits({r["arm"]: r for r in trained})
     fig, (loss_ax, knn_ax) = plt.subplots(1, 2, figsize=(11, 4))
     for r in trained:
+        colour = colours[r["arm"]]
         epochs = [s / r["steps_per_epoch"] for s, _ in r["curves"]["loss"]]
+        losses = [v for _, v in r["curves"]["loss"]]
         # A supervised arm's loss is its classifier's cross-entropy, not NT-Xent.
         name = r["arm"] + (" (cross-entropy)" if r.get("kind") == "supervised" else "")
-        loss_ax.plot(epochs, [v for _, v in r["curves"]["loss"]], lw=1, label=name)
+        if is_diverged(r):
+            name += f" (diverged at step {r.get('diverged_at_step', '?')})"
+            if limits is not None:
+                losses = clip_to(losses, limits[1])
+        loss_ax.plot(epochs, losses, lw=1, color=colour, label=name)
+        if is_diverged(r):  # an x where it left the plot (its legend entry says so)
+            loss_ax.plot(epochs[-1], losses[-1], marker="x", ms=8, color=colour)
         if r.get("knn_curve"):
             steps, values = zip(*r["knn_curve"], strict=True)
             knn_ax.plot(
@@ -181,10 +229,19 @@ def plot_curves(results: dict, path: str) -> bool:
                 [100 * v for v in values],
                 marker="o",
                 lw=1,
+                color=colour,
                 label=r["arm"],
             )
+    if limits is not None:
+        bottom, top, log = limits
+        if log:
+            loss_ax.set_yscale("log")
+        loss_ax.set_ylim(bottom, top)
     loss_ax.set(title="training loss (running mean within each epoch)", xlabel="epoch")
-    loss_ax.legend(fontsize=7, ncol=2)
+    if any(is_diverged(r) for r in trained):  # they leave at the top left
+        loss_ax.legend(fontsize=7, loc="center right")
+    else:
+        loss_ax.legend(fontsize=7, ncol=2)
     knn_ax.set(title="kNN top-1 (%) on the test split", xlabel="epoch")
     for ax in (loss_ax, knn_ax):
         ax.grid(alpha=0.3)

@@ -67,6 +67,19 @@ def test_help_without_tensorflow():
     assert "--train_batch_size" in result.stdout and "--momentum" in result.stdout
 
 
+def test_version_without_tensorflow():
+    """`--version` prints our version alone and exits 0, with or without other flags."""
+    import tf_simclr
+
+    for args in (["--version"], ["--version", "--dataset=cifar10"]):
+        result = run_blocked(*args)
+        assert (result.returncode, result.stdout, result.stderr) == (
+            0,
+            f"tf_simclr {tf_simclr.__version__}\n",
+            "",
+        ), args
+
+
 @pytest.mark.parametrize(
     "args, line",
     [

@@ -88,7 +88,7 @@ ONLY_IMPORTED_BY = {"viz": {"modes"}, "summaries": {"modes", "training", "viz"}}
 LEAVES = {"choices": set(), "errors": set(), "config": {"choices", "errors"}}
 # The command line (`tf_simclr/cli.py`, started by run.py, `python -m tf_simclr` and the
 # installed `tf-simclr` script) talks to the modes; no library module imports it.
-CLI_MAY_IMPORT = {"config", "errors", "modes", "distribute"}
+CLI_MAY_IMPORT = {"config", "errors", "modes", "distribute", "logs"}
 COMMAND_LINE = {"cli", "__main__"}
 
 
@@ -103,7 +103,12 @@ def imports_of(path: pathlib.Path) -> list[tuple[int, str]]:
             found.append((node.lineno, node.module))
             # `from tf_simclr import eval` imports the submodule tf_simclr.eval.
             if node.module == "tf_simclr":
-                found += [(node.lineno, f"tf_simclr.{a.name}") for a in node.names]
+                # (`__version__` and other dunders are the package's attributes.)
+                found += [
+                    (node.lineno, f"tf_simclr.{a.name}")
+                    for a in node.names
+                    if not a.name.startswith("__")
+                ]
     return found
 
 

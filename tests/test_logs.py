@@ -16,6 +16,8 @@ def record(path, level, message, name="absl"):
 TFDS = os.path.join("site-packages", "tensorflow_datasets", "core", "dataset_info.py")
 CROSS_DEVICE = os.path.join("tensorflow", "python", "distribute", "cross_device_ops.py")
 SIGNATURES = os.path.join("tensorflow", "python", "saved_model", "signature_serialization.py")
+SM_LOAD = os.path.join("tensorflow", "python", "saved_model", "load.py")
+SM_FUNCTIONS = os.path.join("tensorflow", "python", "saved_model", "function_deserialization.py")
 OURS = os.path.join("tf_simclr", "training.py")
 
 
@@ -33,12 +35,22 @@ def test_noise_is_dropped_and_what_a_user_needs_is_kept(verbosity):
         record(CROSS_DEVICE, logging.INFO, "Collective all_reduce tensors: 1 all_reduces"),
         record(SIGNATURES, logging.INFO, "Function `serve_uint8` contains input name(s)"),
         record(TFDS, logging.WARNING, "Variant folder /d/cifar10/3.0.2 has no dataset_info.json"),
+        record(SM_LOAD, logging.INFO, "Fingerprint not found. Saved model loading will continue."),
+        record(
+            SM_FUNCTIONS,
+            logging.WARNING,
+            "Importing a function (__inference_internal_grad_fn_1) with ops with unsaved custom "
+            "gradients. Will likely fail if a gradient is requested.",
+            name="tensorflow",
+        ),
     ]
     kept = [
         record(OURS, logging.INFO, "Finished epoch 1/5"),
         record(TFDS, logging.WARNING, "a TFDS warning stays"),
         record(CROSS_DEVICE, logging.WARNING, "so does a warning of the runtime"),
         record(SIGNATURES, logging.INFO, "another line of that file"),
+        record(SM_FUNCTIONS, logging.WARNING, "another warning of that file"),
+        record(SM_LOAD, logging.ERROR, "Fingerprint not found: an error stays"),
     ]
     noise_filter = logs._LibraryNoise()
     assert [noise_filter.filter(r) for r in noise] == [False] * len(noise)
@@ -91,3 +103,58 @@ def test_tensorflow_start_up_lines_are_hidden_unless_asked_for(tmp_path):
     native = "All log messages before absl::InitializeLog()"
     assert any(native in line for line in stderr("--verbosity=1"))
     assert any(native in line for line in stderr(TF_CPP_MIN_LOG_LEVEL="0"))
+
+
+def test_summary_says_what_ran_with_rounded_metrics_and_where_the_results_are(tmp_path):
+    (tmp_path / "eval_results.json").write_text("{}")
+    result = {
+        "train": {
+            "global_step": 400,
+            "start_step": 73,
+            "seconds": 61.4,
+            "loss": 4.123456789,
+            "learning_rate": 0.0,
+            "contrast_acc": 0.5,
+        },
+        "eval": {
+            "global_step": 400,
+            "eval_split": "test",
+            "train_mode": "pretrain",
+            "probe_top1": 0.123456,
+            "probe_num_examples": 1024,
+            "split_num_examples": 10000,
+            "partial_eval": True,
+            "eval_seconds": 3.0,
+        },
+        "export": f"{tmp_path}/saved_model/400",
+    }
+    assert logs.summary(result, str(tmp_path)).splitlines() == [
+        "Trained to step 400 (from 73) in 61 s: loss 4.123, contrast_acc 0.5",
+        "Evaluated step 400 on test, 1024 of 10000 examples (partial): probe_top1 0.1235",
+        f"Results in {tmp_path}: eval_results.json",
+        f"SavedModel: {tmp_path}/saved_model/400",
+        f"TensorBoard: tensorboard --logdir={tmp_path}",
+    ]
+    imported = {
+        "import": {
+            "architecture": "r50_1x_sk1",
+            "max_relative_difference": 2.2e-7,
+            "saved_model": "/d/saved_model/0",
+        }
+    }
+    assert logs.summary(imported, "/d").splitlines() == [
+        "Imported r50_1x_sk1 (largest relative difference 2.2e-07)",
+        "Results in /d: checkpoints",
+        "SavedModel: /d/saved_model/0",
+    ]
+    assert logs.summary({}, "/d") == ""  # a worker that is not the chief: nothing
+
+
+def test_interactive_only_for_a_terminal(tmp_path):
+    class Terminal:
+        def isatty(self):
+            return True
+
+    with open(tmp_path / "log", "w") as f:
+        assert not logs.interactive(f)
+    assert logs.interactive(Terminal()) and not logs.interactive(object())

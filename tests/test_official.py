@@ -417,6 +417,31 @@ def test_import_mode_writes_a_self_describing_model_dir(imported, checkpoints_di
         )
 
 
+@needs_shared
+def test_import_of_a_saved_model_logs_a_handful_of_lines(saved_models, tmp_path):
+    """`run.py --mode=import` of a reference SavedModel, as a user runs it (no
+    TF_CPP_MIN_LOG_LEVEL): it printed ~230 lines, ~215 of them TensorFlow's "Importing a
+    function ... Will likely fail if a gradient is requested" and 4 of a Keras warning."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    source = saved_models("r18_cifar_1x")
+    proc = subprocess.run(
+        [sys.executable, str(_harness.ROOT / "run.py"), "--mode=import"]
+        + [f"--checkpoint={source}", f"--model_dir={tmp_path / 'out'}"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=_harness.ROOT,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = (proc.stdout + proc.stderr).splitlines()
+    assert len(lines) < 10, "\n".join(line[:200] for line in lines)
+    log = "\n".join(lines)
+    assert "Warning" not in log  # Keras: "UserWarning: The structure of `inputs` ..."
+    assert "r18_cifar_1x" in log and "largest relative difference" in log
+    assert f"into {tmp_path / 'out'}" in log
+
+
 def test_import_mode_needs_a_source(tmp_path):
     with pytest.raises(ConfigError, match="--checkpoint: --mode=import needs"):
         modes.run(Config(mode="import", model_dir=str(tmp_path / "out")))

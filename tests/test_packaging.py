@@ -59,3 +59,41 @@ def test_python_m_tf_simclr_rejects_a_bad_flag_with_exit_2(tmp_path):
     )
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "no_such_flag" in proc.stderr.strip().splitlines()[-1], proc.stderr[-2000:]
+
+
+# The console script pip writes for `tf-simclr` (pyproject.toml [project.scripts]), minus
+# its shebang: run by this interpreter under the name the installed command has.
+CONSOLE_SCRIPT = """import sys
+from tf_simclr.cli import run
+if __name__ == "__main__":
+    sys.exit(run())
+"""
+
+
+@pytest.mark.parametrize("program", ["run.py", "python -m tf_simclr", "tf-simclr"])
+def test_messages_and_help_name_the_command_the_user_typed(tmp_path, program):
+    if program == "run.py":
+        command = [sys.executable, str(ROOT / "run.py")]
+    elif program == "tf-simclr":
+        script = tmp_path / "tf-simclr"
+        script.write_text(CONSOLE_SCRIPT)
+        command = [sys.executable, str(script)]
+    else:
+        command = [sys.executable, "-m", "tf_simclr"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+    def run(*args):
+        return subprocess.run(
+            [*command, *args], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120
+        )
+
+    bad = run("--bogus_flag")
+    assert (bad.returncode, bad.stderr) == (
+        2,
+        f"{program}: error: Unknown command line flag 'bogus_flag'\n",
+    )
+    helped = run("--help")
+    assert helped.returncode == 0, helped.stderr[-2000:]
+    first_command = helped.stdout.split("\n\n")[2]
+    spelled = "python run.py" if program == "run.py" else program
+    assert first_command.strip().startswith(f"{spelled} --flagfile="), first_command

@@ -150,6 +150,40 @@ def test_help_exits_0_says_what_to_run_first_and_lists_reference_flags():
         assert f"--{flag}" in proc.stdout or f"--[no]{flag}" in proc.stdout
 
 
+def test_a_run_logged_to_a_file_has_progress_lines_and_ends_with_a_summary(
+    tmp_path, session_train_test_folder, caplog, capsys
+):
+    """run.py's default --verbose=1 with stdout not a terminal (captured, like `> file`):
+    no control characters on stdout (Keras's training and evaluation bars), progress lines
+    in the log, and a short summary on stdout instead of the whole result dict."""
+    model_dir = tmp_path / "run"
+    args = folder_args(session_train_test_folder, model_dir, "--train_steps=4")
+    args = [a for a in args if a not in ("--mode=train", "--verbose=2")]
+    args += ["--mode=train_then_eval", "--eval_split=test", "--verbosity=0"]
+    sys.path.insert(0, str(ROOT))
+    import run
+
+    caplog.set_level(logging.INFO, logger="absl")
+    capsys.readouterr()
+    try:
+        run.main(run.parse_flags(["run.py", *args]))
+    finally:
+        run.FLAGS.unparse_flags()
+    captured = capsys.readouterr()
+    assert "\r" not in captured.out and "\x1b" not in captured.out, captured.out[:500]
+    log = [r.getMessage() for r in caplog.records]
+    assert any(line.startswith("step 4/4 (100%): loss ") for line in log), log
+    assert not any(line.startswith("Done: ") for line in log)
+    summary = captured.out.splitlines()
+    assert summary[0].startswith("Trained to step 4 (from 0) in ")
+    assert summary[1].startswith("Evaluated step 4 on test, 8 of 8 examples: probe_top1 ")
+    assert summary[2:] == [
+        f"Results in {model_dir}: train_result.json, eval_results.json",
+        f"SavedModel: {model_dir}/saved_model/4",
+        f"TensorBoard: tensorboard --logdir={model_dir}",
+    ]
+
+
 def test_train_on_image_folder_then_resume(tmp_path, image_folder, caplog, capsys):
     """run.py's main in this process (the kill tests below resume real `python run.py`
     processes): 4 steps, the same run extended to 6 resumes at 4, a third call has nothing

@@ -3,7 +3,10 @@
 import dataclasses
 import json
 import logging
+import os
+import re
 import shutil
+import signal
 
 import numpy as np
 import pytest
@@ -349,6 +352,73 @@ def test_changed_flags_lists_each_flag_with_its_old_and_new_value(tmp_path, capl
         f"{tmp_path} was run before with other flags; now: --temperature=0.2 (was 0.1), "
         "--train_steps=6 (was 3) (config.json is updated)"
     ]
+
+
+def fit_a_dense_model(tmp_path, total_steps, extra_callbacks=()):
+    """`training.fit` of a one-layer model with --verbose=1: 10 steps per epoch, batch 4."""
+    import keras
+
+    model = keras.Sequential([keras.Input([3]), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+    model.optimizer.build(model.trainable_variables)
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+    manager = tf.train.CheckpointManager(checkpoint, str(tmp_path), max_to_keep=1)
+    plan = step_plan.StepPlan(
+        steps_per_epoch=10, total_steps=total_steps, warmup_steps=0, checkpoint_steps=10
+    )
+    data = tf.data.Dataset.from_tensors((tf.ones([4, 3]), tf.ones([4, 1]))).repeat()
+    config = tiny_config(tmp_path, verbose=1, train_summary_steps=0, train_batch_size=4)
+    run = training.Run(
+        config,
+        tf.distribute.get_strategy(),
+        model,
+        model,
+        model.optimizer,
+        plan,
+        manager,
+        0,
+        str(tmp_path),
+    )
+    return training.fit(run, lambda e, s: data, extra_callbacks)
+
+
+def progress_lines(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith("step ")]
+
+
+def test_progress_in_a_log_file_is_a_line_every_few_steps(tmp_path, caplog, capsys):
+    """stdout not a terminal (captured here, as in a log file or CI): no progress bar (its
+    carriage returns and colour codes), but a line every total/20 steps with the step,
+    the loss and the images per second."""
+    caplog.set_level(logging.INFO, logger="absl")
+    capsys.readouterr()
+    assert fit_a_dense_model(tmp_path, 40)["global_step"] == 40
+    out = capsys.readouterr().out
+    assert "\r" not in out and "\x1b" not in out and "Epoch" not in out, out[:500]
+    lines = progress_lines(caplog)
+    assert [line.split(" (")[0] for line in lines] == [f"step {s}/40" for s in range(2, 41, 2)]
+    assert re.fullmatch(r"step 40/40 \(100%\): loss \S+, \d+ img/s", lines[-1]), lines[-1]
+
+
+def test_progress_of_an_interrupted_run_ends_on_the_step_reached(tmp_path, caplog, capsys):
+    """SIGINT after step 14 of 40: training stops after step 15 (the step finishes, a
+    checkpoint is saved), between two periodic lines (every 2 steps); the last progress
+    line says 15/40, not 40/40."""
+    import keras
+
+    from tf_simclr.errors import TrainingInterrupted
+
+    class InterruptAt14(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if int(self.model.optimizer.iterations.numpy()) == 14:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    caplog.set_level(logging.INFO, logger="absl")
+    with pytest.raises(TrainingInterrupted):
+        fit_a_dense_model(tmp_path, 40, [InterruptAt14()])
+    lines = [line.split(" (")[0] for line in progress_lines(caplog)]
+    assert lines == [f"step {s}/40" for s in (2, 4, 6, 8, 10, 12, 14, 15)], lines
+    assert "40/40" not in capsys.readouterr().out
 
 
 def test_keras_epoch_headers_count_the_runs_epochs_after_a_resume(tmp_path, caplog, capsys):

@@ -23,13 +23,16 @@ import math
 import os
 import signal
 import threading
+import time
 
 import keras
 import tensorflow as tf
 from absl import logging
 
+from tf_simclr import logs as run_logs
+
 # The exceptions that end a run (the command line maps each to its exit code).
-from tf_simclr.errors import TrainingDiverged, TrainingInterrupted, WorkerLost  # noqa: F401
+from tf_simclr.errors import TrainingDiverged, TrainingInterrupted
 
 
 def _all_finite(variables) -> bool:
@@ -124,6 +127,75 @@ class StopOnSignal(keras.callbacks.Callback):
         if self.received is not None:
             self.saver.save()
             raise TrainingInterrupted(self.received, int(self.saver.step.numpy()))
+
+
+class ProgressLog(keras.callbacks.Callback):
+    """Training progress as plain log lines, for a log file or a CI log (where Keras's
+    progress bar writes a carriage return and colour codes at every update):
+    `step 120/400 (30%): loss 4.123, 312 img/s` every `every` steps or `every_seconds`,
+    whichever comes first, and at the last step. When a callback listed before this one
+    stops training (a signal, a NaN loss), a last line gives the step reached.
+
+    `step` is the global step (e.g. `optimizer.iterations`), counted across the driver's
+    `fit` calls and a resumed run; `batch_size` the global batch (images per step);
+    `loss` Keras's running mean over the epoch so far.
+    """
+
+    def __init__(
+        self,
+        step: tf.Variable,
+        total_steps: int,
+        batch_size: int,
+        every: int = 0,
+        every_seconds: float = 60.0,
+    ):
+        super().__init__()
+        self.step, self.total_steps, self.batch_size = step, total_steps, batch_size
+        self.every = every if every > 0 else max(1, total_steps // 20)  # ~20 lines a run
+        self.every_seconds = every_seconds
+        self.logged_step: int | None = None
+        self._since: tuple[float, int] | None = None  # (time, step) the rate is counted from
+
+    def on_train_begin(self, logs=None):
+        self._since = (time.monotonic(), int(self.step.numpy()))
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(self.step.numpy())
+        now = time.monotonic()
+        if (
+            step % self.every == 0
+            or step >= self.total_steps
+            or self.model.stop_training
+            or now - self._since[0] >= self.every_seconds
+        ):
+            self._log(step, now, logs or {})
+
+    def _log(self, step: int, now: float, logs: dict) -> None:
+        if step == self.logged_step:
+            return
+        began, from_step = self._since
+        rate = (step - from_step) * self.batch_size / max(now - began, 1e-9)
+        loss = logs.get("loss")
+        logging.info(
+            "step %d/%d (%d%%): %s%.0f img/s",
+            step,
+            self.total_steps,
+            100 * step // max(self.total_steps, 1),
+            "" if loss is None else f"loss {float(loss):.4g}, ",
+            rate,
+        )
+        self.logged_step, self._since = step, (now, step)
+
+
+def training_progress(
+    verbose: int, step: tf.Variable, total_steps: int, batch_size: int, stream=None
+) -> tuple[int, list[keras.callbacks.Callback]]:
+    """`model.fit`'s `verbose` and the progress callbacks for `--verbose`: Keras's progress
+    bar on a terminal (`stream`, default stdout); elsewhere `verbose=1` gives `ProgressLog`
+    lines instead (list them after the callbacks that may stop training)."""
+    if verbose == 1 and not run_logs.interactive(stream):
+        return 0, [ProgressLog(step, total_steps, batch_size)]
+    return verbose, []
 
 
 class ScalarSummaries(keras.callbacks.Callback):

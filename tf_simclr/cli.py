@@ -25,7 +25,8 @@ Evaluate or export a trained model_dir (no other flag needed):
 Running the same training command again resumes. Bad input prints one line naming the
 flag and exits 2; SIGTERM/SIGINT save a checkpoint and exit 128 + the signal; a NaN loss
 exits 3; a lost worker of a multi-worker job exits 4. --verbosity=1 shows the library
-log lines hidden by default. All flags: --helpfull; docs/flags.md; README.md.
+log lines hidden by default. All flags: --helpfull; docs/flags.md; README.md. --version
+prints tf_simclr's version.
 """
 
 # Intentionally thin: define the flags (one per field of `tf_simclr.config.Config`), build
@@ -44,6 +45,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging  # noqa: E402
 
+from tf_simclr import __version__  # noqa: E402
 from tf_simclr.config import Config, flag_specs  # noqa: E402
 from tf_simclr.errors import (  # noqa: E402
     ArgumentError,
@@ -63,13 +65,28 @@ for _name, _kind, _default, _help, _choices in flag_specs():
     if _choices is not None:
         _help = f"{_help} One of: {', '.join(str(c) for c in _choices)}."
     _DEFINE[_kind](_name, _default, _help)
+# Not a Config field: answered before anything else, without loading TensorFlow.
+flags.DEFINE_bool("version", False, "Print tf_simclr's version and exit.")
 
 FLAGS = flags.FLAGS
 
 
+def program_name(argv0: str) -> str:
+    """The command as the user typed it, for messages: `run.py`, `tf-simclr` (the installed
+    script), or `python -m tf_simclr` (whose argv[0] is the path of `__main__.py`)."""
+    name = os.path.basename(argv0)
+    if name == "__main__.py":
+        return f"python -m {os.path.basename(os.path.dirname(os.path.abspath(argv0)))}"
+    return name or "run.py"
+
+
+# Set from argv[0] by `parse_flags`; a library caller of `main` gets run.py's name.
+PROGRAM = "run.py"
+
+
 def usage_error(message: str) -> None:
     """One line on stderr and exit code 2: the contract for every bad input."""
-    print(f"run.py: error: {message}", file=sys.stderr)
+    print(f"{PROGRAM}: error: {message}", file=sys.stderr)
     sys.exit(2)
 
 
@@ -77,6 +94,8 @@ HELP_FLAGS = ("help", "h", "?", "helpshort", "helpfull", "helpxml")
 
 
 def parse_flags(argv):
+    global PROGRAM
+    PROGRAM = program_name(argv[0])
     try:
         return FLAGS(argv)
     except flags.Error as e:
@@ -145,6 +164,9 @@ def _native_noise_hidden(quiet: bool):
 
 
 def main(argv):
+    if FLAGS.version:
+        print(f"tf_simclr {__version__}")
+        return
     if len(argv) > 1:
         usage_error(f"unexpected positional arguments: {' '.join(argv[1:])}")
     config = config_from_flags()
@@ -157,7 +179,7 @@ def main(argv):
     with _native_noise_hidden(quiet=not _USER_SET_TF_LOG_LEVEL and FLAGS.verbosity < 1):
         import tensorflow  # noqa: F401
 
-        from tf_simclr import distribute, modes
+        from tf_simclr import distribute, logs, modes
 
     try:
         distribute.configure_cpu_devices(config.num_cpu_devices)
@@ -167,23 +189,29 @@ def main(argv):
     except ArgumentError as e:  # an argument no flag maps to: still one line
         usage_error(str(e))
     except TrainingInterrupted as e:
-        print(f"run.py: {e}", file=sys.stderr)
+        print(f"{PROGRAM}: {e}", file=sys.stderr)
         sys.exit(128 + e.signum)
     except TrainingDiverged as e:
-        print(f"run.py: error: {e}", file=sys.stderr)
+        print(f"{PROGRAM}: error: {e}", file=sys.stderr)
         sys.exit(3)
     except WorkerLost as e:
-        print(f"run.py: error: {e}", file=sys.stderr)
+        print(f"{PROGRAM}: error: {e}", file=sys.stderr)
         sys.exit(4)
-    logging.info("Done: %s", result)
+    logging.vlog(1, "Done: %s", result)
+    summary = logs.summary(result, config.model_dir)
+    if summary:  # e.g. not on a worker that is not the chief
+        print(summary)
 
 
 def run() -> None:
     """The command line (`python run.py`, the `tf-simclr` script, `python -m tf_simclr`)."""
     # absl prints the __main__ module's docstring at the top of --help: make it this
-    # module's whichever file was started.
-    sys.modules["__main__"].__doc__ = __doc__
+    # module's whichever file was started, its commands spelled as the user started it.
+    prog = program_name(sys.argv[0])
+    sys.modules["__main__"].__doc__ = __doc__.replace(
+        "python run.py", "python run.py" if prog == "run.py" else prog
+    )
     # --help lists the key flags of the started module (sys.argv[0]): ours, defined here.
-    for name, *_ in flag_specs():
+    for name in [*(name for name, *_ in flag_specs()), "version"]:
         FLAGS.register_key_flag_for_module(sys.argv[0], FLAGS[name])
     app.run(main, flags_parser=parse_flags)

@@ -390,7 +390,11 @@ class Config:
         "Images in the label-free monitor's fixed batch (two views each), drawn once from "
         "the training split.",
     )
-    verbose: int = _field(1, "Keras fit verbosity: 0 silent, 1 progress bar, 2 one line/epoch.")
+    verbose: int = _field(
+        1,
+        "Keras fit verbosity: 0 silent, 1 progress bar (on a terminal; in a log file or CI a "
+        "log line every 5% of the steps or minute: step, loss, img/s), 2 one line/epoch.",
+    )
 
     # --- Pictures -------------------------------------------------------------------
     preview_images: int = _field(
@@ -588,7 +592,7 @@ class Config:
             raise ConfigError(
                 "dataset",
                 "is required to train: a TFDS name such as cifar10 (with --data_dir where it "
-                "is prepared), or image_folder with --data_dir; see python run.py --help",
+                "is prepared), or image_folder with --data_dir; see --help",
             )
 
 

@@ -36,6 +36,7 @@ from tf_simclr.callbacks import (
     LabelFreeMonitor,
     ScalarSummaries,
     StopOnSignal,
+    training_progress,
 )
 from tf_simclr.config import Config, flags_for
 from tf_simclr.data import Source, pretrain_dataset
@@ -223,6 +224,9 @@ def fit(run: Run, distributed_dataset, extra_callbacks=()) -> dict:
     start = run.start_step
     saver = CheckpointEvery(run.manager, plan.checkpoint_steps, optimizer.iterations)
     stopper = StopOnSignal(saver)
+    verbose, progress = training_progress(
+        config.verbose, optimizer.iterations, plan.total_steps, config.train_batch_size
+    )
     callbacks = [
         saver,
         stopper,
@@ -230,6 +234,7 @@ def fit(run: Run, distributed_dataset, extra_callbacks=()) -> dict:
             os.path.join(run.write_dir, "train"), config.train_summary_steps, optimizer.iterations
         ),
         *extra_callbacks,
+        *progress,  # after those that may stop training: it logs the step reached
     ]
     # Keras numbers its "Epoch e/n" headers from fit's initial_epoch and epochs: give it the
     # run's epoch and total, and stop each fit after its one epoch (see `_OneEpoch`).
@@ -246,7 +251,7 @@ def fit(run: Run, distributed_dataset, extra_callbacks=()) -> dict:
                     epochs=epochs_total,
                     steps_per_epoch=steps,
                     callbacks=callbacks,
-                    verbose=config.verbose,
+                    verbose=verbose,
                     shuffle=False,  # the tf.data pipeline shuffles
                 )
             except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError) as e:

@@ -486,3 +486,65 @@ def test_a_diverged_arm_records_and_reports_the_nan_step(ablations, arms, report
     del result["metrics"]
     table = report.markdown_table("loss", {arm.name: result})
     assert "| no l2, T=0.5 (diverged: NaN loss at step 74) | – | – | – |" in table
+
+
+def _curve_result(arm, losses, status="complete", knn=None):
+    result = {
+        "arm": arm,
+        "status": status,
+        "steps_per_epoch": 10,
+        "curves": {"loss": [[10 * (i + 1), v] for i, v in enumerate(losses)]},
+    }
+    if knn is not None:
+        result["knn_curve"] = [[10, knn], [20, knn + 0.01]]
+    if status == "diverged":
+        result["diverged_at_step"] = 10 * len(losses)
+    return result
+
+
+def test_loss_limits_come_from_the_arms_that_did_not_diverge(report):
+    """The committed loss group: a diverged arm reached 2.8e33 and set the y-axis, every
+    other curve a flat line at the bottom."""
+    base = _curve_result("base", [12.0, 11.0, 10.0])
+    diverged = _curve_result("nol2_temp_1.0", [90.0, 8e16, 2.8e33], status="diverged")
+    bottom, top, log = report.loss_limits({"base": base, "nol2_temp_1.0": diverged})
+    assert (log, bottom < 10.0, 12.0 < top < 13.0) == (False, True, True), (bottom, top)
+    # A complete arm starting near 300 (no l2 normalisation) next to ones near 10: log scale.
+    no_l2 = _curve_result("nol2_lr_0.1", [271.0, 9.7])
+    bottom, top, log = report.loss_limits({"base": base, "nol2_lr_0.1": no_l2, "d": diverged})
+    assert log and 271.0 < top < 400.0 and 5.0 < bottom < 9.7
+    assert report.loss_limits({"nol2_temp_1.0": diverged}) is None  # nothing to scale by
+    assert report.clip_to([90.0, 8e16, float("nan")], 13.0) == [13.0, 13.0, 13.0]
+    assert report.clip_to([9.0, 12.5], 13.0) == [9.0, 12.5]
+
+
+def test_each_arm_has_one_colour_in_both_panels_and_stays_in_the_loss_panel(
+    report, tmp_path, monkeypatch
+):
+    """An arm without kNN points (here the diverged one) shifted the colours of the arms
+    after it in the kNN panel: nol2_lr_0.1 was C2 in one panel and C1 in the other."""
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_hex
+
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    results = {
+        "base": _curve_result("base", [12.0, 11.0], knn=0.4),
+        "nol2_temp_1.0": _curve_result("nol2_temp_1.0", [90.0, 2.8e33], status="diverged"),
+        "nol2_lr_0.1": _curve_result("nol2_lr_0.1", [271.0, 9.7], knn=0.42),
+    }
+    assert report.plot_curves(results, str(tmp_path / "curves.png"))
+    (figure,) = figures
+    loss_ax, knn_ax = figure.axes
+    colours = [{}, {}]
+    for colour, ax in zip(colours, (loss_ax, knn_ax), strict=True):
+        for line in ax.get_lines():
+            if not line.get_label().startswith("_"):  # the diverged arm's x is unlabelled
+                colour[line.get_label().split(" ")[0]] = to_hex(line.get_color())
+    assert colours[1] == {k: v for k, v in colours[0].items() if k != "nol2_temp_1.0"}
+    assert len(set(colours[0].values())) == 3
+    top = loss_ax.get_ylim()[1]
+    assert max(max(line.get_ydata()) for line in loss_ax.get_lines()) <= top < 400.0
+    labels = [t.get_text() for t in loss_ax.get_legend().get_texts()]
+    assert "nol2_temp_1.0 (diverged at step 20)" in labels

@@ -49,6 +49,8 @@ def evaluate_classifier(model: keras.Model, dataset: tf.data.Dataset, verbose: i
         count += int(labels.shape[0])
         if progbar is not None:
             progbar.update(step)
+    if progbar is not None and count:
+        progbar.update(step, finalize=True)  # ends its line (of an unknown length, never)
     if count == 0:
         raise ValueError("evaluate_classifier got an empty dataset.")
     return {"top1": top1 / count, "top5": top5 / count, "loss": loss / count, "num_examples": count}

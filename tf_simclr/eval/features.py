@@ -19,6 +19,7 @@ import tensorflow as tf
 from absl import logging
 
 from tf_simclr.data import Source, eval_dataset
+from tf_simclr.logs import interactive
 
 
 def images_and_labels(batch) -> tuple[tf.Tensor, tf.Tensor]:
@@ -29,7 +30,9 @@ def images_and_labels(batch) -> tuple[tf.Tensor, tf.Tensor]:
 
 
 def progress_bar(dataset: tf.data.Dataset, verbose: int) -> keras.utils.Progbar | None:
-    if verbose != 1:
+    """A Keras progress bar for `verbose=1` on a terminal; None elsewhere (in a log file
+    the bar is control characters, and its last update has no line end)."""
+    if verbose != 1 or not interactive():
         return None
     batches = int(dataset.cardinality())
     return keras.utils.Progbar(batches if batches >= 0 else None)

@@ -260,8 +260,10 @@ class ResNet(keras.Model):
         names = self.endpoint_layers()
         # A functional model over the same layers (no new variables), built per call and
         # not kept: an attribute would be tracked as part of the encoder.
+        # Its input is the tensor, not the list `self.inputs`: called with one tensor, a model
+        # whose inputs are a list warns that the structures differ, at every call.
         probe = keras.Model(
-            self.inputs, [self.get_layer(name).output for name in names.values()] + self.outputs
+            self.input, [self.get_layer(name).output for name in names.values()] + self.outputs
         )
         values = probe(images, training=training)
         return dict(zip([*names, "final_avg_pool"], values, strict=True))

@@ -354,30 +354,30 @@ def test_changed_flags_lists_each_flag_with_its_old_and_new_value(tmp_path, capl
     ]
 
 
-def fit_a_dense_model(tmp_path, total_steps, extra_callbacks=()):
-    """`training.fit` of a one-layer model with --verbose=1: 10 steps per epoch, batch 4."""
+def fit_a_dense_model(
+    tmp_path, total_steps, extra_callbacks=(), steps_per_epoch=10, start=0, verbose=1
+):
+    """`training.fit` of a one-layer model (batch 4) from step `start` with `--verbose`:
+    `steps_per_epoch` steps per epoch, a checkpoint at the end of each."""
     import keras
 
     model = keras.Sequential([keras.Input([3]), keras.layers.Dense(1)])
     model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
     model.optimizer.build(model.trainable_variables)
+    model.optimizer.iterations.assign(start)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
     manager = tf.train.CheckpointManager(checkpoint, str(tmp_path), max_to_keep=1)
     plan = step_plan.StepPlan(
-        steps_per_epoch=10, total_steps=total_steps, warmup_steps=0, checkpoint_steps=10
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total_steps,
+        warmup_steps=0,
+        checkpoint_steps=steps_per_epoch,
     )
     data = tf.data.Dataset.from_tensors((tf.ones([4, 3]), tf.ones([4, 1]))).repeat()
-    config = tiny_config(tmp_path, verbose=1, train_summary_steps=0, train_batch_size=4)
+    config = tiny_config(tmp_path, verbose=verbose, train_summary_steps=0, train_batch_size=4)
+    strategy = tf.distribute.get_strategy()
     run = training.Run(
-        config,
-        tf.distribute.get_strategy(),
-        model,
-        model,
-        model.optimizer,
-        plan,
-        manager,
-        0,
-        str(tmp_path),
+        config, strategy, model, model, model.optimizer, plan, manager, start, str(tmp_path)
     )
     return training.fit(run, lambda e, s: data, extra_callbacks)
 
@@ -426,31 +426,9 @@ def test_keras_epoch_headers_count_the_runs_epochs_after_a_resume(tmp_path, capl
     as our "Finished epoch 2/3" lines do (it said "Epoch 2/2" before)."""
     import logging
 
-    import keras
-
     caplog.set_level(logging.INFO, logger="absl")
-    model = keras.Sequential([keras.Input([3]), keras.layers.Dense(1)])
-    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
-    model.optimizer.build(model.trainable_variables)
-    model.optimizer.iterations.assign(2)
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
-    manager = tf.train.CheckpointManager(checkpoint, str(tmp_path), max_to_keep=1)
-    plan = step_plan.StepPlan(steps_per_epoch=2, total_steps=6, warmup_steps=0, checkpoint_steps=2)
-    data = tf.data.Dataset.from_tensors((tf.ones([4, 3]), tf.ones([4, 1]))).repeat()
-    config = tiny_config(tmp_path, verbose=2, train_summary_steps=0)
     capsys.readouterr()
-    run = training.Run(
-        config,
-        tf.distribute.get_strategy(),
-        model,
-        model,
-        model.optimizer,
-        plan,
-        manager,
-        2,
-        str(tmp_path),
-    )
-    result = training.fit(run, lambda e, s: data)
+    result = fit_a_dense_model(tmp_path, 6, steps_per_epoch=2, start=2, verbose=2)
     assert result["global_step"] == 6
     headers = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Epoch")]
     assert headers == ["Epoch 2/3", "Epoch 3/3"]

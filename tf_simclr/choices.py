@@ -14,6 +14,8 @@ import dataclasses
 
 # --- What to do (`tf_simclr.modes`) ---------------------------------------------------
 MODES = ("train", "eval", "train_then_eval", "export", "import", "preview", "embed")
+# The modes that train (then export; the second also evaluates).
+TRAINING_MODES = ("train", "train_then_eval")
 TRAIN_MODES = ("pretrain", "finetune", "distill")
 
 # --- Data (`tf_simclr.data`) ----------------------------------------------------------

@@ -40,6 +40,7 @@ from tf_simclr.choices import (  # noqa: F401 (AUGMENT_IMPLS and the others: rea
     RESNET_DEPTHS,
     STRATEGIES,
     TRAIN_MODES,
+    TRAINING_MODES,
 )
 from tf_simclr.errors import UNSET, ArgumentError, ConfigError
 
@@ -531,7 +532,7 @@ class Config:
                 f"must be in [0, {self.last_proj_layer}] (or -1: the last) for "
                 f"--proj_head_mode={self.proj_head_mode}",
             )
-        training = self.mode in ("train", "train_then_eval")
+        training = self.mode in TRAINING_MODES
         if training and self.train_mode == "pretrain" and self.fine_tune_after_block > -1:
             # As the reference, which refuses it too: freezing layers while pretraining.
             raise ConfigError(
@@ -588,7 +589,7 @@ class Config:
                 self.export_format,
             )
         # Last: a bad value given on the command line is named first.
-        if not self.dataset and self.mode in ("train", "train_then_eval"):
+        if not self.dataset and self.mode in TRAINING_MODES:
             raise ConfigError(
                 "dataset",
                 "is required to train: a TFDS name such as cifar10 (with --data_dir where it "

@@ -28,10 +28,9 @@ import tensorflow as tf
 from absl import logging
 
 from tf_simclr import __version__, builders, locations, official, precision, presets, run_dir
+from tf_simclr.choices import TRAINING_MODES
 from tf_simclr.config import Config, flags_for
 from tf_simclr.errors import ConfigError
-
-TRAINING = ("train", "train_then_eval")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -200,11 +199,11 @@ def resolve(config: Config, given: frozenset[str]) -> Resolved:
             source = _reference(config.checkpoint, "checkpoint", found, config)
         return Resolved(config, model_dir, source)
     checkpoint = teacher = None
-    if config.checkpoint and config.mode in (*TRAINING, "embed"):
+    if config.checkpoint and config.mode in (*TRAINING_MODES, "embed"):
         checkpoint = locate(
             config.checkpoint, "checkpoint", config, described=config.mode == "embed"
         )
-    if config.teacher and config.mode in TRAINING and config.train_mode == "distill":
+    if config.teacher and config.mode in TRAINING_MODES and config.train_mode == "distill":
         teacher = locate(config.teacher, "teacher", config, described=True)
 
     description = model_dir.description

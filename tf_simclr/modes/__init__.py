@@ -28,7 +28,7 @@ A new mode is one new module here plus one entry in `TRAIN_MODES` or `MODES`
 
 from __future__ import annotations
 
-from tf_simclr.choices import MODES, TRAIN_MODES  # noqa: F401
+from tf_simclr.choices import MODES, TRAIN_MODES, TRAINING_MODES  # noqa: F401
 
 
 def run(config, given: frozenset[str] | None = None) -> dict:
@@ -70,7 +70,7 @@ def run(config, given: frozenset[str] | None = None) -> dict:
         if distribute.is_chief(strategy):
             result["embed"] = embed.run(resolved, strategy)
         return result
-    if config.mode in ("train", "train_then_eval"):
+    if config.mode in TRAINING_MODES:
         train = {"pretrain": pretrain.run, "finetune": finetune.run, "distill": distill.run}[
             config.train_mode
         ]
@@ -83,6 +83,6 @@ def run(config, given: frozenset[str] | None = None) -> dict:
         strategy = tf.distribute.get_strategy()
     if config.mode in ("eval", "train_then_eval"):
         result["eval"] = evaluate.run(config, strategy)
-    if config.mode in ("train", "train_then_eval", "export"):
+    if config.mode in (*TRAINING_MODES, "export"):
         result["export"] = export.run(config, strategy)
     return result
